@@ -1,0 +1,3 @@
+from zaas_edge.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""The driver contract and the entry-point registry.
+
+A driver owns one bus or one source (a serial line, a TCP endpoint, a UDP
+port, a radio) and turns what it hears into ``Reading`` values. It never
+touches SQLite, MQTT or the uplink: everything leaves through its
+``DriverContext``. Drivers are found by name in the ``zaas_edge.drivers``
+entry-point group, built-in and third-party alike.
+
+A driver package exposes a ``Driver`` subclass with:
+
+* ``Options``: a pydantic model of its configuration section (unknown keys
+  rejected), subclassing ``DriverOptions``;
+* ``run(ctx)``: loops until cancelled, calling ``ctx.emit``, ``ctx.event``,
+  ``ctx.alarm`` and ``ctx.heartbeat``;
+* optionally ``write(point, value)`` for actuators (with read-back) and
+  ``points()`` to declare what it measures.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Driver",
+    "DriverOptions",
+    "DriverContext",
+    "DriverNotFound",
+    "available_drivers",
+    "driver_class",
+    "ENTRY_POINT_GROUP",
+]
+
+import abc
+import logging
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Iterable, Mapping, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zaas_edge.errors import PermanentError
+from zaas_edge.model import Point, Quality, Reading, Severity, Stamp
+
+ENTRY_POINT_GROUP = "zaas_edge.drivers"
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class DriverOptions(BaseModel):
+    """Keys every driver section has; drivers subclass it with their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=ID_PATTERN, description="Stable id: the device part of point keys and MQTT topics")
+    type: str = Field(description="Driver name in the zaas_edge.drivers entry-point group")
+    enabled: bool = True
+    critical: bool = Field(
+        default=False,
+        description="A critical driver that stops heartbeating stops the systemd watchdog",
+    )
+
+
+class DriverContext(Protocol):
+    """What a running driver may do with the rest of the gateway."""
+
+    driver_id: str
+    log: logging.Logger
+
+    def now(self) -> Stamp: ...
+
+    def reading(self, quantity: str, value: float, unit: str, quality: Quality = Quality.OK,
+                stamp: Stamp | None = None, device_id: str | None = None) -> Reading: ...
+
+    def emit(self, readings: Iterable[Reading]) -> None: ...
+
+    def event(self, kind: str, text: str, severity: Severity = Severity.INFO,
+              data: Mapping[str, Any] | None = None) -> None: ...
+
+    def alarm(self, alarm_id: str, active: bool, text: str, severity: Severity = Severity.WARNING,
+              data: Mapping[str, Any] | None = None) -> None: ...
+
+    def heartbeat(self) -> None: ...
+
+    def count(self, counter: str, n: int = 1) -> None: ...
+
+    def backlog(self) -> Mapping[str, int]: ...
+
+
+class Driver(abc.ABC):
+    """Base class of every driver. One instance per configuration section."""
+
+    Options: ClassVar[type[DriverOptions]] = DriverOptions
+
+    def __init__(self, options: DriverOptions) -> None:
+        self.options = options
+
+    @property
+    def id(self) -> str:
+        return self.options.id
+
+    def points(self) -> list[Point]:
+        """The points this driver will emit, when known ahead (for discovery and docs)."""
+        return []
+
+    @abc.abstractmethod
+    async def run(self, ctx: DriverContext) -> None:
+        """Loop until cancelled. Raising restarts the driver with backoff."""
+
+    async def write(self, point: str, value: float) -> float:
+        """Write an actuator point and return the value read back."""
+        raise PermanentError(f"driver {self.id!r} ({self.options.type}) has no writable points")
+
+
+class DriverNotFound(PermanentError):
+    pass
+
+
+def available_drivers() -> dict[str, str]:
+    """Driver names to the module path that provides them, from installed entry points."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def driver_class(name: str) -> type[Driver]:
+    """Load the driver class registered under ``name``."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+            raise DriverNotFound(f"entry point {name!r} ({ep.value}) is not a zaas_edge Driver")
+        return cls
+    known = ", ".join(sorted(available_drivers())) or "none installed"
+    raise DriverNotFound(f"no driver named {name!r} (available: {known})")

@@ -1,0 +1,162 @@
+"""Frozen value types shared by drivers, store, rules, MQTT and sync.
+
+Time is carried as four fields because the box has no real-time clock:
+``wall_ns`` may be wrong until NTP has synchronised, so every value also
+carries ``mono_ns`` and ``boot_id``, which let sync correct the wall time of
+readings taken before synchronisation once it is seen.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Quality",
+    "Severity",
+    "Lane",
+    "Stamp",
+    "Point",
+    "Reading",
+    "Event",
+    "Alarm",
+    "point_key",
+]
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Mapping
+
+
+class Quality(StrEnum):
+    OK = "ok"
+    STALE = "stale"  # last known value, repeated because a fresh one is missing
+    ERROR = "error"  # the device reported an error or a sentinel value
+    ESTIMATED = "estimated"  # computed or corrected, not measured
+
+
+class Severity(StrEnum):
+    """Syslog-aligned so an event maps onto a journald priority one to one."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    NOTICE = "notice"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def syslog(self) -> int:
+        return _SYSLOG[self]
+
+
+_SYSLOG = {
+    Severity.DEBUG: 7,
+    Severity.INFO: 6,
+    Severity.NOTICE: 5,
+    Severity.WARNING: 4,
+    Severity.ERROR: 3,
+    Severity.CRITICAL: 2,
+}
+
+
+class Lane(StrEnum):
+    """Store lanes, drained by sync in the order alarm, event, reading."""
+
+    ALARM = "alarm"
+    EVENT = "event"
+    READING = "reading"
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When something happened, in every clock the box has."""
+
+    wall_ns: int
+    mono_ns: int
+    boot_id: str
+    synced: bool
+
+
+def point_key(device_id: str, quantity: str) -> str:
+    """The stable key of a point: ``"<device_id>/<quantity>"``."""
+    return f"{device_id}/{quantity}"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A measurable or actuable quantity of one device, declared by its driver or profile.
+
+    ``resolution`` is the smallest step worth keeping (0.1 V, 1 W, 0.01 kWh);
+    sync encodes values as integers at this resolution.
+    """
+
+    device_id: str
+    quantity: str
+    unit: str
+    resolution: float = 0.0
+    description: str = ""
+    writable: bool = False
+
+    @property
+    def key(self) -> str:
+        return point_key(self.device_id, self.quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one point at one moment. The store assigns ``seq``."""
+
+    point: str
+    value: float
+    unit: str
+    wall_ns: int
+    mono_ns: int
+    boot_id: str
+    synced: bool
+    quality: Quality = Quality.OK
+
+    @classmethod
+    def at(
+        cls,
+        stamp: Stamp,
+        point: str,
+        value: float,
+        unit: str,
+        quality: Quality = Quality.OK,
+    ) -> Reading:
+        return cls(point, value, unit, stamp.wall_ns, stamp.mono_ns, stamp.boot_id, stamp.synced, quality)
+
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.wall_ns, self.mono_ns, self.boot_id, self.synced)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something an operator may want to know: a restart, a gap, a shed action.
+
+    ``kind`` is a stable dotted name (``store.gap``, ``task.crashed``) that
+    dashboards and tests key on; ``text`` is for people.
+    """
+
+    kind: str
+    text: str
+    source: str
+    stamp: Stamp
+    severity: Severity = Severity.INFO
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A condition that is active until it clears: each transition is stored once.
+
+    ``alarm_id`` is stable (``store.degraded``, ``device.meter-3.offline``) so
+    MQTT can retain one topic per alarm and the platform can pair raise and clear.
+    """
+
+    alarm_id: str
+    active: bool
+    text: str
+    source: str
+    stamp: Stamp
+    severity: Severity = Severity.WARNING
+    data: Mapping[str, Any] = field(default_factory=dict)
