@@ -30,6 +30,7 @@ __all__ = [
 
 import abc
 import logging
+from pathlib import Path
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Iterable, Mapping, Protocol
 
@@ -62,6 +63,7 @@ class DriverContext(Protocol):
 
     driver_id: str
     log: logging.Logger
+    state_dir: Path  # the gateway's state directory (for drivers that watch it, not to write SQLite)
 
     def now(self) -> Stamp: ...
 

@@ -1,1 +1,135 @@
-"""placeholder"""
+"""``run``, ``status``, ``drivers`` and ``diagnostics``: the daemon and its health."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from zaas_edge.cli import cli
+from zaas_edge.cli.output import emit, format_bytes, format_duration, json_option, table
+from zaas_edge.config import load_config
+from zaas_edge.control import ControlClient, DaemonNotRunning
+
+EXIT_NOT_RUNNING = 3  # as systemctl status: the service is not running
+
+
+def _loaded(ctx: click.Context):
+    return load_config(ctx.obj.get("config_path"))
+
+
+@cli.command("run")
+@click.pass_context
+def run_cmd(ctx: click.Context) -> None:
+    """Run the daemon in the foreground (what systemd starts)."""
+    from zaas_edge.daemon import run_daemon
+
+    sys.exit(run_daemon(ctx.obj.get("config_path")))
+
+
+def daemon_status(loaded, *, points: bool = False) -> dict[str, Any]:
+    """The running daemon's status, or what the store alone can tell when none runs."""
+    try:
+        return ControlClient(loaded.config.control_socket).call("status", points=points)
+    except DaemonNotRunning as exc:
+        from zaas_edge.store import read_stats
+
+        return {"running": False, "reason": str(exc), "store": read_stats(loaded.config.store_path)}
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    if not st.get("running"):
+        click.echo(f"daemon: not running ({st.get('reason')})")
+        _print_store(st.get("store") or {})
+        return
+    d = st["daemon"]
+    click.echo(f"daemon: running  pid {d['pid']}  version {d['version']}  up {format_duration(d['uptime_s'])}")
+    click.echo(f"gateway: {d['gateway']}  site: {d['site']}  clock: {'synchronised' if d['clock_synced'] else 'NOT synchronised'}")
+    click.echo(f"config: {', '.join(d['config']) or 'embedded defaults'}  reloads: {d['reloads']} (refused {d['reload_failures']})")
+    click.echo()
+    rows = [(i, v["type"], v["state"], v["readings"], format_duration(v["last_reading_age_s"]) + (" ago" if v["last_reading_age_s"] is not None else ""),
+             v["restarts"], v["last_error"] or "") for i, v in st["drivers"].items()]
+    click.echo(table(["driver", "type", "state", "readings", "last reading", "restarts", "last error"], rows))
+    click.echo()
+    _print_store(st.get("store") or {}, st.get("backlog"))
+    sync = st.get("sync")
+    click.echo(f"sync: {'not configured' if not sync else sync}")
+    alarms = st.get("alarms") or {}
+    if alarms:
+        click.echo()
+        click.echo(table(["alarm", "severity", "since", "text"],
+                         [(k, a["severity"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["since"])), a["text"])
+                          for k, a in sorted(alarms.items())]))
+    if st.get("points"):
+        click.echo()
+        click.echo(table(["point", "value", "unit", "quality", "age"],
+                         [(k, f"{p['value']:.6g}", p["unit"], p["quality"], format_duration(p["age_s"]))
+                          for k, p in st["points"].items()]))
+
+
+def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -> None:
+    if not store:
+        return
+    backlog = backlog or store.get("backlog") or {}
+    state = "DEGRADED (in-memory ring)" if store.get("degraded") else "ok"
+    click.echo(f"store: {state}  {store.get('path', '')}  size {format_bytes(store.get('file_bytes'))}")
+    click.echo("backlog: " + ", ".join(f"{lane} {backlog.get(lane, 0)}" for lane in ("alarm", "event", "reading")))
+
+
+@cli.command("status")
+@click.option("--points", is_flag=True, help="Also list the latest value of every point.")
+@json_option
+@click.pass_context
+def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
+    """Whether the daemon runs, its drivers' health, the backlog and the last sync.
+
+    Exits 3 when no daemon is running (the store is still read and shown).
+    """
+    st = daemon_status(_loaded(ctx), points=points)
+    emit(st, as_json, _print_status)
+    if not st.get("running"):
+        sys.exit(EXIT_NOT_RUNNING)
+
+
+@cli.group("drivers")
+def drivers_group() -> None:
+    """Installed drivers (built-in and third-party)."""
+
+
+@drivers_group.command("list")
+@json_option
+def drivers_list(as_json: bool) -> None:
+    """List the drivers registered in the zaas_edge.drivers entry-point group."""
+    from zaas_edge.driver import available_drivers
+
+    found = available_drivers()
+    emit(found, as_json, lambda d: click.echo(table(["driver", "provided by"], sorted(d.items()))))
+
+
+@cli.command("reload")
+@click.pass_context
+def reload_cmd(ctx: click.Context) -> None:
+    """Ask the running daemon to reload its configuration (like SIGHUP)."""
+    result = ControlClient(_loaded(ctx).config.control_socket).call("reload")
+    if not result.get("reloaded"):
+        raise click.ClickException("the daemon refused the new configuration and keeps the old one; "
+                                   "run 'zaas-edge config check' to see why")
+    click.echo("configuration reloaded")
+
+
+@cli.command("diagnostics")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Bundle path [default: ./zaas-edge-diagnostics-<gateway>-<time>.tar.gz].")
+@click.pass_context
+def diagnostics_cmd(ctx: click.Context, output: str | None) -> None:
+    """Write a redacted support bundle: config, status, store, versions, system, journal."""
+    from pathlib import Path
+
+    from zaas_edge.diagnostics import build_bundle
+
+    loaded = _loaded(ctx)
+    path = Path(output or f"zaas-edge-diagnostics-{loaded.config.gateway.id}-{time.strftime('%Y%m%dT%H%M%S')}.tar.gz")
+    build_bundle(loaded, path, lambda: daemon_status(loaded, points=True))
+    click.echo(f"wrote {path} (secrets redacted; send it to support)")

@@ -1,0 +1,52 @@
+# zaas-edge developer commands. Each target creates .venv and installs what it needs.
+#   make demo   run the daemon against the demo building (config/demo.toml)
+#   make test   run the whole test suite
+#   make bench  run the benchmarks under bench/
+#   make lint   static checks
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint venv mosquitto clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zaas-edge needs Python 3.11 or newer (Debian 12 / Raspberry Pi OS bookworm has it)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "could not create a virtual environment: run 'sudo apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	@touch $(STAMP)
+
+# The MQTT tests start their own mosquitto broker; the Debian package provides it.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing mosquitto (Debian package) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	elif command -v sudo >/dev/null 2>&1; then \
+		echo "installing mosquitto (Debian package) for the tests"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto is missing: run 'apt-get install mosquitto' as root, then 'make test' again"; exit 1; \
+	fi
+
+demo: $(STAMP)
+	@echo "zaas-edge demo: the daemon runs in the foreground on config/demo.toml (Ctrl-C stops it)."
+	@echo "In another terminal:  $(BIN)/zaas-edge -c config/demo.toml status --points"
+	$(BIN)/zaas-edge -c config/demo.toml run
+
+test: $(STAMP) mosquitto
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check zaas_edge drivers tests hil bench
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,69 @@
+"""The system driver turns the box's own health into readings through the real context."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from zaas_edge.clock import FakeClock
+from zaas_edge.context import RunningDriver
+from zaas_edge.driver import driver_class
+from zaas_edge.drivers.system import SystemDriver, SystemOptions
+from zaas_edge.drivers.system.driver import cpu_temperature, read_system
+from zaas_edge.hub import Hub
+
+
+async def test_first_sample_reaches_the_hub_with_plausible_values(tmp_path: Path) -> None:
+    hub = Hub()
+    got = asyncio.Event()
+    batches = []
+    hub.on_readings("test", lambda b: (batches.append(b), got.set()))
+    counters: dict[str, int] = {}
+    beats = []
+    ctx = RunningDriver("system", hub=hub, clock=FakeClock(), heartbeat=lambda: beats.append(1),
+                        counters=counters, backlog=lambda: {"reading": 42, "event": 3, "alarm": 0},
+                        state_dir=tmp_path)
+    driver = SystemDriver(SystemOptions(id="system", type="system", interval_s=60))
+    task = asyncio.create_task(driver.run(ctx))
+    await asyncio.wait_for(got.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    values = {r.point: r for r in batches[0]}
+    assert values["system/backlog_reading"].value == 42
+    assert values["system/backlog_event"].value == 3
+    assert 0 < values["system/mem_used"].value < 100
+    assert values["system/mem_used"].unit == "%"
+    free = shutil.disk_usage(tmp_path).free
+    assert abs(values["system/disk_free"].value - free) < 512 * 1024 * 1024
+    assert values["system/process_rss"].value > 10 * 1024 * 1024
+    assert values["system/cpu_load_1m"].value >= 0
+    assert all(r.wall_ns == FakeClock().wall_ns for r in batches[0])
+    assert counters["readings"] == len(batches[0])
+    assert beats, "emitting must count as a heartbeat"
+    assert hub.latest["system/backlog_reading"].value == 42
+
+
+def test_cpu_usage_is_a_share_between_two_samples(tmp_path: Path) -> None:
+    _, first = read_system(tmp_path, None)
+    sum(i * i for i in range(200_000))  # some CPU work between the samples
+    values, _ = read_system(tmp_path, first)
+    assert 0.0 <= values["cpu_usage"] <= 100.0
+
+
+def test_cpu_temperature_prefers_the_cpu_zone(tmp_path: Path) -> None:
+    for i, (kind, milli) in enumerate([("acpitz", "27800"), ("cpu-thermal", "51234")]):
+        zone = tmp_path / f"thermal_zone{i}"
+        zone.mkdir()
+        (zone / "type").write_text(kind + "\n")
+        (zone / "temp").write_text(milli + "\n")
+    assert cpu_temperature(tmp_path) == 51.234
+    assert cpu_temperature(tmp_path / "absent") is None
+
+
+def test_system_driver_is_registered_as_an_entry_point() -> None:
+    assert driver_class("system") is SystemDriver
+    assert [p.key for p in SystemDriver(SystemOptions(id="gw", type="system")).points()][:2] == [
+        "gw/cpu_load_1m", "gw/cpu_usage"]

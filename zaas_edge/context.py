@@ -1,0 +1,73 @@
+"""The ``DriverContext`` a running driver sees: its only way out to the gateway."""
+
+from __future__ import annotations
+
+__all__ = ["RunningDriver"]
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from zaas_edge.clock import Clock
+from zaas_edge.hub import Hub
+from zaas_edge.model import Alarm, Event, Quality, Reading, Severity, Stamp, point_key
+
+
+class RunningDriver:
+    """Implements ``zaas_edge.driver.DriverContext`` for one driver instance."""
+
+    def __init__(
+        self,
+        driver_id: str,
+        *,
+        hub: Hub,
+        clock: Clock,
+        heartbeat: Callable[[], None],
+        counters: dict[str, int],
+        backlog: Callable[[], Mapping[str, int]],
+        state_dir: Path,
+    ) -> None:
+        self.driver_id = driver_id
+        self.state_dir = state_dir
+        self.log = logging.getLogger(f"zaas_edge.driver.{driver_id}")
+        self._hub = hub
+        self._clock = clock
+        self._heartbeat = heartbeat
+        self.counters = counters
+        self._backlog = backlog
+        self.last_emit_mono: float | None = None
+
+    def now(self) -> Stamp:
+        return self._clock.now()
+
+    def reading(self, quantity: str, value: float, unit: str, quality: Quality = Quality.OK,
+                stamp: Stamp | None = None, device_id: str | None = None) -> Reading:
+        return Reading.at(stamp or self._clock.now(), point_key(device_id or self.driver_id, quantity),
+                          float(value), unit, quality)
+
+    def emit(self, readings: Iterable[Reading]) -> None:
+        batch = readings if isinstance(readings, list) else list(readings)
+        if not batch:
+            return
+        self.counters["readings"] = self.counters.get("readings", 0) + len(batch)
+        self.last_emit_mono = time.monotonic()
+        self._hub.readings(batch)
+        self._heartbeat()
+
+    def event(self, kind: str, text: str, severity: Severity = Severity.INFO,
+              data: Mapping[str, Any] | None = None) -> None:
+        self._hub.notice(Event(kind, text, self.driver_id, self._clock.now(), severity, dict(data or {})))
+
+    def alarm(self, alarm_id: str, active: bool, text: str, severity: Severity = Severity.WARNING,
+              data: Mapping[str, Any] | None = None) -> None:
+        self._hub.notice(Alarm(alarm_id, active, text, self.driver_id, self._clock.now(), severity, dict(data or {})))
+
+    def heartbeat(self) -> None:
+        self._heartbeat()
+
+    def count(self, counter: str, n: int = 1) -> None:
+        self.counters[counter] = self.counters.get(counter, 0) + n
+
+    def backlog(self) -> Mapping[str, int]:
+        return self._backlog()

@@ -1,0 +1,333 @@
+"""The daemon: wires configuration, store writer, drivers, control socket and systemd.
+
+It owns the process-level concerns: signals (SIGTERM flushes and exits within
+the stop budget, SIGHUP reloads the configuration and keeps the old one when
+the new one is bad), the systemd notifications and the watchdog gate.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Daemon", "run_daemon"]
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from zaas_edge import __version__
+from zaas_edge.clock import Clock, SystemClock
+from zaas_edge.config import LoadedConfig, load_config
+from zaas_edge.context import RunningDriver
+from zaas_edge.control import ControlServer
+from zaas_edge.driver import Driver, DriverOptions, driver_class
+from zaas_edge.errors import ConfigError
+from zaas_edge.hub import Hub
+from zaas_edge.logsetup import setup_logging
+from zaas_edge.model import Alarm, Event, Severity
+from zaas_edge.runtime import Supervisor, TaskSpec
+from zaas_edge.store import Writer
+from zaas_edge.systemd import Notifier
+
+log = logging.getLogger("zaas_edge.daemon")
+
+WRITER_TASK = "store.writer"
+CONTROL_TASK = "control"
+# Slots for the services that plug in later; they stay empty until configured.
+SERVICE_SLOTS = ("rules", "mqtt", "sync")
+STATUS_EVERY_S = 10.0
+
+
+def _driver_task(driver_id: str) -> str:
+    return f"driver.{driver_id}"
+
+
+class Daemon:
+    def __init__(self, loaded: LoadedConfig, config_path: str | Path | None = None,
+                 *, clock: Clock | None = None) -> None:
+        self.loaded = loaded
+        self.config_path = config_path
+        cfg = loaded.config
+        self.clock: Clock = clock or SystemClock(assume_synced=cfg.clock.assume_synced)
+        self.hub = Hub()
+        self.notifier = Notifier()
+        self.supervisor = Supervisor(
+            now=self.clock.now,
+            notice=self.hub.notice,
+            backoff_initial_s=cfg.runtime.restart_backoff_initial_s,
+            backoff_max_s=cfg.runtime.restart_backoff_max_s,
+            heartbeat_timeout_s=cfg.runtime.heartbeat_timeout_s,
+        )
+        self.writer = Writer(
+            cfg.store, cfg.store_path, self.clock,
+            notice=self.hub.notice,
+            heartbeat=lambda: self.supervisor.heartbeat(WRITER_TASK),
+        )
+        self.hub.on_readings("store", self.writer.submit)
+        self.hub.on_notice("store", self.writer.record)
+        self.hub.on_notice("log", _log_notice)
+        self.drivers: dict[str, DriverOptions] = {}
+        self.driver_instances: dict[str, Driver] = {}
+        self.driver_contexts: dict[str, RunningDriver] = {}
+        self.started_mono = time.monotonic()
+        self.started_wall = time.time()
+        self.reloads = 0
+        self.reload_failures = 0
+        self._stop = asyncio.Event()
+        self._control = ControlServer(cfg.control_socket, {
+            "status": self._status,
+            "ping": self._ping,
+            "reload": self._reload_request,
+        }, mode=cfg.control.mode)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> int:
+        cfg = self.loaded.config
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        for d in (cfg.gateway.state_dir, cfg.gateway.runtime_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o750)
+        await self._control.start()  # before anything else: refuses a second daemon
+        log.info("starting zaas-edge %s", __version__, extra={"fields": {
+            "gateway": cfg.gateway.id, "site": cfg.gateway.site, "pid": os.getpid(),
+            "config": ",".join(str(p) for p in self.loaded.sources) or "embedded defaults"}})
+        if self.loaded.defaults_only:
+            log.warning("no configuration file found; running on embedded defaults (system driver only)")
+        self.supervisor.start(TaskSpec(WRITER_TASK, self.writer.run, critical=True))
+        self.supervisor.start(TaskSpec(CONTROL_TASK, self._control.serve_forever))
+        for opt in self.loaded.drivers:
+            self._start_driver(opt)
+        for slot in SERVICE_SLOTS:
+            log.debug("%s: not configured", slot)
+        self.notifier.ready(self._status_line())
+        self._notice(Event("daemon.started", f"zaas-edge {__version__} started", "daemon", self.clock.now(),
+                           Severity.NOTICE, {"version": __version__, "drivers": sorted(self.drivers)}))
+        watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+        try:
+            await self._stop.wait()
+        finally:
+            watchdog.cancel()
+            await self._shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested; flushing the store")
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        budget = self.loaded.config.runtime.stop_timeout_s
+        deadline = time.monotonic() + budget
+        self.notifier.stopping()
+        self._notice(Event("daemon.stopping", "zaas-edge stopping", "daemon", self.clock.now(), Severity.NOTICE))
+        # Drivers first, so their last readings reach the writer before its final flush.
+        await self.supervisor.stop_all(timeout=budget / 3,
+                                       names=[n for n in self.supervisor.running() if n != WRITER_TASK])
+        await self.supervisor.stop(WRITER_TASK, timeout=max(0.1, deadline - time.monotonic()))
+        await self.writer.close()
+        log.info("stopped", extra={"fields": {"uptime_s": round(time.monotonic() - self.started_mono, 1)}})
+
+    # -- drivers ---------------------------------------------------------------
+
+    def _start_driver(self, opt: DriverOptions) -> None:
+        self.drivers[opt.id] = opt
+        if not opt.enabled:
+            log.info("driver %s is disabled in the configuration", opt.id, extra={"fields": {"driver": opt.id}})
+            return
+        name = _driver_task(opt.id)
+        counters: dict[str, int] = {}
+        self.supervisor.start(TaskSpec(name, lambda: self._run_driver(opt, counters), critical=opt.critical,
+                                       kind="driver"))
+        # The supervisor keeps counters across restarts of the same task.
+        counters.update(self.supervisor.health[name].counters)
+        self.supervisor.health[name].counters = counters
+
+    async def _run_driver(self, opt: DriverOptions, counters: dict[str, int]) -> None:
+        name = _driver_task(opt.id)
+        driver = driver_class(opt.type)(opt)
+        ctx = RunningDriver(
+            opt.id, hub=self.hub, clock=self.clock,
+            heartbeat=lambda: self.supervisor.heartbeat(name),
+            counters=counters, backlog=self.writer.backlog,
+            state_dir=self.loaded.config.gateway.state_dir,
+        )
+        self.driver_instances[opt.id] = driver
+        self.driver_contexts[opt.id] = ctx
+        log.info("driver %s (%s) running", opt.id, opt.type, extra={"fields": {"driver": opt.id, "type": opt.type}})
+        await driver.run(ctx)
+
+    async def _stop_driver(self, driver_id: str) -> None:
+        await self.supervisor.stop(_driver_task(driver_id), timeout=self.loaded.config.runtime.stop_timeout_s / 2)
+        self.supervisor.forget(_driver_task(driver_id))
+        self.drivers.pop(driver_id, None)
+        self.driver_instances.pop(driver_id, None)
+        self.driver_contexts.pop(driver_id, None)
+
+    # -- reload ----------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Load the configuration again; keep the old one in force if the new one is bad."""
+        self.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            self.reload_failures += 1
+            for issue in exc.issues:
+                log.error("reload refused: %s", issue, extra={"fields": {"reload": "refused"}})
+            self._notice(Event("config.reload_refused",
+                               f"new configuration refused ({len(exc.issues)} errors); the previous one stays in force",
+                               "daemon", self.clock.now(), Severity.ERROR,
+                               {"errors": [str(i) for i in exc.issues][:20]}))
+            self.notifier.ready(self._status_line())
+            return False
+        old = self.loaded
+        self.loaded = new
+        self.reloads += 1
+        setup_logging(new.config.log.level, new.config.log.format)
+        for section in ("gateway", "store", "control", "clock", "runtime"):
+            if getattr(old.config, section) != getattr(new.config, section):
+                log.warning("changes to [%s] take effect at the next restart", section)
+        new_by_id = {d.id: d for d in new.drivers}
+        changed = [i for i in self.drivers if i not in new_by_id or new_by_id[i] != self.drivers[i]]
+        for driver_id in changed:
+            await self._stop_driver(driver_id)
+        for opt in new.drivers:
+            if opt.id not in self.drivers:
+                self._start_driver(opt)
+        added = [i for i in new_by_id if i not in old_ids(old)]
+        log.info("configuration reloaded", extra={"fields": {
+            "restarted": ",".join(sorted(set(changed) & set(new_by_id))) or "-",
+            "removed": ",".join(sorted(set(changed) - set(new_by_id))) or "-",
+            "added": ",".join(sorted(added)) or "-"}})
+        self._notice(Event("config.reloaded", "configuration reloaded", "daemon", self.clock.now(), Severity.NOTICE,
+                           {"changed": sorted(changed), "added": sorted(added)}))
+        self.notifier.ready(self._status_line())
+        return True
+
+    async def _reload_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"reloaded": await self.reload()}
+
+    # -- watchdog and status ---------------------------------------------------
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        tick = min(interval / 2, STATUS_EVERY_S) if interval else STATUS_EVERY_S
+        last_status = 0.0
+        withheld = False
+        while True:
+            stale = self.supervisor.stale_critical()
+            if stale:
+                if not withheld:
+                    log.error("watchdog withheld: critical tasks silent: %s", ", ".join(stale))
+                    withheld = True
+            else:
+                if withheld:
+                    log.notice("watchdog resumed")  # type: ignore[attr-defined]
+                    withheld = False
+                self.notifier.watchdog()
+            now = time.monotonic()
+            if now - last_status >= STATUS_EVERY_S:
+                self.notifier.status(self._status_line())
+                last_status = now
+            await asyncio.sleep(tick)
+
+    def _status_line(self) -> str:
+        running = sum(1 for n in self.supervisor.running() if n.startswith("driver."))
+        backlog = self.writer.backlog()
+        return (f"{running}/{len(self.drivers)} drivers running, {self.hub.readings_total} readings, "
+                f"backlog {backlog.get('reading', 0)}")
+
+    async def _ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__}
+
+    async def _status(self, req: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.loaded.config
+        now_mono = time.monotonic()
+        tasks = self.supervisor.snapshot()
+        drivers = {}
+        for driver_id, opt in sorted(self.drivers.items()):
+            t = tasks.get(_driver_task(driver_id), {})
+            ctx = self.driver_contexts.get(driver_id)
+            last = ctx.last_emit_mono if ctx else None
+            drivers[driver_id] = {
+                "type": opt.type,
+                "enabled": opt.enabled,
+                "state": t.get("state", "disabled" if not opt.enabled else "stopped"),
+                "restarts": t.get("restarts", 0),
+                "last_error": t.get("last_error"),
+                "readings": t.get("counters", {}).get("readings", 0),
+                "last_reading_age_s": None if last is None else round(now_mono - last, 3),
+                "counters": t.get("counters", {}),
+            }
+        points = None
+        if req.get("points"):
+            wall = time.time_ns()
+            points = {k: {"value": r.value, "unit": r.unit, "quality": r.quality.value,
+                          "age_s": round((wall - r.wall_ns) / 1e9, 3)}
+                      for k, r in sorted(self.hub.latest.items())}
+        return {
+            "running": True,
+            "daemon": {
+                "pid": os.getpid(),
+                "version": __version__,
+                "gateway": cfg.gateway.id,
+                "site": cfg.gateway.site,
+                "uptime_s": round(now_mono - self.started_mono, 3),
+                "started": self.started_wall,
+                "config": [str(p) for p in self.loaded.sources],
+                "reloads": self.reloads,
+                "reload_failures": self.reload_failures,
+                "clock_synced": self.clock.now().synced,
+            },
+            "drivers": drivers,
+            "tasks": tasks,
+            "store": self.writer.stats(),
+            "backlog": dict(self.writer.backlog()),
+            "alarms": {a.alarm_id: {"severity": a.severity.value, "text": a.text, "since": a.stamp.wall_ns / 1e9}
+                       for a in self.hub.active_alarms.values()},
+            "readings_total": self.hub.readings_total,
+            "sync": None,  # filled in once the uplink is configured
+            "mqtt": None,
+            "points": points,
+        }
+
+    def _notice(self, item: Event | Alarm) -> None:
+        self.hub.notice(item)
+
+
+def old_ids(loaded: LoadedConfig) -> set[str]:
+    return {d.id for d in loaded.drivers}
+
+
+_LEVELS = {
+    Severity.DEBUG: logging.DEBUG,
+    Severity.INFO: logging.INFO,
+    Severity.NOTICE: 25,
+    Severity.WARNING: logging.WARNING,
+    Severity.ERROR: logging.ERROR,
+    Severity.CRITICAL: logging.CRITICAL,
+}
+_notice_log = logging.getLogger("zaas_edge.events")
+
+
+def _log_notice(item: Event | Alarm) -> None:
+    """Events and alarm transitions also go to the journal, for the on-call maintainer."""
+    if isinstance(item, Alarm):
+        state = "raised" if item.active else "cleared"
+        _notice_log.log(_LEVELS[item.severity] if item.active else logging.INFO, "alarm %s %s: %s",
+                        item.alarm_id, state, item.text,
+                        extra={"fields": {"alarm": item.alarm_id, "source": item.source}})
+    elif item.severity != Severity.DEBUG:
+        _notice_log.log(_LEVELS[item.severity], "%s", item.text,
+                        extra={"fields": {"event": item.kind, "source": item.source}})
+
+
+def run_daemon(config_path: str | Path | None) -> int:
+    loaded = load_config(config_path)
+    setup_logging(loaded.config.log.level, loaded.config.log.format)
+    return asyncio.run(Daemon(loaded, config_path).run())

@@ -1,0 +1,69 @@
+"""Fan-out of readings, events and alarms from drivers to every consumer.
+
+Drivers emit into the hub; the store writer, the rules engine, MQTT and the
+latest-value table subscribe to it. A consumer that raises is logged and
+counted, never allowed to stop the others or the emitting driver.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Hub", "ReadingSink", "NoticeSink"]
+
+import logging
+from typing import Callable, Sequence
+
+from zaas_edge.model import Alarm, Event, Reading
+
+ReadingSink = Callable[[Sequence[Reading]], None]
+NoticeSink = Callable[[Event | Alarm], None]
+
+log = logging.getLogger("zaas_edge.hub")
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._reading_sinks: list[tuple[str, ReadingSink]] = []
+        self._notice_sinks: list[tuple[str, NoticeSink]] = []
+        self.latest: dict[str, Reading] = {}
+        self.active_alarms: dict[str, Alarm] = {}
+        self.sink_errors: dict[str, int] = {}
+        self.readings_total = 0
+
+    def on_readings(self, name: str, sink: ReadingSink) -> None:
+        self._reading_sinks.append((name, sink))
+
+    def on_notice(self, name: str, sink: NoticeSink) -> None:
+        self._notice_sinks.append((name, sink))
+
+    def readings(self, batch: Sequence[Reading]) -> None:
+        if not batch:
+            return
+        self.readings_total += len(batch)
+        latest = self.latest
+        for r in batch:
+            latest[r.point] = r
+        for name, sink in self._reading_sinks:
+            try:
+                sink(batch)
+            except Exception:
+                self._sink_failed(name)
+
+    def notice(self, item: Event | Alarm) -> None:
+        if isinstance(item, Alarm):
+            if item.active:
+                self.active_alarms[item.alarm_id] = item
+            else:
+                self.active_alarms.pop(item.alarm_id, None)
+        for name, sink in self._notice_sinks:
+            try:
+                sink(item)
+            except Exception:
+                self._sink_failed(name)
+
+    def _sink_failed(self, name: str) -> None:
+        n = self.sink_errors.get(name, 0) + 1
+        self.sink_errors[name] = n
+        # Once per power of two: a consumer failing on every reading must not flood the journal.
+        if n & (n - 1) == 0:
+            log.exception("consumer %s failed (%d times so far)", name, n,
+                          extra={"fields": {"consumer": name, "failures": n}})
