@@ -1,0 +1,123 @@
+"""Run the real daemon as a subprocess, with a real sd_notify socket, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "zaas_edge"]
+
+
+def write_config(path: Path, base: Path, drivers: str = "", extra: str = "") -> Path:
+    path.write_text(f"""
+[gateway]
+id = "gw-test"
+site = "test-site"
+state_dir = "{base / 'state'}"
+runtime_dir = "{base / 'run'}"
+
+[log]
+level = "debug"
+
+[clock]
+assume_synced = true
+
+{extra}
+
+{drivers or '[[drivers]]\nid = "system"\ntype = "system"\ninterval_s = 1\ncritical = true'}
+""")
+    return path
+
+
+class DaemonProcess:
+    """The daemon under test, with its notify socket and captured output."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        # AF_UNIX paths are short: keep the notify socket in a short temp dir.
+        self._dir = tempfile.mkdtemp(prefix="zaas-ntf-", dir="/tmp")
+        self.notify_path = os.path.join(self._dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.messages: list[str] = []
+        self.log_path = Path(self._dir) / "out.log"
+        full_env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, "WATCHDOG_USEC": "2000000",
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        if "JOURNAL_STREAM" not in (env or {}):
+            full_env.pop("JOURNAL_STREAM", None)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([*CLI, "-c", str(config), "run"], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+
+    def wait_notify(self, predicate: str, timeout: float = 20.0) -> str:
+        """Wait for a notification datagram containing ``predicate`` (e.g. READY=1)."""
+        deadline = time.monotonic() + timeout
+        for msg in self.messages:
+            if predicate in msg:
+                return msg
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
+            self.notify.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
+            try:
+                msg = self.notify.recv(65536).decode()
+            except socket.timeout:
+                continue
+            self.messages.append(msg)
+            if predicate in msg:
+                return msg
+        raise AssertionError(f"no {predicate} within {timeout}s; got {self.messages}\n{self.output()}")
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([*CLI, "-c", str(self.config), *args], capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"zaas-edge {' '.join(args)} exited {p.returncode}: {p.stderr}{p.stdout}")
+        return p
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def wait_status(self, predicate, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        st: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            st = self.status()
+            if predicate(st):
+                return st
+            time.sleep(0.2)
+        raise AssertionError(f"status never matched; last: {json.dumps(st, indent=1)[:3000]}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+        self.notify.close()
+        for p in Path(self._dir).iterdir():
+            p.unlink()
+        os.rmdir(self._dir)

@@ -1,0 +1,101 @@
+"""The daemon as a real subprocess: readiness, status, reload, watchdog, clean stop."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_harness import DaemonProcess, write_config
+
+
+@pytest.fixture
+def base() -> Path:
+    # Short: the control socket lives below it and AF_UNIX paths are limited.
+    with tempfile.TemporaryDirectory(prefix="zaas-e2e-", dir="/tmp") as d:
+        yield Path(d)
+
+
+def test_daemon_lifecycle(base: Path) -> None:
+    cfg = write_config(base / "config.toml", base)
+    d = DaemonProcess(cfg)
+    try:
+        ready = d.wait_notify("READY=1")
+        assert "STATUS=" in ready
+        st = d.wait_status(lambda s: s["drivers"]["system"]["readings"] >= 24)
+        assert st["running"] is True
+        assert st["daemon"]["gateway"] == "gw-test"
+        assert st["drivers"]["system"]["state"] == "running"
+        assert st["drivers"]["system"]["type"] == "system"
+        first = st["drivers"]["system"]["readings"]
+        # Readings keep flowing, the writer heartbeats, so the watchdog is petted.
+        d.wait_status(lambda s: s["drivers"]["system"]["readings"] > first)
+        d.wait_notify("WATCHDOG=1")
+
+        # A broken configuration is refused on SIGHUP; the old one stays in force.
+        good = cfg.read_text()
+        cfg.write_text(good.replace('interval_s = 1', 'interval_s = "often"'))
+        d.signal(signal.SIGHUP)
+        st = d.wait_status(lambda s: s["daemon"]["reload_failures"] == 1)
+        assert st["drivers"]["system"]["state"] == "running"
+        assert "reload refused" in d.output() and "interval_s" in d.output()
+
+        # A good one adds a driver without touching the running one.
+        cfg.write_text(good + '\n[[drivers]]\nid = "system2"\ntype = "system"\ninterval_s = 1\n')
+        d.signal(signal.SIGHUP)
+        st = d.wait_status(lambda s: "system2" in s["drivers"] and s["drivers"]["system2"]["readings"] > 0)
+        assert st["daemon"]["reloads"] == 1
+        assert st["drivers"]["system"]["restarts"] == 0
+
+        text = d.cli("status").stdout
+        assert "daemon: running" in text and "system2" in text
+
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5.0
+        d.wait_notify("STOPPING=1")
+    finally:
+        d.close()
+
+    db = sqlite3.connect(base / "state" / "store.sqlite")
+    try:
+        n = db.execute("select count(*) from reading").fetchone()[0]
+    finally:
+        db.close()
+    assert n >= first + 12, "the readings reported by the daemon must be in the store after the stop"
+
+    # With the daemon gone, status says so, reads the store, and exits 3.
+    p = DaemonProcess.__new__(DaemonProcess)
+    p.config = cfg
+    out = p.cli("status", check=False)
+    assert out.returncode == 3
+    assert "daemon: not running" in out.stdout
+
+
+def test_journal_format_when_journal_stream_is_set(base: Path) -> None:
+    cfg = write_config(base / "config.toml", base)
+    d = DaemonProcess(cfg, env={"JOURNAL_STREAM": "8:12345"})
+    try:
+        d.wait_notify("READY=1")
+    finally:
+        d.stop()
+        out = d.output()
+        d.close()
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines, "the daemon logged nothing"
+    assert all(line[0] == "<" and line[2] == ">" for line in lines), lines[:5]
+    assert any(line.startswith("<6>") and "starting zaas-edge" in line for line in lines)
+
+
+def test_unknown_driver_type_refuses_to_start_with_one_line(base: Path) -> None:
+    cfg = write_config(base / "config.toml", base, drivers='[[drivers]]\nid = "m1"\ntype = "nosuchbus"\n')
+    p = DaemonProcess.__new__(DaemonProcess)
+    p.config = cfg
+    out = p.cli("run", check=False)
+    assert out.returncode == 2
+    assert "nosuchbus" in out.stderr and "Traceback" not in out.stderr
