@@ -16,6 +16,8 @@ __all__ = [
     "ClockSection",
     "MqttSection",
     "SecretFile",
+    "SECRET_FILE",
+    "SecretFileMarker",
 ]
 
 from pathlib import Path
@@ -31,16 +33,32 @@ class Section(BaseModel):
 
 
 def _absolute(p: Path) -> Path:
+    # The loader (zaas_edge.config) resolves a relative path against the
+    # directory of the file that set it before validation, so only a model
+    # built by hand with a relative path ends up here.
     if not p.is_absolute():
-        raise ValueError(f"expected an absolute path, got {str(p)!r}")
+        raise ValueError(
+            f"expected an absolute path (or one relative to the configuration file), got {str(p)!r}"
+        )
     return p
 
 
 AbsPath = Annotated[Path, AfterValidator(_absolute)]
 
+
+class SecretFileMarker:
+    """Marks a field as the path of a secret file, so tools find every such
+    field by walking the models (``zaas_edge.secrets``) without a list to keep."""
+
+    def __repr__(self) -> str:
+        return "SECRET_FILE"
+
+
+SECRET_FILE = SecretFileMarker()
+
 # A path to a file holding a secret (mode 0600 or stricter). The path is
 # configuration; the content is read only where used, never shown or logged.
-SecretFile = Annotated[Path, AfterValidator(_absolute)]
+SecretFile = Annotated[Path, AfterValidator(_absolute), SECRET_FILE]
 
 
 class GatewaySection(Section):
