@@ -1,0 +1,63 @@
+"""Modbus driver: the pure core (register decoding, read planning, device profiles).
+
+The I/O shell (pymodbus client, polling loop) builds on this API:
+
+* ``decode``: registers to values and back, sentinels, scale factors;
+* ``plan``: coalescing points into requests, splitting on exception 02,
+  per-point poll intervals without drift;
+* ``profile``: TOML device profiles and the built-in library.
+"""
+
+from __future__ import annotations
+
+from .decode import (
+    DataType,
+    Decoded,
+    RegisterSpec,
+    SentinelPolicy,
+    WordOrder,
+    decode_bits,
+    decode_raw,
+    decode_scale_factor,
+    decode_string,
+    decode_value,
+    encode_bits,
+    encode_raw,
+    encode_string,
+    encode_value,
+    register_count,
+)
+from .plan import MAX_BITS, MAX_REGISTERS, Block, Plan, ReadPoint, Scheduler, Table, coalesce
+from .profile import Profile, ProfilePoint, get_profile, load_profile, load_profiles, parse_profile
+
+__all__ = [
+    "DataType",
+    "Decoded",
+    "RegisterSpec",
+    "SentinelPolicy",
+    "WordOrder",
+    "decode_bits",
+    "decode_raw",
+    "decode_scale_factor",
+    "decode_string",
+    "decode_value",
+    "encode_bits",
+    "encode_raw",
+    "encode_string",
+    "encode_value",
+    "register_count",
+    "MAX_BITS",
+    "MAX_REGISTERS",
+    "Block",
+    "Plan",
+    "ReadPoint",
+    "Scheduler",
+    "Table",
+    "coalesce",
+    "Profile",
+    "ProfilePoint",
+    "get_profile",
+    "load_profile",
+    "load_profiles",
+    "parse_profile",
+]
