@@ -8,6 +8,7 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from zaas_edge.drivers.system import SystemOptions
 
 from zaas_edge import config as config_mod
 from zaas_edge.config import (
@@ -20,7 +21,6 @@ from zaas_edge.config import (
     validation_issues,
 )
 from zaas_edge.driver import ID_PATTERN, available_drivers
-from zaas_edge.drivers.system import SystemOptions
 from zaas_edge.errors import ConfigError
 
 AVAILABLE = ", ".join(sorted(available_drivers()))
@@ -265,7 +265,13 @@ def test_drop_ins_merge_in_name_order_and_errors_name_their_file(tmp_path: Path)
         interval_s = 5
     """)
     # Written out of order: merged by name, not by creation.
-    b = write(tmp_path / "conf.d" / "20-b.toml", '[log]\nlevel = "warning"\n[[drivers]]\nid = "system"\ncritical = true\n')
+    b = write(tmp_path / "conf.d" / "20-b.toml", """
+        [log]
+        level = "warning"
+        [[drivers]]
+        id = "system"
+        critical = true
+    """)
     a = write(tmp_path / "conf.d" / "10-a.toml", """
         [log]
         level = "debug"
@@ -283,7 +289,7 @@ def test_drop_ins_merge_in_name_order_and_errors_name_their_file(tmp_path: Path)
     assert loaded.config.log.level == "warning"  # 20-b is merged last
     assert loaded.config.log.format == "text"  # tables merge key by key
     assert loaded.config.store.max_size_mb == 100
-    assert [(d.id, getattr(d, "interval_s"), d.critical) for d in loaded.drivers] == [
+    assert [(d.id, d.interval_s, d.critical) for d in loaded.drivers] == [
         ("system", 30.0, True), ("sys2", 10.0, False),
     ]
     assert loaded.origin("log.level") == str(b)

@@ -193,3 +193,16 @@ def test_redacted_masks_values_and_shows_paths(tmp_path: Path) -> None:
     }]
     assert data["gateway"]["state_dir"] == "/var/lib/zaas-edge"
     assert SECRET not in repr(data)
+
+
+def test_secret_paths_cover_sections_and_drivers(tmp_path: Path) -> None:
+    from zaas_edge import config
+
+    loaded = LoadedConfig(
+        config=Config(mqtt=MqttSection(password_file=Path("/s/mqtt"))),
+        sources=[], defaults_only=False,
+        drivers=[TokenDriverOptions(id="a", type="t", token_file=Path("/s/a")), TokenDriverOptions(id="b", type="t")],
+    )
+    assert config.secret_paths(loaded) == [Path("/s/mqtt"), Path("/s/a")]
+    assert config.secret_paths(loaded.config) == [Path("/s/mqtt")]
+    assert config.redacted is redacted

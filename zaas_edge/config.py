@@ -25,6 +25,9 @@ __all__ = [
     "check_config",
     "format_key_path",
     "validation_issues",
+    # Re-exported from zaas_edge.secrets for the daemon, the CLI and diagnostics.
+    "redacted",
+    "secret_paths",
 ]
 
 import copy
@@ -44,7 +47,14 @@ from pydantic.fields import FieldInfo
 from zaas_edge.config_model import Config
 from zaas_edge.driver import DriverOptions, available_drivers, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue
-from zaas_edge.secrets import REDACTED, check_secret_files, is_secret_file_field, is_secret_name
+from zaas_edge.secrets import (
+    REDACTED,
+    check_secret_files,
+    is_secret_file_field,
+    is_secret_name,
+    redacted,
+    secret_paths,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/zaas-edge/config.toml")
 ENV_VAR = "ZAAS_EDGE_CONFIG"

@@ -16,6 +16,7 @@ __all__ = [
     "read_secret",
     "check_secret_files",
     "secret_file_fields",
+    "secret_paths",
     "is_secret_file_field",
     "is_secret_name",
     "redacted",
@@ -168,6 +169,16 @@ def secret_file_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, P
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     yield from secret_file_fields(item, here + (i,))
+
+
+def secret_paths(config: Any) -> list[Path]:
+    """Every secret file path set in a model, or in a ``LoadedConfig`` (its
+    sections and every driver's options), for scrubbing their values from
+    bundles and logs."""
+    if isinstance(config, BaseModel):
+        return [path for _, path in secret_file_fields(config)]
+    models = [config.config, *config.drivers]
+    return [path for m in models for _, path in secret_file_fields(m)]
 
 
 def _format_loc(loc: Sequence[str | int]) -> str:
