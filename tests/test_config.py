@@ -433,3 +433,18 @@ def test_loaded_config_is_frozen(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         loaded.defaults_only = True  # type: ignore[misc]
     assert loaded.defaults_only is False
+
+
+def test_drop_in_update_of_an_unknown_id_says_so(tmp_path: Path) -> None:
+    p = write(tmp_path / "config.toml", '[[drivers]]\nid = "system"\ntype = "system"\n')
+    d = write(tmp_path / "conf.d" / "10.toml", '[[drivers]]\nid = "sytsem"\ninterval_s = 3\n')
+    assert issues_of(p) == [
+        f"{d}: drivers[1].type: required key missing (a driver type: {AVAILABLE}); "
+        "no earlier file defines a driver with id 'sytsem' to update"
+    ]
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    p = tmp_path / "config.toml"
+    p.write_bytes(b'\xef\xbb\xbf[log]\nlevel = "debug"\n')
+    assert load_config(p, environ={}).config.log.level == "debug"

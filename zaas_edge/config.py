@@ -121,7 +121,7 @@ def _origin(origins: Mapping[Loc, str], loc: Loc) -> str:
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[ConfigIssue]]:
     label = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # editors on Windows add a BOM
     except UnicodeDecodeError as exc:
         return None, [ConfigIssue(label, "", f"not UTF-8 text (byte offset {exc.start})")]
     except IsADirectoryError:
@@ -363,10 +363,7 @@ def _describe(err: Mapping[str, Any], node: _Node) -> tuple[str | None, str]:
             listed = str(ctx.get("expected", "?")).replace(" or ", ", ")
         return f"one of {listed}", f"expected one of {listed}, got {got}"
     if kind in _EXPECTED:
-        expected = _EXPECTED[kind]
-        if node.field is not None and _is_path(node.field.annotation) and kind == "path_type":
-            expected = "a path (a string)"
-        return expected, f"expected {expected}, got {got}"
+        return _EXPECTED[kind], f"expected {_EXPECTED[kind]}, got {got}"
     if kind in _BOUNDS:
         op, name = _BOUNDS[kind]
         expected = f"a value {op} {_num(ctx.get(name))}"
@@ -417,20 +414,20 @@ def _issues_from(
 ) -> list[ConfigIssue]:
     # Group by location: a union field fails once per member; one line says
     # "expected X or Y".
-    grouped: dict[Loc, list[tuple[str | None, str, Any]]] = {}
+    grouped: dict[Loc, list[tuple[str | None, str]]] = {}
     for err in exc.errors():
         node = _locate(root, err["loc"], err["type"] == "extra_forbidden")
-        expected, message = _describe(err, node)
-        grouped.setdefault(prefix + node.loc, []).append((expected, message, err.get("input")))
+        grouped.setdefault(prefix + node.loc, []).append(_describe(err, node))
     issues = []
     for loc, found in grouped.items():
         file, path = _origin(origins, loc), format_key_path(loc)
-        expectations = [e for e, _, _ in found if e is not None]
-        if len(expectations) > 1:
-            got = next(m for e, m, _ in found if e is not None).rsplit(", got ", 1)[-1]
-            issues.append(ConfigIssue(file, path, f"expected {' or '.join(dict.fromkeys(expectations))}, got {got}"))
-            found = [f for f in found if f[0] is None]
-        for message in dict.fromkeys(m for _, m, _ in found):
+        typed = [(e, m) for e, m in found if e is not None]
+        if len(typed) > 1:
+            got = typed[0][1].rsplit(", got ", 1)[-1]
+            expected = " or ".join(dict.fromkeys(e for e, _ in typed))
+            issues.append(ConfigIssue(file, path, f"expected {expected}, got {got}"))
+            found = [(e, m) for e, m in found if e is None]
+        for message in dict.fromkeys(m for _, m in found):
             issues.append(ConfigIssue(file, path, message))
     return issues
 
@@ -460,6 +457,9 @@ def _validate_drivers(
                 first_index[eid] = i
         options_cls, problem = _options_class(entry.get("type"))
         if options_cls is None:
+            if problem is not None and "type" not in entry and _origin(origins, loc) != origins.get(()):
+                # A drop-in entry meant to update a driver whose id matches none.
+                problem += f"; no earlier file defines a driver with id {eid!r} to update"
             if problem is not None:
                 issues.append(ConfigIssue(_origin(origins, loc + ("type",)), format_key_path(loc + ("type",)), problem))
             # Still check the keys every driver has, so a bad id is not hidden.
