@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import io
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -103,20 +104,30 @@ def test_auto_without_journal_stream_is_text() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z INFO  sync: up\n", out.getvalue())
 
 
-def test_auto_checks_the_stream_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_gives_a_terminal_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOURNAL_STREAM inherited into a terminal session (tmux under systemd) must not prefix lines."""
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    primary, secondary = os.openpty()
+    try:
+        with os.fdopen(secondary, "w", closefd=False) as tty:
+            setup_logging("info", "auto", stream=tty)
+            logging.getLogger("zaas_edge.cli").info("on a terminal")
+            tty.flush()
+        text = os.read(primary, 4096).decode()
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert "<6>" not in text
+    assert text.rstrip().endswith("Z INFO  cli: on a terminal")
+
+
+def test_auto_journal_for_a_file_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
     log_file = tmp_path / "out.log"
     with log_file.open("w") as f:
-        st = log_file.stat()
-        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
         setup_logging("info", "auto", stream=f)
         logging.getLogger("zaas_edge.x").info("to journal")
-        # Same variable, but the stream now goes elsewhere (a redirect): text.
-        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
-        setup_logging("info", "auto", stream=f)
-        logging.getLogger("zaas_edge.x").info("to file")
-    lines = log_file.read_text().splitlines()
-    assert lines[0] == "<6>x: to journal"
-    assert lines[1].endswith("Z INFO  x: to file")
+    assert log_file.read_text() == "<6>x: to journal\n"
 
 
 def test_text_format_exact_line() -> None:
@@ -274,9 +285,15 @@ def test_notice_level() -> None:
     log = logging.getLogger("zaas_edge.rules")
     log.info("not shown")
     log.log(NOTICE, "shed %s", "heater-2")
+    log.notice("restored %s", "heater-2", extra={"fields": {"after_s": 300}})  # type: ignore[attr-defined]
     assert logging.getLevelName(NOTICE) == "NOTICE"
-    assert out.getvalue().count("\n") == 1
-    assert out.getvalue().rstrip().endswith("NOTICE rules: shed heater-2")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("NOTICE rules: shed heater-2")
+    assert lines[1].endswith("NOTICE rules: restored heater-2 after_s=300")
+    setup_logging("warning", "journal", stream=out)
+    log.notice("not shown at warning")  # type: ignore[attr-defined]
+    assert len(out.getvalue().splitlines()) == 2
 
 
 def test_libraries_stay_at_warning_when_debugging() -> None:

@@ -55,6 +55,18 @@ from typing import TextIO
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
 
+
+def _logger_notice(self: logging.Logger, msg: object, *args: object, **kwargs: object) -> None:
+    """``log.notice(...)``, like ``log.info(...)``, at the NOTICE level."""
+    if self.isEnabledFor(NOTICE):
+        self._log(NOTICE, msg, args, **kwargs)  # type: ignore[arg-type]
+
+
+# Every logger gains .notice() once this module is imported (the daemon
+# imports it before anything logs).
+if not hasattr(logging.Logger, "notice"):
+    logging.Logger.notice = _logger_notice  # type: ignore[attr-defined]
+
 #: Names accepted by :func:`setup_logging` (the ``[log] level`` key).
 LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
@@ -271,7 +283,7 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None 
     the ``zaas_edge`` loggers; other libraries log at warning and above
     (or ``level`` when stricter), so ``debug`` does not flood the journal
     with pymodbus frames. ``fmt`` is ``journal``, ``text`` or ``auto``
-    (journal when ``JOURNAL_STREAM`` says stdout goes to journald).
+    (journal when ``JOURNAL_STREAM`` is set and ``stream`` is not a terminal).
     ``stream`` defaults to ``sys.stdout``. A second call replaces the level,
     format and stream of the same handler: never two handlers, never a
     duplicated line.
@@ -304,22 +316,15 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None 
 
 
 def _is_journal(stream: TextIO) -> bool:
-    """Whether ``stream`` is the journald stream systemd connected.
+    """Whether lines on ``stream`` go to journald: ``JOURNAL_STREAM`` is set and it is no terminal.
 
-    ``JOURNAL_STREAM`` is ``<device>:<inode>`` of that stream. When the stream
-    has a file descriptor, it must match (stdout redirected to a file by a
-    technician gets plain text); a stream without one is taken at its word.
+    systemd sets ``JOURNAL_STREAM`` for a service whose output it connects to
+    the journal, but the variable is inherited: a technician's tmux started
+    from a service has it too. A terminal always gets plain text.
     """
-    value = os.environ.get("JOURNAL_STREAM")
-    if not value:
+    if not os.environ.get("JOURNAL_STREAM"):
         return False
     try:
-        fd = stream.fileno()
+        return not stream.isatty()
     except (AttributeError, OSError, ValueError):
         return True
-    try:
-        dev, ino = (int(x) for x in value.split(":", 1))
-        st = os.fstat(fd)
-    except (ValueError, OSError):
-        return False
-    return (st.st_dev, st.st_ino) == (dev, ino)
