@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "zaas_edge"]
 
 
+SYSTEM_DRIVER = '[[drivers]]\nid = "system"\ntype = "system"\ninterval_s = 1\ncritical = true'
+
+
 def write_config(path: Path, base: Path, drivers: str = "", extra: str = "") -> Path:
+    drivers = drivers or SYSTEM_DRIVER
     path.write_text(f"""
 [gateway]
 id = "gw-test"
@@ -33,7 +37,7 @@ assume_synced = true
 
 {extra}
 
-{drivers or '[[drivers]]\nid = "system"\ntype = "system"\ninterval_s = 1\ncritical = true'}
+{drivers}
 """)
     return path
 

@@ -100,7 +100,7 @@ def _secret_values(loaded: Any) -> list[str]:
     from zaas_edge.config import secret_paths
 
     values = []
-    for path in secret_paths(loaded.config):
+    for path in secret_paths(loaded):
         try:
             v = Path(path).read_text().strip()
         except OSError:

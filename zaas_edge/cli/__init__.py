@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every expected failure into one line."""
     _register()
     try:
-        cli.main(args=argv, prog_name="zaas-edge", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="zaas-edge", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("zaas-edge: aborted", err=True)
         sys.exit(EXIT_ERROR)
@@ -69,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
         if __import__("os").environ.get("ZAAS_EDGE_DEBUG"):
             raise
         sys.exit(EXIT_ERROR)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
