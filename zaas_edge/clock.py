@@ -11,6 +11,7 @@ __all__ = ["Clock", "SystemClock", "FakeClock", "read_boot_id", "kernel_clock_sy
 
 import ctypes
 import ctypes.util
+import functools
 import time
 import uuid
 from pathlib import Path
@@ -30,10 +31,21 @@ def read_boot_id() -> str:
         return str(uuid.uuid4())
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Loaded once: find_library runs ldconfig in a subprocess.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def kernel_clock_synced() -> bool:
     """Whether the kernel says the wall clock is synchronised (NTP or PTP)."""
+    libc = _libc()
+    if libc is None:
+        return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex, modes=0: read only
         state = libc.adjtimex(buf)
     except (OSError, AttributeError):

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
+from zaas_edge.logsetup import register_secret
 from zaas_edge.config_model import SecretFileMarker
 from zaas_edge.errors import ConfigError, ConfigIssue
 
@@ -126,7 +127,10 @@ def read_secret(path: str | Path) -> str:
     """
     p = Path(path)
     try:
-        return _decode(p, _load(p))
+        value = _decode(p, _load(p))
+        # Every secret read is known to the log filter, so no log line can carry it.
+        register_secret(value)
+        return value
     except _SecretProblem as exc:
         raise ConfigError([ConfigIssue(file=str(p), path="", message=str(exc))]) from None
 
