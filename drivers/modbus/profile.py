@@ -80,10 +80,9 @@ REQUIRED_METER_1P = frozenset(
     ["power", "pf", "frequency", "energy_import", "energy_export", "voltage_l1", "current_l1"]
 )
 REQUIRED_METER = REQUIRED_METER_3P
-# An inverter measures what it produces: no per-phase power or import counter in SunSpec 101-103.
-REQUIRED_INVERTER = frozenset(
-    ["power", "pf", "frequency", "energy_export"] + [f"{q}_{ph}" for q in ("voltage", "current") for ph in _PHASES]
-)
+# An inverter is held to the same list; what it cannot measure (SunSpec 101-103
+# have no per-phase power nor an import counter) it lists under `unsupported`.
+REQUIRED_INVERTER = REQUIRED_METER_3P
 
 _ENERGY_UNITS = {"Wh", "kWh", "MWh", "varh", "kvarh", "VAh", "kVAh"}
 _QUANTITY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
