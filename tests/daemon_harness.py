@@ -69,12 +69,14 @@ class DaemonProcess:
             if predicate in msg:
                 return msg
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
+            exited = self.proc.poll() is not None  # read before draining: no datagram is missed
             self.notify.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
             try:
                 msg = self.notify.recv(65536).decode()
             except socket.timeout:
+                if exited:
+                    raise AssertionError(f"daemon exited with {self.proc.returncode} before {predicate}; "
+                                         f"got {self.messages}:\n{self.output()}") from None
                 continue
             self.messages.append(msg)
             if predicate in msg:

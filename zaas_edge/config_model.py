@@ -15,6 +15,8 @@ __all__ = [
     "ControlSection",
     "ClockSection",
     "MqttSection",
+    "SyncSection",
+    "Section",
     "SecretFile",
     "SECRET_FILE",
     "SecretFileMarker",
@@ -107,12 +109,8 @@ class ClockSection(Section):
     )
 
 
-class MqttSection(Section):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password_file: SecretFile | None = None
+from zaas_edge.mqtt.config import MqttSection  # noqa: E402  (service sections build on Section)
+from zaas_edge.sync.config import SyncSection  # noqa: E402
 
 
 class Config(Section):
@@ -123,6 +121,7 @@ class Config(Section):
     control: ControlSection = ControlSection()
     clock: ClockSection = ClockSection()
     mqtt: MqttSection = MqttSection()
+    sync: SyncSection = SyncSection()
     # Each entry is validated again against its driver's own Options model.
     drivers: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = ["Daemon", "run_daemon"]
 
 import asyncio
+import dataclasses
+import importlib
 import logging
 import os
 import signal
@@ -23,11 +25,12 @@ from zaas_edge.config import LoadedConfig, load_config
 from zaas_edge.context import RunningDriver
 from zaas_edge.control import ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
-from zaas_edge.errors import ConfigError
+from zaas_edge.errors import ConfigError, PermanentError, ZaasError
 from zaas_edge.hub import Hub
 from zaas_edge.logsetup import setup_logging
 from zaas_edge.model import Alarm, Event, Severity
 from zaas_edge.runtime import Supervisor, TaskSpec
+from zaas_edge.service import SERVICES, DriverInfo, Service, ServiceContext
 from zaas_edge.store import Writer
 from zaas_edge.systemd import Notifier
 
@@ -35,9 +38,7 @@ log = logging.getLogger("zaas_edge.daemon")
 
 WRITER_TASK = "store.writer"
 CONTROL_TASK = "control"
-# Slots for the services that plug in later; they stay empty until configured.
-SERVICE_SLOTS = ("rules", "mqtt", "sync")
-STATUS_EVERY_S = 10.0
+BACKLOG_EVERY_S = 5.0
 
 
 def _driver_task(driver_id: str) -> str:
@@ -60,15 +61,21 @@ class Daemon:
             backoff_max_s=cfg.runtime.restart_backoff_max_s,
             heartbeat_timeout_s=cfg.runtime.heartbeat_timeout_s,
         )
+        # The writer stores what it raises itself (store.degraded, store.gap):
+        # the hub hands those to every consumer but the store.
+        from_store = lambda item: self.hub.notice(item, exclude=("store",))  # noqa: E731
         self.writer = Writer(
             cfg.store, cfg.store_path, self.clock,
-            notice=self.hub.notice,
+            on_alarm=from_store, on_event=from_store,
             heartbeat=lambda: self.supervisor.heartbeat(WRITER_TASK),
         )
         self.hub.on_readings("store", self.writer.submit)
-        self.hub.on_notice("store", self.writer.record)
+        self.hub.on_notice("store", self._store_notice)
         self.hub.on_notice("log", _log_notice)
         self.drivers: dict[str, DriverOptions] = {}
+        self.disabled: set[str] = set()  # disabled at run time by a command
+        self.service_status: dict[str, dict[str, Any]] = {}
+        self._backlog: dict[str, int] = {}  # refreshed by the watchdog loop, read by drivers
         self.driver_instances: dict[str, Driver] = {}
         self.driver_contexts: dict[str, RunningDriver] = {}
         self.started_mono = time.monotonic()
@@ -102,8 +109,7 @@ class Daemon:
         self.supervisor.start(TaskSpec(CONTROL_TASK, self._control.serve_forever))
         for opt in self.loaded.drivers:
             self._start_driver(opt)
-        for slot in SERVICE_SLOTS:
-            log.debug("%s: not configured", slot)
+        self._start_services()
         self.notifier.ready(self._status_line())
         self._notice(Event("daemon.started", f"zaas-edge {__version__} started", "daemon", self.clock.now(),
                            Severity.NOTICE, {"version": __version__, "drivers": sorted(self.drivers)}))
@@ -153,7 +159,7 @@ class Daemon:
         ctx = RunningDriver(
             opt.id, hub=self.hub, clock=self.clock,
             heartbeat=lambda: self.supervisor.heartbeat(name),
-            counters=counters, backlog=self.writer.backlog,
+            counters=counters, backlog=lambda: self._backlog,
             state_dir=self.loaded.config.gateway.state_dir,
         )
         self.driver_instances[opt.id] = driver
@@ -167,6 +173,90 @@ class Daemon:
         self.drivers.pop(driver_id, None)
         self.driver_instances.pop(driver_id, None)
         self.driver_contexts.pop(driver_id, None)
+
+    # -- services --------------------------------------------------------------
+
+    def _start_services(self) -> None:
+        for name in SERVICES:
+            section = getattr(self.loaded.config, name, None)
+            if section is not None and getattr(section, "enabled", False):
+                self._start_service(name)
+            else:
+                log.debug("%s: not enabled", name)
+
+    def _start_service(self, name: str) -> None:
+        module, _, attr = SERVICES[name].partition(":")
+        try:
+            cls: type[Service] = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            log.error("service %s cannot be loaded: %s", name, exc, extra={"fields": {"service": name}})
+            self._notice(Event("service.unavailable", f"{name} cannot be loaded: {exc}", "daemon",
+                               self.clock.now(), Severity.ERROR, {"service": name}))
+            return
+        task = f"service.{name}"
+        ctx = ServiceContext(
+            name=name, config=lambda: self.loaded.config, hub=self.hub, clock=self.clock, writer=self.writer,
+            drivers=self, notice=self.hub.notice, heartbeat=lambda: self.supervisor.heartbeat(task),
+            add_command=self._add_command, log=logging.getLogger(f"zaas_edge.{name}"),
+        )
+        self.service_status[name] = ctx.status
+
+        async def run() -> None:
+            await cls(ctx).run()
+
+        self.supervisor.start(TaskSpec(task, run, critical=cls.critical, kind="service"))
+
+    async def _stop_service(self, name: str) -> None:
+        await self.supervisor.stop(f"service.{name}", timeout=self.loaded.config.runtime.stop_timeout_s / 2)
+        self.supervisor.forget(f"service.{name}")
+        self.service_status.pop(name, None)
+
+    def _add_command(self, name: str, handler: Any) -> None:
+        self._control.handlers[name] = handler
+
+    # -- DriverControl, for services ---------------------------------------------
+
+    def drivers_info(self) -> dict[str, DriverInfo]:
+        tasks = self.supervisor.snapshot()
+        out = {}
+        for driver_id, opt in self.drivers.items():
+            inst = self.driver_instances.get(driver_id)
+            state = tasks.get(_driver_task(driver_id), {}).get("state", "disabled")
+            out[driver_id] = DriverInfo(driver_id, opt.type, driver_id not in self.disabled and opt.enabled,
+                                        state, tuple(inst.points()) if inst else ())
+        return out
+
+    def _driver(self, driver_id: str) -> Driver:
+        inst = self.driver_instances.get(driver_id)
+        if inst is None:
+            raise PermanentError(f"no running driver {driver_id!r} (running: {', '.join(sorted(self.driver_instances)) or 'none'})")
+        return inst
+
+    async def poll_now(self, driver_id: str) -> None:
+        await self._driver(driver_id).poll_now()
+
+    async def set_enabled(self, driver_id: str, enabled: bool) -> None:
+        """Enable or disable a configured driver until the next restart or reload."""
+        opt = self.drivers.get(driver_id)
+        if opt is None:
+            raise PermanentError(f"no driver {driver_id!r} in the configuration")
+        running = _driver_task(driver_id) in self.supervisor.running()
+        if enabled and not running:
+            self.disabled.discard(driver_id)
+            self._start_driver(opt.model_copy(update={"enabled": True}))
+        elif not enabled and running:
+            self.disabled.add(driver_id)
+            await self.supervisor.stop(_driver_task(driver_id))
+            self.driver_instances.pop(driver_id, None)
+        log.notice("driver %s %s on request", driver_id, "enabled" if enabled else "disabled",  # type: ignore[attr-defined]
+                   extra={"fields": {"driver": driver_id}})
+
+    async def write(self, point: str, value: float) -> float:
+        device = point.partition("/")[0]
+        for inst in self.driver_instances.values():
+            if inst.id == device or any(p.key == point for p in inst.points()):
+                return await inst.write(point, value)
+        raise PermanentError(f"no running driver owns point {point!r}")
 
     # -- reload ----------------------------------------------------------------
 
@@ -199,7 +289,13 @@ class Daemon:
         for opt in new.drivers:
             if opt.id not in self.drivers:
                 self._start_driver(opt)
-        added = [i for i in new_by_id if i not in old_ids(old)]
+        for name in SERVICES:
+            before, after = getattr(old.config, name, None), getattr(new.config, name, None)
+            if before != after:
+                await self._stop_service(name)
+                if after is not None and getattr(after, "enabled", False):
+                    self._start_service(name)
+        added = [i for i in new_by_id if i not in {d.id for d in old.drivers}]
         log.info("configuration reloaded", extra={"fields": {
             "restarted": ",".join(sorted(set(changed) & set(new_by_id))) or "-",
             "removed": ",".join(sorted(set(changed) - set(new_by_id))) or "-",
@@ -216,7 +312,7 @@ class Daemon:
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval_s
-        tick = min(interval / 2, STATUS_EVERY_S) if interval else STATUS_EVERY_S
+        tick = min(interval / 2, BACKLOG_EVERY_S) if interval else BACKLOG_EVERY_S
         last_status = 0.0
         withheld = False
         while True:
@@ -231,14 +327,22 @@ class Daemon:
                     withheld = False
                 self.notifier.watchdog()
             now = time.monotonic()
-            if now - last_status >= STATUS_EVERY_S:
+            if now - last_status >= BACKLOG_EVERY_S:
+                await self._refresh_backlog()
                 self.notifier.status(self._status_line())
                 last_status = now
             await asyncio.sleep(tick)
 
+    async def _refresh_backlog(self) -> dict[str, int]:
+        try:
+            self._backlog = {str(lane): n for lane, n in (await self.writer.backlog()).items()}
+        except ZaasError:
+            pass  # degraded store: keep the last known figures
+        return self._backlog
+
     def _status_line(self) -> str:
         running = sum(1 for n in self.supervisor.running() if n.startswith("driver."))
-        backlog = self.writer.backlog()
+        backlog = self._backlog
         return (f"{running}/{len(self.drivers)} drivers running, {self.hub.readings_total} readings, "
                 f"backlog {backlog.get('reading', 0)}")
 
@@ -286,22 +390,35 @@ class Daemon:
             },
             "drivers": drivers,
             "tasks": tasks,
-            "store": self.writer.stats(),
-            "backlog": dict(self.writer.backlog()),
+            "store": await self._store_status(),
+            "backlog": await self._refresh_backlog(),
             "alarms": {a.alarm_id: {"severity": a.severity.value, "text": a.text, "since": a.stamp.wall_ns / 1e9}
                        for a in self.hub.active_alarms.values()},
             "readings_total": self.hub.readings_total,
-            "sync": None,  # filled in once the uplink is configured
-            "mqtt": None,
+            "sync": self.service_status.get("sync"),
+            "mqtt": self.service_status.get("mqtt"),
+            "services": {k: v for k, v in self.service_status.items()},
             "points": points,
         }
 
     def _notice(self, item: Event | Alarm) -> None:
         self.hub.notice(item)
 
+    async def _store_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self.writer.stats())
+        try:
+            out.update((await self.writer.store_stats()).as_dict())
+        except ZaasError as exc:
+            out["error"] = str(exc)
+        out["degraded"] = self.writer.degraded
+        out.setdefault("path", str(self.writer.path))
+        return out
 
-def old_ids(loaded: LoadedConfig) -> set[str]:
-    return {d.id for d in loaded.drivers}
+    def _store_notice(self, item: Event | Alarm) -> None:
+        if isinstance(item, Alarm):
+            self.writer.alarm(item)
+        else:
+            self.writer.event(item)
 
 
 _LEVELS = {

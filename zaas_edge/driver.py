@@ -105,6 +105,10 @@ class Driver(abc.ABC):
     async def run(self, ctx: DriverContext) -> None:
         """Loop until cancelled. Raising restarts the driver with backoff."""
 
+    async def poll_now(self) -> None:
+        """Read every point at once, outside the schedule (a technician's or integrator's request)."""
+        raise PermanentError(f"driver {self.id!r} ({self.options.type}) cannot poll on demand")
+
     async def write(self, point: str, value: float) -> float:
         """Write an actuator point and return the value read back."""
         raise PermanentError(f"driver {self.id!r} ({self.options.type}) has no writable points")

@@ -48,13 +48,20 @@ class Hub:
             except Exception:
                 self._sink_failed(name)
 
-    def notice(self, item: Event | Alarm) -> None:
+    def notice(self, item: Event | Alarm, *, exclude: tuple[str, ...] = ()) -> None:
+        """Hand an event or alarm transition to every consumer but those in ``exclude``.
+
+        The store writer records what it raises itself and passes
+        ``exclude=("store",)`` so nothing is stored twice.
+        """
         if isinstance(item, Alarm):
             if item.active:
                 self.active_alarms[item.alarm_id] = item
             else:
                 self.active_alarms.pop(item.alarm_id, None)
         for name, sink in self._notice_sinks:
+            if name in exclude:
+                continue
             try:
                 sink(item)
             except Exception:

@@ -12,12 +12,48 @@ from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, format_bytes, format_duration, json_option, table
 from zaas_edge.config import load_config
 from zaas_edge.control import ControlClient, DaemonNotRunning
+from zaas_edge.errors import ConfigError
 
 EXIT_NOT_RUNNING = 3  # as systemctl status: the service is not running
 
 
 def _loaded(ctx: click.Context):
     return load_config(ctx.obj.get("config_path"))
+
+
+def _control_socket(ctx: click.Context):
+    """The daemon's control socket, even when the configuration on disk is broken.
+
+    A technician who just broke the file still needs to see whether the daemon
+    (running on the previous configuration) is alive: read the two keys that
+    place the socket straight from the TOML, without validating the rest.
+    """
+    import tomllib
+    from pathlib import Path
+
+    from zaas_edge.config import DEFAULT_CONFIG_PATH, ENV_VAR
+    from zaas_edge.config_model import Config
+
+    try:
+        return _loaded(ctx).config.control_socket
+    except ConfigError as exc:
+        click.echo(f"zaas-edge: warning: the configuration has {len(exc.issues)} error(s) "
+                   "(run 'zaas-edge config check'); looking for the daemon anyway", err=True)
+    import os
+
+    path = Path(ctx.obj.get("config_path") or os.environ.get(ENV_VAR) or DEFAULT_CONFIG_PATH)
+    default = Config().control_socket
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+    sock = (raw.get("control") or {}).get("socket")
+    run_dir = (raw.get("gateway") or {}).get("runtime_dir")
+    if isinstance(sock, str):
+        return path.parent / sock
+    if isinstance(run_dir, str):
+        return path.parent / run_dir / "control.sock"
+    return default
 
 
 @cli.command("run")
@@ -34,9 +70,21 @@ def daemon_status(loaded, *, points: bool = False) -> dict[str, Any]:
     try:
         return ControlClient(loaded.config.control_socket).call("status", points=points)
     except DaemonNotRunning as exc:
-        from zaas_edge.store import read_stats
+        return {"running": False, "reason": str(exc), "store": _offline_store(loaded.config.store_path)}
 
-        return {"running": False, "reason": str(exc), "store": read_stats(loaded.config.store_path)}
+
+def _offline_store(path) -> dict[str, Any]:
+    """What the store file alone tells, read-only, while no daemon runs."""
+    from zaas_edge.errors import ZaasError
+    from zaas_edge.store import Store
+
+    if not path.exists():
+        return {"path": str(path), "error": "no store file yet (the daemon has not run here)"}
+    try:
+        with Store(path, readonly=True) as store:
+            return store.stats().as_dict()
+    except ZaasError as exc:
+        return {"path": str(path), "error": str(exc)}
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -72,7 +120,10 @@ def _print_status(st: dict[str, Any]) -> None:
 def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -> None:
     if not store:
         return
-    backlog = backlog or store.get("backlog") or {}
+    if store.get("error"):
+        click.echo(f"store: {store.get('path', '')}: {store['error']}")
+    lanes = store.get("lanes") or {}
+    backlog = backlog or {lane: v.get("backlog", 0) for lane, v in lanes.items()}
     state = "DEGRADED (in-memory ring)" if store.get("degraded") else "ok"
     click.echo(f"store: {state}  {store.get('path', '')}  size {format_bytes(store.get('file_bytes'))}")
     click.echo("backlog: " + ", ".join(f"{lane} {backlog.get(lane, 0)}" for lane in ("alarm", "event", "reading")))
@@ -87,7 +138,10 @@ def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
 
     Exits 3 when no daemon is running (the store is still read and shown).
     """
-    st = daemon_status(_loaded(ctx), points=points)
+    try:
+        st = ControlClient(_control_socket(ctx)).call("status", points=points)
+    except DaemonNotRunning as exc:
+        st = {"running": False, "reason": str(exc), "store": _offline_store(_loaded(ctx).config.store_path)}
     emit(st, as_json, _print_status)
     if not st.get("running"):
         sys.exit(EXIT_NOT_RUNNING)

@@ -1,0 +1,1 @@
+"""The building's MQTT broker: state, availability, alarms, discovery and commands."""

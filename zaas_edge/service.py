@@ -1,0 +1,77 @@
+"""The contract of the daemon's services (MQTT, sync, rules) and what they may use.
+
+A service is a long-running part of the daemon that is not a driver: it
+consumes the hub, the store or both, and may act on drivers. It is built
+from its configuration section when that section says ``enabled = true``,
+runs as a supervised task (restarted with backoff when it crashes) and is
+restarted when its section changes on reload.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Service", "ServiceContext", "DriverControl", "DriverInfo", "SERVICES"]
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, ClassVar, Protocol
+
+from zaas_edge.clock import Clock
+from zaas_edge.config_model import Config
+from zaas_edge.hub import Hub
+from zaas_edge.model import Alarm, Event, Point
+
+# Service name -> "module:Class". The name is also its configuration section.
+SERVICES: dict[str, str] = {
+    "mqtt": "zaas_edge.mqtt.service:MqttService",
+    "sync": "zaas_edge.sync.service:SyncService",
+}
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    id: str
+    type: str
+    enabled: bool
+    state: str
+    points: tuple[Point, ...] = ()
+
+
+class DriverControl(Protocol):
+    """What services may ask of the drivers (commands from MQTT, load shedding)."""
+
+    def drivers_info(self) -> dict[str, DriverInfo]: ...
+
+    async def poll_now(self, driver_id: str) -> None: ...
+
+    async def set_enabled(self, driver_id: str, enabled: bool) -> None: ...
+
+    async def write(self, point: str, value: float) -> float: ...
+
+
+@dataclass
+class ServiceContext:
+    name: str
+    config: Callable[[], Config]  # the configuration in force (it changes on reload)
+    hub: Hub
+    clock: Clock
+    writer: Any  # zaas_edge.store.Writer: read lanes, acknowledge, stats
+    drivers: DriverControl
+    notice: Callable[[Event | Alarm], None]
+    heartbeat: Callable[[], None]
+    add_command: Callable[[str, Callable[[dict[str, Any]], Awaitable[Any]]], None]
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("zaas_edge.service"))
+    # Maintained by the service; `zaas-edge status` shows it under the service's name.
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+class Service(abc.ABC):
+    name: ClassVar[str]
+    critical: ClassVar[bool] = False  # a critical service gates the systemd watchdog
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Run until cancelled; raising gets the service restarted with backoff."""
