@@ -174,7 +174,10 @@ def parse_frame(raw: bytes) -> Frame:
     raw = bytes(raw)
     if not raw:
         raise MBusError("empty buffer: no M-Bus frame", 0)
-    frame, end = _parse_at(raw, 0)
+    try:
+        frame, end = _parse_at(raw, 0)
+    except _Incomplete as exc:
+        raise MBusError(f"frame is truncated: {exc.missing} more byte(s) expected", len(raw)) from None
     if end != len(raw):
         raise MBusError(f"{len(raw) - end} unexpected byte(s) after the frame", end)
     return frame

@@ -367,8 +367,10 @@ def describe_vib(vif: int, vife: bytes, text_unit: str | None = None) -> VibMean
         info = vt.PRIMARY[0x7F]
         combinable = b""
         mfr_vife = vife
+    elif low == 0x7C:
+        info = vt.VifInfo("plain_text")
     else:
-        info = vt.PRIMARY[low]
+        info = vt.PRIMARY.get(low, vt.RESERVED)
 
     quantity = info.quantity
     unit = info.unit
