@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["RunningDriver"]
+__all__ = ["RunningDriver", "StateBackend", "MemoryState"]
 
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from zaas_edge.clock import Clock
+from zaas_edge.errors import TransientError
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Quality, Reading, Severity, Stamp, point_key
 
@@ -27,9 +28,11 @@ class RunningDriver:
         counters: dict[str, int],
         backlog: Callable[[], Mapping[str, int]],
         state_dir: Path,
+        state: StateBackend | None = None,
     ) -> None:
         self.driver_id = driver_id
         self.state_dir = state_dir
+        self._state = state
         self.log = logging.getLogger(f"zaas_edge.driver.{driver_id}")
         self._hub = hub
         self._clock = clock
@@ -71,3 +74,35 @@ class RunningDriver:
 
     def backlog(self) -> Mapping[str, int]:
         return self._backlog()
+
+    async def load_state(self, key: str) -> dict[str, Any] | None:
+        if self._state is None:
+            return None
+        return await self._state.load(self.driver_id, key)
+
+    async def save_state(self, key: str, value: Mapping[str, Any]) -> None:
+        if self._state is None:
+            raise TransientError("no store to save driver state in")
+        await self._state.save(self.driver_id, key, dict(value))
+
+
+class StateBackend(Protocol):
+    """Where drivers' small persistent documents live (the store's driver_state table)."""
+
+    async def load(self, driver_id: str, key: str) -> dict[str, Any] | None: ...
+
+    async def save(self, driver_id: str, key: str, value: dict[str, Any]) -> None: ...
+
+
+class MemoryState:
+    """A StateBackend for tests and tools that run drivers without a store."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def load(self, driver_id: str, key: str) -> dict[str, Any] | None:
+        doc = self.docs.get((driver_id, key))
+        return None if doc is None else dict(doc)
+
+    async def save(self, driver_id: str, key: str, value: dict[str, Any]) -> None:
+        self.docs[(driver_id, key)] = dict(value)

@@ -84,6 +84,14 @@ class DriverContext(Protocol):
 
     def backlog(self) -> Mapping[str, int]: ...
 
+    async def load_state(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document this driver saved earlier (frame counters, learnt plans)."""
+        ...
+
+    async def save_state(self, key: str, value: Mapping[str, Any]) -> None:
+        """Persist a small JSON document in the store, durable like a committed reading."""
+        ...
+
 
 class Driver(abc.ABC):
     """Base class of every driver. One instance per configuration section."""

@@ -1,0 +1,1 @@
+"""Simulated devices, the reference central API and the scenario runner (run from the source tree)."""
