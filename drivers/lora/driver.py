@@ -1,0 +1,383 @@
+"""The ``lora`` driver: LoRaWAN uplinks from Semtech UDP packet forwarders, decoded on the box.
+
+Path of one uplink: the forwarder's PUSH_DATA reaches the GWMP server
+(``server.py``); each ``rxpk`` is parsed as a LoRaWAN frame; the DevAddr
+names a device of the keys file; the 16-bit counter is rebuilt to 32 bits
+and the MIC checked with the device's NwkSKey (a frame that fails either is
+counted, and past a threshold an operator is told); good copies heard by
+several forwarders are merged, keeping the best RSSI; the surviving frame is
+decrypted with the AppSKey and decoded by the device's payload profile into
+readings, together with the RSSI, SNR and frame counter of the best copy.
+
+Frame counters survive restarts through ``ctx.save_state`` (the store), so
+a frame recorded and replayed after a reboot is still refused.
+
+Per-device error counters are kept in the driver's counters as
+``<device id>.<counter>`` (shown by ``zaas-edge status`` and used by
+``zaas-edge lora devices``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LoraDriver", "STATE_KEY", "gateway_device_id"]
+
+import asyncio
+import collections
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaas_edge.driver import Driver, DriverContext
+from zaas_edge.errors import ConfigError, ProtocolError, TransientError
+from zaas_edge.model import Point, Severity
+
+from . import gwmp, lorawan
+from .dedup import Deduplicated, Deduplicator, frame_key
+from .fcnt import FcntStatus, FrameCounter
+from .keys import DeviceKeys, fingerprint, load_keys
+from .options import LoraOptions
+from .payloads import PayloadProfile, load_profile
+from .server import Forwarder, GwmpServer, RateLimitedLog, refuse_wildcard
+
+STATE_KEY = "fcnt"
+KEYS_CHECK_EVERY_S = 5.0
+# First contact: how many 16-bit rollovers to try when the counter's high bits are unknown.
+FIRST_CONTACT_ROLLOVERS = 16
+_DEDUP_MEMORY_S = 30.0
+
+
+def gateway_device_id(driver_id: str, eui: bytes) -> str:
+    """The device id under which a forwarder's own statistics are reported."""
+    return f"{driver_id}-gw-{eui.hex()}"
+
+
+@dataclass
+class _Device:
+    keys: DeviceKeys
+    profile: PayloadProfile
+    counter: FrameCounter
+    bad_mics: collections.deque[float] = field(default_factory=collections.deque)
+    security_raised_at: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def session(self) -> str:
+        return fingerprint(self.keys.nwk_skey)
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    frame: lorawan.DataFrame
+    fcnt32: int
+    rx: gwmp.RxPacket
+    gateway: bytes
+
+
+class LoraDriver(Driver):
+    """Runs the GWMP server and turns ABP devices' uplinks into readings."""
+
+    Options = LoraOptions
+    options: LoraOptions
+
+    def __init__(self, options: LoraOptions, *, clock: Any = time.monotonic) -> None:
+        super().__init__(options)
+        self._clock = clock
+        self._devices: dict[int, _Device] = {}
+        self._dedup: Deduplicator[_Copy] = Deduplicator(options.dedup_window_s,
+                                                        max(_DEDUP_MEMORY_S, options.dedup_window_s))
+        self.server: GwmpServer | None = None
+        self.address: tuple[str, int] | None = None  # where the server listens, once bound
+        self.ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._keys_mtime: float | None = None
+        self._dirty = False
+        self._last_save = 0.0
+        self._offline: set[bytes] = set()
+        self._ctx: DriverContext | None = None
+        self._faults: RateLimitedLog | None = None
+        self._state_error_logged = False
+
+    # -- points --------------------------------------------------------------
+
+    def points(self) -> list[Point]:
+        out = []
+        for dev in self._devices.values():
+            for quantity, unit, resolution, description in dev.profile.points:
+                out.append(Point(dev.keys.id, quantity, unit, resolution, description))
+            out += [Point(dev.keys.id, "rssi", "dBm", 1, "Signal strength of the best copy"),
+                    Point(dev.keys.id, "snr", "dB", 0.1, "Signal to noise ratio of the best copy"),
+                    Point(dev.keys.id, "fcnt", "count", 1, "Uplink frame counter (32 bits)")]
+        return out
+
+    # -- run -------------------------------------------------------------------
+
+    async def run(self, ctx: DriverContext) -> None:
+        self._ctx = ctx
+        self._faults = RateLimitedLog(ctx.log, clock=self._clock)
+        await self._load_devices(ctx, initial=True)
+        refuse_wildcard(self.options.bind, ctx.log, self.id)
+        self.server = GwmpServer(self._on_push, count=ctx.count, log=ctx.log,
+                                 max_datagram=self.options.max_datagram_bytes, clock=self._clock)
+        self.address = await self.server.start(self.options.bind, self.options.port)
+        ctx.log.info("GWMP server listening on %s:%d for %d LoRaWAN devices", self.address[0], self.address[1],
+                     len(self._devices), extra={"fields": {"driver": self.id, "port": self.address[1]}})
+        self.ready.set()
+        try:
+            await self._loop(ctx)
+        finally:
+            self.server.close()
+            self.ready.clear()
+            if self._dirty:
+                try:
+                    await asyncio.shield(self._save(ctx))
+                except (asyncio.CancelledError, Exception):  # stopping: a best effort
+                    pass
+
+    async def _loop(self, ctx: DriverContext) -> None:
+        next_keys_check = self._clock() + KEYS_CHECK_EVERY_S
+        while True:
+            deadline = self._dedup.next_deadline()
+            timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self._clock()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = self._clock()
+            for item in self._dedup.pop_due(now):
+                self._release(ctx, item)
+            ctx.heartbeat()
+            if self._dirty and now - self._last_save >= self.options.state_save_interval_s:
+                await self._save(ctx)
+            if now >= next_keys_check:
+                next_keys_check = now + KEYS_CHECK_EVERY_S
+                await self._load_devices(ctx, initial=False)
+                self._check_forwarders(ctx, now)
+
+    # -- devices and counters --------------------------------------------------
+
+    async def _load_devices(self, ctx: DriverContext, *, initial: bool) -> None:
+        path = self.options.keys_file
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if not initial and mtime == self._keys_mtime:
+            return
+        try:
+            keys = load_keys(path, missing_ok=True)
+            profiles = {d.profile: load_profile(d.profile) for d in keys.devices}
+        except ConfigError as exc:
+            if initial:
+                raise
+            ctx.log.error("LoRaWAN keys file not reloaded, the previous devices stay in force: %s", exc,
+                          extra={"fields": {"driver": self.id}})
+            self._keys_mtime = mtime
+            return
+        if not keys.devices:
+            ctx.log.warning("no LoRaWAN device in %s yet: add one with `zaas-edge lora add-device`", path,
+                            extra={"fields": {"driver": self.id}})
+        saved = (await ctx.load_state(STATE_KEY) or {}) if initial else {}
+        devices: dict[int, _Device] = {}
+        for k in keys.devices:
+            old = self._devices.get(k.dev_addr)
+            if old is not None and old.session == fingerprint(k.nwk_skey):
+                old.keys, old.profile = k, profiles[k.profile]
+                devices[k.dev_addr] = old
+                continue
+            counter = FrameCounter(None, self.options.max_fcnt_gap)
+            doc = saved.get(k.dev_addr_hex)
+            if isinstance(doc, dict) and doc.get("session") == fingerprint(k.nwk_skey) \
+                    and isinstance(doc.get("last"), int):
+                counter = FrameCounter(doc["last"], self.options.max_fcnt_gap)
+            devices[k.dev_addr] = _Device(k, profiles[k.profile], counter)
+        if not initial:
+            ctx.log.info("LoRaWAN keys file reloaded: %d devices", len(devices),
+                         extra={"fields": {"driver": self.id}})
+        self._devices = devices
+        self._keys_mtime = mtime
+
+    async def _save(self, ctx: DriverContext) -> None:
+        doc = {d.keys.dev_addr_hex: {"last": d.counter.last, "session": d.session, "id": d.keys.id}
+               for d in self._devices.values() if d.counter.last is not None}
+        try:
+            await ctx.save_state(STATE_KEY, doc)
+        except TransientError as exc:
+            ctx.count("state_save_errors")
+            if not self._state_error_logged:
+                ctx.log.error("frame counters cannot be saved, replay protection will not survive a restart: %s",
+                              exc, extra={"fields": {"driver": self.id}})
+                self._state_error_logged = True
+            self._last_save = self._clock()
+            return
+        if self._state_error_logged:
+            ctx.log.info("frame counters saved again", extra={"fields": {"driver": self.id}})
+            self._state_error_logged = False
+        self._dirty = False
+        self._last_save = self._clock()
+
+    # -- uplinks ---------------------------------------------------------------
+
+    def _on_push(self, push: gwmp.PushData, fwd: Forwarder) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        if fwd.eui in self._offline:
+            self._offline.discard(fwd.eui)
+            ctx.log.info("packet forwarder %s is back", fwd.eui_hex, extra={"fields": {"gateway": fwd.eui_hex}})
+        if push.stat is not None:
+            gw = gateway_device_id(self.id, fwd.eui)
+            stamp = ctx.now()
+            ctx.emit([ctx.reading(q, v, u, stamp=stamp, device_id=gw) for q, v, u in push.stat.readings()]
+                     + [ctx.reading("online", 1.0, "bool", stamp=stamp, device_id=gw)])
+        for rx in push.rxpk:
+            self._on_packet(ctx, rx, fwd)
+
+    def _on_packet(self, ctx: DriverContext, rx: gwmp.RxPacket, fwd: Forwarder) -> None:
+        assert self._faults is not None
+        ctx.count("rx_packets")
+        if rx.crc is gwmp.CrcStatus.BAD:
+            ctx.count("rx_crc_bad")
+            return
+        try:
+            frame = lorawan.parse_phy_payload(rx.payload)
+        except ProtocolError as exc:
+            ctx.count("frames_invalid")
+            self._faults.warning("frame_invalid", f"LoRaWAN frame via {fwd.eui_hex} dropped: {exc}",
+                                 gateway=fwd.eui_hex)
+            return
+        if isinstance(frame, lorawan.JoinRequest):
+            ctx.count("join_requests_ignored")
+            self._faults.warning("join_request", (
+                f"OTAA join request from DevEUI {frame.dev_eui.hex().upper()} ignored: this gateway "
+                "decodes ABP devices only; provision the device for ABP and add it with `zaas-edge lora add-device`"),
+                dev_eui=frame.dev_eui.hex().upper())
+            return
+        if not isinstance(frame, lorawan.DataFrame) or not frame.uplink:
+            ctx.count("frames_ignored")
+            return
+        dev = self._devices.get(frame.dev_addr)
+        if dev is None:
+            ctx.count("unknown_devaddr")
+            self._faults.warning("unknown_devaddr", (
+                f"uplink from unknown DevAddr {frame.dev_addr_hex} dropped (another network's device, "
+                "or one to add with `zaas-edge lora add-device`)"), dev_addr=frame.dev_addr_hex)
+            return
+        check = dev.counter.check(frame.fcnt16)
+        if check.status is FcntStatus.DUPLICATE:
+            ctx.count("duplicates")  # a late copy or a retransmission of the last accepted frame
+            return
+        fcnt32 = self._verified_fcnt(dev, frame, check.fcnt32)
+        if fcnt32 is None:
+            self._bad_mic(ctx, dev, frame)
+            return
+        check = dataclasses.replace(check, fcnt32=fcnt32)
+        if check.status is FcntStatus.REJECTED:
+            self._replay(ctx, dev, check.fcnt32, check.reason)
+            return
+        first = self._dedup.offer(frame_key(frame), _Copy(frame, check.fcnt32, rx, fwd.eui), rx.rssi_dbm,
+                                  self._clock())
+        if first:
+            self._wake.set()
+        else:
+            ctx.count("duplicates")
+
+    @staticmethod
+    def _verified_fcnt(dev: _Device, frame: lorawan.DataFrame, fcnt32: int) -> int | None:
+        """The 32-bit counter the MIC confirms, or None.
+
+        With no counter known yet (a new device, or state lost) the high 16 bits
+        are unknown: a device that has sent more than 65535 frames is found by
+        trying the next rollovers, each a 2**-32 chance of a false match.
+        """
+        if lorawan.verify_mic(dev.keys.nwk_skey, frame, fcnt32):
+            return fcnt32
+        if dev.counter.last is None:
+            for epoch in range(1, FIRST_CONTACT_ROLLOVERS + 1):
+                guess = (epoch << 16) | frame.fcnt16
+                if lorawan.verify_mic(dev.keys.nwk_skey, frame, guess):
+                    return guess
+        return None
+
+    def _bad_mic(self, ctx: DriverContext, dev: _Device, frame: lorawan.DataFrame) -> None:
+        ctx.count("bad_mic")
+        ctx.count(f"{dev.keys.id}.bad_mic")
+        now = self._clock()
+        window = self.options.bad_mic_window_s
+        dev.bad_mics.append(now)
+        while dev.bad_mics and dev.bad_mics[0] <= now - window:
+            dev.bad_mics.popleft()
+        assert self._faults is not None
+        self._faults.warning(f"bad_mic.{dev.keys.id}", (
+            f"uplink for {dev.keys.id} (DevAddr {frame.dev_addr_hex}) failed its MIC check: wrong keys in the "
+            "keys file, a device with new session keys, or forged frames"), device=dev.keys.id)
+        if len(dev.bad_mics) >= self.options.bad_mic_threshold:
+            dev.bad_mics.clear()
+            ctx.event("lora.security", (
+                f"{self.options.bad_mic_threshold} LoRaWAN frames with a bad MIC for {dev.keys.id} "
+                f"(DevAddr {frame.dev_addr_hex}) within {window:g} s: forged frames or wrong session keys"),
+                Severity.WARNING, {"reason": "bad_mic", "device": dev.keys.id, "dev_addr": frame.dev_addr_hex,
+                                   "count": self.options.bad_mic_threshold, "window_s": window})
+
+    def _replay(self, ctx: DriverContext, dev: _Device, fcnt32: int, reason: str) -> None:
+        ctx.count("replayed")
+        ctx.count(f"{dev.keys.id}.replayed")
+        now = self._clock()
+        last = dev.security_raised_at.get("replay")
+        if last is not None and now - last < self.options.bad_mic_window_s:
+            return  # one event per device per window; the counter keeps the total
+        dev.security_raised_at["replay"] = now
+        ctx.event("lora.security", f"LoRaWAN frame from {dev.keys.id} refused: {reason}", Severity.WARNING,
+                  {"reason": "replay", "device": dev.keys.id, "dev_addr": dev.keys.dev_addr_hex,
+                   "fcnt": fcnt32, "last_fcnt": dev.counter.last})
+
+    def _release(self, ctx: DriverContext, item: Deduplicated[_Copy]) -> None:
+        copy = item.item
+        dev = self._devices.get(copy.frame.dev_addr)
+        if dev is None:
+            return
+        if dev.counter.last is not None and copy.fcnt32 <= dev.counter.last:
+            ctx.count("duplicates")  # a frame accepted meanwhile moved the counter past this one
+            return
+        try:
+            plain = lorawan.open_frame(copy.frame, copy.fcnt32, dev.keys.nwk_skey, dev.keys.app_skey)
+        except ProtocolError:  # verified on arrival: only a keys reload in between gets here
+            self._bad_mic(ctx, dev, copy.frame)
+            return
+        dev.counter = dev.counter.accept(copy.fcnt32)
+        self._dirty = True
+        ctx.count("uplinks")
+        ctx.count(f"{dev.keys.id}.uplinks")
+        stamp = ctx.now()
+        readings = []
+        if copy.frame.fport not in (None, 0):
+            try:
+                decoded = dev.profile.decode(copy.frame.fport, plain)
+            except ProtocolError as exc:
+                ctx.count("payload_errors")
+                ctx.count(f"{dev.keys.id}.payload_errors")
+                assert self._faults is not None
+                self._faults.warning(f"payload.{dev.keys.id}", (
+                    f"payload of {dev.keys.id} (profile {dev.profile.name}) could not be decoded: {exc}"),
+                    device=dev.keys.id)
+            else:
+                if decoded.partial:
+                    ctx.count("payload_partial")
+                readings += [ctx.reading(q, v, u, stamp=stamp, device_id=dev.keys.id) for q, v, u in decoded.readings]
+        meta = [("fcnt", float(copy.fcnt32), "count"), ("gateways", float(item.copies), "count")]
+        if copy.rx.rssi_dbm is not None:
+            meta.append(("rssi", copy.rx.rssi_dbm, "dBm"))
+        if copy.rx.snr_db is not None:
+            meta.append(("snr", copy.rx.snr_db, "dB"))
+        readings += [ctx.reading(q, v, u, stamp=stamp, device_id=dev.keys.id) for q, v, u in meta]
+        ctx.emit(readings)
+
+    def _check_forwarders(self, ctx: DriverContext, now: float) -> None:
+        if self.server is None:
+            return
+        for eui, fwd in self.server.forwarders.items():
+            if eui not in self._offline and now - fwd.last_seen > self.options.forwarder_timeout_s:
+                self._offline.add(eui)
+                ctx.log.warning("packet forwarder %s silent for %.0f s", fwd.eui_hex, now - fwd.last_seen,
+                                extra={"fields": {"gateway": fwd.eui_hex}})
+                ctx.emit([ctx.reading("online", 0.0, "bool", device_id=gateway_device_id(self.id, eui))])
+

@@ -1,0 +1,241 @@
+"""The GWMP server: the UDP end the Semtech packet forwarders talk to.
+
+It answers PUSH_DATA with PUSH_ACK and PULL_DATA with PULL_ACK (same
+version, same token), keeps track of every forwarder (gateway EUI, address,
+last seen, datagram counts) and hands each parsed PUSH_DATA to the driver.
+Anything that is not a valid datagram is counted and dropped; the log says so
+at most once a minute per kind of fault, so a noisy neighbour cannot flood the
+journal of an SD card.
+
+The wire format is ``gwmp.py`` (pure); this module only adds the socket.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GwmpServer", "Forwarder", "RateLimitedLog", "refuse_wildcard"]
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaas_edge.errors import ConfigError, ProtocolError, TransientError
+
+from . import gwmp
+from .options import WILDCARD_V4
+
+Addr = tuple[Any, ...]
+
+
+class RateLimitedLog:
+    """Log a kind of fault at most once per ``every`` seconds, saying how many were suppressed."""
+
+    def __init__(self, log: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = log
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, kind: str, msg: str, **fields: Any) -> bool:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._every:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return False
+        self._last[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._log.warning("%s%s", msg, more, extra={"fields": {"fault": kind, **fields}})
+        return True
+
+
+@dataclass
+class Forwarder:
+    """One packet forwarder as this server knows it."""
+
+    eui: bytes
+    addr: Addr  # where its PUSH_DATA come from
+    pull_addr: Addr | None = None  # where its PULL_DATA come from (the downlink path)
+    version: int = gwmp.PROTOCOL_VERSION
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    push_data: int = 0
+    pull_data: int = 0
+    rx_packets: int = 0
+    last_push: tuple[bytes, bytes] | None = field(default=None, repr=False)  # (token, body digest)
+
+    @property
+    def eui_hex(self) -> str:
+        return self.eui.hex().upper()
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "eui": self.eui_hex, "addr": f"{self.addr[0]}:{self.addr[1]}", "version": self.version,
+            "last_seen_age_s": round(now - self.last_seen, 3), "push_data": self.push_data,
+            "pull_data": self.pull_data, "rx_packets": self.rx_packets,
+        }
+
+
+def refuse_wildcard(bind: str, log: logging.Logger, driver_id: str) -> None:
+    """Warn, loudly, when the server listens beyond the box (the options refuse implicit wildcards)."""
+    if bind == WILDCARD_V4:
+        log.warning(
+            'GWMP server listens on every interface (bind = "0.0.0.0"): any host that reaches this port '
+            "can inject uplinks; keep the forwarder on this box or firewall the port",
+            extra={"fields": {"driver": driver_id, "bind": bind}},
+        )
+
+
+class GwmpServer(asyncio.DatagramProtocol):
+    """Answers forwarders and passes each PUSH_DATA to ``on_push(push, forwarder)``."""
+
+    def __init__(
+        self,
+        on_push: Callable[[gwmp.PushData, Forwarder], None],
+        *,
+        count: Callable[[str, int], None],
+        log: logging.Logger,
+        max_datagram: int = 65507,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_push = on_push
+        self._count = count
+        self._log = log
+        self._faults = RateLimitedLog(log, clock=clock)
+        self._max = max_datagram
+        self._clock = clock
+        self.forwarders: dict[bytes, Forwarder] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        except OSError as exc:
+            if exc.errno in (98, 13):  # EADDRINUSE, EACCES: the configuration must change
+                raise ConfigError(f"GWMP server cannot listen on {host}:{port}: {exc.strerror} "
+                                  "(another network server or packet forwarder bridge holds the port?)") from None
+            raise TransientError(f"GWMP server cannot listen on {host}:{port}: {exc.strerror}") from None
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("sockname")
+        return sock[0], sock[1]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for an ACK to a forwarder that went away: not ours to fix.
+        self._count("socket_errors", 1)
+
+    # -- datagrams ---------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        self._count("datagrams", 1)
+        if len(data) > self._max:
+            self._drop("datagram_oversize", f"GWMP datagram of {len(data)} bytes from {_show(addr)} "
+                       f"exceeds {self._max}: dropped", addr)
+            return
+        try:
+            msg = gwmp.parse_datagram(data)
+        except ProtocolError as exc:
+            self._drop(_fault_kind(exc), f"GWMP datagram from {_show(addr)} dropped: {exc}", addr)
+            return
+        try:
+            if isinstance(msg, gwmp.PushData):
+                self._push(msg, data, addr)
+            elif isinstance(msg, gwmp.PullData):
+                self._pull(msg, addr)
+            elif isinstance(msg, gwmp.TxAck):
+                self._count("tx_ack", 1)
+            else:  # an ACK or PULL_RESP sent to a server: a misdirected or looped datagram
+                self._drop("datagram_unexpected",
+                           f"GWMP {msg.identifier.name} from {_show(addr)} is for a forwarder, not a server: dropped",
+                           addr)
+        except Exception:  # the driver's callback must never take the socket down
+            self._count("internal_errors", 1)
+            self._log.exception("GWMP datagram from %s could not be processed", _show(addr))
+
+    def _drop(self, kind: str, text: str, addr: Addr) -> None:
+        self._count("datagrams_dropped", 1)
+        self._count(kind, 1)
+        self._faults.warning(kind, text, source=_show(addr))
+
+    def _seen(self, eui: bytes, addr: Addr, version: int) -> Forwarder:
+        now = self._clock()
+        fwd = self.forwarders.get(eui)
+        if fwd is None:
+            fwd = Forwarder(eui, addr, version=version, first_seen=now)
+            self.forwarders[eui] = fwd
+            self._log.info("packet forwarder %s connected from %s (protocol v%d)", eui.hex().upper(), _show(addr),
+                           version, extra={"fields": {"gateway": eui.hex().upper(), "source": _show(addr)}})
+        elif fwd.version != version:
+            fwd.version = version
+        fwd.last_seen = now
+        return fwd
+
+    def _send(self, data: bytes, addr: Addr) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    def _push(self, msg: gwmp.PushData, raw: bytes, addr: Addr) -> None:
+        self._send(gwmp.push_ack(msg.token, msg.version), addr)
+        fwd = self._seen(msg.gateway_eui, addr, msg.version)
+        if fwd.addr != addr:
+            self._log.info("packet forwarder %s now sends from %s (was %s)", fwd.eui_hex, _show(addr),
+                           _show(fwd.addr), extra={"fields": {"gateway": fwd.eui_hex}})
+            fwd.addr = addr
+        # A forwarder that missed our ACK may send the same datagram again: ack it, use it once.
+        digest = hashlib.blake2s(raw[4:], digest_size=8).digest()
+        if fwd.last_push == (msg.token, digest):
+            self._count("datagram_repeated", 1)
+            return
+        fwd.last_push = (msg.token, digest)
+        fwd.push_data += 1
+        fwd.rx_packets += len(msg.rxpk)
+        self._count("push_data", 1)
+        for rejected in msg.rejected:
+            kind = _fault_kind(rejected.error, prefix="rxpk")
+            self._count("rxpk_dropped", 1)
+            self._count(kind, 1)
+            self._faults.warning(kind, f"packet from forwarder {fwd.eui_hex} dropped: {rejected.error}",
+                                 gateway=fwd.eui_hex)
+        self._on_push(msg, fwd)
+
+    def _pull(self, msg: gwmp.PullData, addr: Addr) -> None:
+        self._send(gwmp.pull_ack(msg.token, msg.version), addr)
+        fwd = self._seen(msg.gateway_eui, addr, msg.version)
+        fwd.pull_addr = addr
+        fwd.pull_data += 1
+        self._count("pull_data", 1)
+
+
+def _fault_kind(exc: ProtocolError, prefix: str = "datagram") -> str:
+    """A stable counter name for the reason a datagram or packet was refused."""
+    text = str(exc)
+    if "JSON" in text:
+        return f"{prefix}_bad_json"
+    if "base64" in text:
+        return f"{prefix}_bad_base64"
+    if "version" in text:
+        return f"{prefix}_bad_version"
+    if "too short" in text or "unexpected bytes" in text or "'size'" in text:
+        return f"{prefix}_bad_length"
+    return f"{prefix}_invalid"
+
+
+def _show(addr: Addr) -> str:
+    return f"{addr[0]}:{addr[1]}" if addr else "?"

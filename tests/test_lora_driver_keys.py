@@ -1,0 +1,53 @@
+"""The ABP keys file: mode 0600, atomic writes, keys never shown."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from zaas_edge.drivers.lora.keys import DeviceKeys, fingerprint, load_keys, save_keys
+
+from hil.lora_forwarder import DEMO_DEVICES
+from zaas_edge.errors import ConfigError
+
+
+def test_save_writes_mode_0600_atomically_and_load_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "keys.toml"
+    save_keys(path, DEMO_DEVICES)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["keys.toml"]  # no temporary file left behind
+    loaded = load_keys(path)
+    assert loaded.devices == tuple(DEMO_DEVICES)
+    assert loaded.by_addr()[0x26011BDA].id == "water-1"
+
+
+def test_keys_never_appear_in_repr_or_public_view() -> None:
+    dev = DEMO_DEVICES[0]
+    shown = repr(dev) + str(dev.public())
+    assert dev.nwk_skey.hex() not in shown.lower() and dev.app_skey.hex() not in shown.lower()
+    assert f"sha256:{fingerprint(dev.nwk_skey)}" in shown
+    assert dev.public()["dev_addr"] == "26011BDA"
+
+
+def test_looser_mode_missing_file_and_bad_content_are_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    with pytest.raises(ConfigError, match="lora add-device"):
+        load_keys(path)
+    assert load_keys(path, missing_ok=True).devices == ()
+    save_keys(path, DEMO_DEVICES[:1])
+    os.chmod(path, 0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_keys(path)
+    secret = "00112233445566778899AABBCCDDEEF"  # 31 digits: one short
+    path.write_text(f'[[device]]\nid = "x"\ndev_addr = "26011BDA"\nnwk_skey = "{secret}"\n'
+                    f'app_skey = "{secret}"\nprofile = "milesight-am103"\n')
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigError) as exc:
+        load_keys(path)
+    assert "device[0].nwk_skey" in str(exc.value) and secret not in str(exc.value)
+    dup = DeviceKeys("y", DEMO_DEVICES[0].dev_addr, bytes(16), bytes(16), "milesight-am103")
+    save_keys(path, [DEMO_DEVICES[0], dup])
+    with pytest.raises(ConfigError, match="duplicate DevAddr 26011BDA"):
+        load_keys(path)
