@@ -1,11 +1,18 @@
-"""Modbus driver: the pure core (register decoding, read planning, device profiles).
+"""Modbus driver: the pure core (register decoding, read planning, device profiles)
+and the I/O shell around it.
 
-The I/O shell (pymodbus client, polling loop) builds on this API:
+The pure core:
 
 * ``decode``: registers to values and back, sentinels, scale factors;
 * ``plan``: coalescing points into requests, splitting on exception 02,
   per-point poll intervals without drift;
 * ``profile``: TOML device profiles and the built-in library.
+
+The shell: ``options`` (configuration), ``transport`` (the only module that
+talks to pymodbus), ``bus`` (one request at a time on a serial line, a
+bounded pool on TCP), ``device`` (polling, health, writes) and ``driver``
+(``ModbusDriver``, registered as the ``modbus`` driver); ``cli`` adds the
+technician's commands.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from .decode import (
     encode_value,
     register_count,
 )
+from .driver import ModbusDriver
+from .options import DeviceOptions, ModbusOptions
 from .plan import MAX_BITS, MAX_REGISTERS, Block, Plan, ReadPoint, Scheduler, Table, coalesce
 from .profile import Profile, ProfilePoint, get_profile, load_profile, load_profiles, parse_profile
 
@@ -60,4 +69,7 @@ __all__ = [
     "load_profile",
     "load_profiles",
     "parse_profile",
+    "DeviceOptions",
+    "ModbusOptions",
+    "ModbusDriver",
 ]

@@ -1,0 +1,593 @@
+"""One device on a bus: its read plan, its schedule, its health, its writes.
+
+A ``Device`` turns its profile (with the configuration's overrides) into a
+``Plan`` and a ``Scheduler`` from ``plan.py``, and on each due tick reads the
+planned blocks through the bus and decodes them with ``decode.py``.
+
+Failures are judged per poll, not per request. A poll *fails* when the device
+gave no valid answer at all (no response, garbled answers, the port is
+gone); the first silent request ends the poll, so a dead meter costs the bus
+one timeout per poll, not one per block. After ``offline_after`` failed polls
+in a row the device is *offline*: an availability event, the alarm
+``device.<id>.offline``, one log line; it is then retried with exponential
+backoff (``retry_initial_s`` doubling to ``retry_max_s``) instead of on its
+schedule. Its first good answer clears the alarm and restarts the schedule.
+
+An exception response is an answer: the device is alive. Exception 02
+(illegal data address) on a block splits the block at its widest gap and
+remembers the cut (``Plan.split``); the learnt barriers and unreadable points
+are saved as driver state so a restart does not learn them again.
+
+Missing values (sentinels, NaN, a missing scale factor) produce **no
+reading**: the store, the sync encoder and MQTT all carry numbers, and a NaN
+or a plausible-looking placeholder would poison sums and charts. The gap is
+visible instead: the point's latest reading ages, the ``missing_values``
+counter grows, and the point's entry into (and exit from) the missing state
+is logged once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Device", "Health", "DecodeEntry", "build_entries"]
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaas_edge.driver import DriverContext
+from zaas_edge.errors import PermanentError, ProtocolError, TransientError
+from zaas_edge.model import Point, Quality, Reading, Severity
+
+from .bus import Bus
+from .decode import (
+    DataType,
+    Decoded,
+    RegisterSpec,
+    decode_scale_factor,
+    decode_string,
+    decode_value,
+    encode_bits,
+    encode_value,
+)
+from .options import DeviceOptions, ModbusOptions
+from .plan import Block, Plan, Scheduler, Table
+from .profile import Profile, ProfilePoint, sf_key
+from .transport import CrcError, ExceptionResponse, LinkDown, NoResponse
+
+log = logging.getLogger("zaas_edge.drivers.modbus")
+
+EWMA = 0.1  # weight of the newest latency sample in the running average
+MAX_SPLITS_PER_POLL = 32
+
+
+@dataclass
+class Health:
+    """Counters of one device, cheap to keep and to show."""
+
+    requests: int = 0
+    answers: int = 0
+    timeouts: int = 0
+    crc_errors: int = 0
+    bad_responses: int = 0
+    exceptions: int = 0
+    link_errors: int = 0
+    missing_values: int = 0
+    overruns: int = 0
+    polls: int = 0
+    failed_polls: int = 0
+    consecutive_failures: int = 0
+    latency_last_ms: float | None = None
+    latency_avg_ms: float | None = None
+    online: bool | None = None  # None until the first poll has said
+    last_error: str | None = None
+    offline_since: float | None = None
+
+    def latency(self, seconds: float) -> None:
+        ms = seconds * 1000.0
+        self.latency_last_ms = ms
+        self.latency_avg_ms = ms if self.latency_avg_ms is None else self.latency_avg_ms + EWMA * (
+            ms - self.latency_avg_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        for k in ("latency_last_ms", "latency_avg_ms"):
+            if d[k] is not None:
+                d[k] = round(d[k], 3)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeEntry:
+    """What decoding one point needs, resolved once (profile plus overrides)."""
+
+    quantity: str
+    spec: RegisterSpec
+    unit: str
+    resolution: float
+    sf: str | None  # plan key of its scale-factor register
+    sf_address: int | None  # after relocation
+    writable: bool
+    table: Table
+    address: int  # after relocation
+    is_string: bool
+
+
+def build_entries(profile: Profile, opts: DeviceOptions, shift: int = 0) -> dict[str, DecodeEntry]:
+    """Every enabled point of the device, with the configuration's overrides applied."""
+    out: dict[str, DecodeEntry] = {}
+    for p in profile.points:
+        ov = opts.points.get(p.quantity)
+        if ov is not None and not ov.enabled:
+            continue
+        spec = profile.register_spec(p)
+        if ov is not None:
+            changes: dict[str, Any] = {}
+            if ov.scale is not None:
+                changes["scale"] = ov.scale
+            if ov.offset is not None:
+                changes["offset"] = ov.offset
+            if ov.word_order is not None:
+                changes["order"] = ov.word_order
+            if changes:
+                spec = RegisterSpec(**{**{f: getattr(spec, f) for f in RegisterSpec.__slots__}, **changes})
+        writable = p.writable if ov is None or ov.writable is None else ov.writable
+        out[p.quantity] = DecodeEntry(
+            p.quantity, spec, p.unit, p.resolution,
+            sf_key(p.scale_factor) if p.scale_factor is not None else None,
+            p.scale_factor + shift if p.scale_factor is not None else None,
+            writable, profile.table_of(p), p.address + shift, p.type is DataType.STRING)
+    return out
+
+
+def _intervals(profile: Profile, opts: DeviceOptions, entries: Mapping[str, DecodeEntry]) -> dict[str, int]:
+    out = {}
+    for p in profile.points:
+        if p.quantity not in entries:
+            continue
+        ov = opts.points.get(p.quantity)
+        if ov is not None and ov.interval_s is not None:
+            s = ov.interval_s
+        elif p.interval_s is not None:
+            s = p.interval_s
+        else:
+            default = profile.interval_s(p)
+            slow = default == profile.defaults.slow_interval_s and default != profile.defaults.fast_interval_s
+            if slow:
+                s = opts.interval_slow_s or default
+            else:
+                s = opts.interval_fast_s or default
+        out[p.quantity] = int(s * 1e9)
+    return out
+
+
+@dataclass
+class PollResult:
+    values: dict[str, Decoded | str] = field(default_factory=dict)
+    stamps: dict[str, float] = field(default_factory=dict)
+    answered: bool = False
+    error: str | None = None
+
+
+class Device:
+    """Polls one unit id on a bus and keeps its health."""
+
+    def __init__(self, opts: DeviceOptions, bus_opts: ModbusOptions, bus: Bus,
+                 ctx: DriverContext | None = None) -> None:
+        self.opts = opts
+        self.bus_opts = bus_opts
+        self.bus = bus
+        self.ctx = ctx
+        self.id = opts.id
+        self.unit = opts.unit
+        self.profile = opts.resolved_profile
+        self.timeout = opts.timeout_s or bus_opts.timeout_s
+        self.gap_s = (opts.inter_frame_delay_ms / 1000 if opts.inter_frame_delay_ms is not None
+                      else bus_opts.frame_gap_s)
+        self.health = Health()
+        self.shift: int | None = None if self._needs_detection else 0
+        self._set_layout(self.shift or 0)
+        self._missing: set[str] = set()
+        self._poll_lock = asyncio.Lock()  # a poll-now and a scheduled poll do not interleave
+        self._retry_delay = bus_opts.retry_initial_s
+        self._state_loaded = False
+
+    # -- layout ---------------------------------------------------------------------
+
+    @property
+    def _needs_detection(self) -> bool:
+        d = self.profile.detection
+        return d is not None and d.relocate
+
+    def _set_layout(self, shift: int) -> None:
+        self.entries = build_entries(self.profile, self.opts, shift)
+        points = [rp for rp in self.profile.read_points(shift)
+                  if rp.key in self.entries or rp.key in self._sf_keys()]
+        self.plan = Plan.build(points, self.profile.defaults.max_gap)
+        self.intervals = _intervals(self.profile, self.opts, self.entries)
+        self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
+
+    def _sf_keys(self) -> set[str]:
+        return {e.sf for e in self.entries.values() if e.sf}
+
+    def model_points(self) -> list[Point]:
+        return [Point(self.id, e.quantity, e.unit, e.resolution,
+                      self.profile.point(e.quantity).description, e.writable)
+                for e in self.entries.values() if not e.is_string]
+
+    # -- learnt state ---------------------------------------------------------------
+
+    def _state_key(self) -> str:
+        return f"plan.{self.id}"
+
+    def _fingerprint(self) -> str:
+        return f"{self.profile.name}:{self.unit}:{self.shift}"
+
+    async def load_state(self) -> None:
+        self._state_loaded = True
+        if self.ctx is None:
+            return
+        try:
+            doc = await self.ctx.load_state(self._state_key())
+        except Exception:  # a store problem must not stop polling; learning again is cheap
+            return
+        if not doc or doc.get("fingerprint") != self._fingerprint():
+            return
+        keys = {p.key for p in self.plan.points}
+        barriers = frozenset((Table(t), int(a)) for t, a in doc.get("barriers", []))
+        unreadable = frozenset(k for k in doc.get("unreadable", []) if k in keys)
+        self.plan = Plan(self.plan.points, self.plan.max_gap, barriers, unreadable)
+
+    async def _save_state(self) -> None:
+        if self.ctx is None:
+            return
+        doc = {"fingerprint": self._fingerprint(),
+               "barriers": sorted([int(t), a] for t, a in self.plan.barriers),
+               "unreadable": sorted(self.plan.unreadable)}
+        try:
+            await self.ctx.save_state(self._state_key(), doc)
+        except Exception:
+            pass  # in memory it is still learnt
+
+    # -- reading --------------------------------------------------------------------
+
+    async def _request(self, block: Block) -> list[int]:
+        self.health.requests += 1
+        self._count("requests")
+        t0 = time.monotonic()
+        regs = await self.bus.read(self.unit, block.table, block.start, block.count, timeout=self.timeout,
+                                   gap_s=self.gap_s)
+        self.health.latency(time.monotonic() - t0)
+        self.health.answers += 1
+        return regs
+
+    def _count(self, name: str, n: int = 1) -> None:
+        if self.ctx is not None:
+            self.ctx.count(name, n)
+
+    def _note_failure(self, exc: Exception) -> None:
+        if isinstance(exc, NoResponse):
+            self.health.timeouts += 1
+            self._count("timeouts")
+        elif isinstance(exc, CrcError):
+            self.health.crc_errors += 1
+            self._count("crc_errors")
+        elif isinstance(exc, LinkDown):
+            self.health.link_errors += 1
+            self._count("link_errors")
+        elif isinstance(exc, ProtocolError):
+            self.health.bad_responses += 1
+            self._count("bad_responses")
+        self.health.last_error = str(exc)
+
+    async def detect(self) -> bool:
+        """Find the SunSpec marker (or the profile's) and relocate the points; False if the device was silent."""
+        det = self.profile.detection
+        assert det is not None
+        table = {"coils": Table.COILS, "discrete_inputs": Table.DISCRETE_INPUTS,
+                 "holding": Table.HOLDING, "input": Table.INPUT}[det.table]
+        seen: dict[int, list[int]] = {}
+        answered = False
+        for base in det.candidates:
+            try:
+                seen[base] = await self._request(Block(table, base, det.marker_registers, ()))
+                answered = True
+                for e in det.expect:
+                    n = 2 if e.type.value.endswith("32") else 4 if e.type.value.endswith("64") else 1
+                    seen[base + e.offset] = await self._request(Block(table, base + e.offset, n, ()))
+            except ExceptionResponse:
+                self.health.exceptions += 1
+                answered = True
+                continue
+            except (TransientError, ProtocolError) as exc:
+                self._note_failure(exc)
+                if not isinstance(exc, CrcError):
+                    break
+            if det.match(seen) is not None:
+                break
+        if not answered:
+            return False
+        found = det.match(seen)
+        if found is None:
+            self._log(logging.WARNING, f"device {self.id}: {det.marker!r} marker not found at "
+                      f"{', '.join(map(str, det.candidates))}; assuming the profile's addresses")
+            shift = 0
+        else:
+            shift = found - det.candidates[0]
+            if shift:
+                self._log(logging.INFO,
+                          f"device {self.id}: {det.marker!r} marker at {found}; addresses shifted by {shift}")
+        self.shift = shift
+        self._set_layout(shift)
+        await self.load_state()
+        return True
+
+    async def read(self, keys: frozenset[str] | set[str]) -> PollResult:
+        """Read ``keys`` (point quantities) once; never raises for bus problems."""
+        res = PollResult()
+        if self.shift is None:
+            if not await self.detect():
+                res.error = self.health.last_error or "no answer"
+                return res
+            res.answered = True
+        if not self._state_loaded:
+            await self.load_state()
+        wanted = self.profile.with_dependencies(k for k in keys if k in self.entries)
+        queue = list(self.plan.blocks_for(wanted))
+        raw: dict[str, list[int]] = {}
+        splits = 0
+        while queue:
+            block = queue.pop(0)
+            try:
+                regs = await self._request(block)
+            except ExceptionResponse as exc:
+                res.answered = True
+                self.health.exceptions += 1
+                self._count("exceptions")
+                self.health.last_error = str(exc)
+                if exc.code == 2 and splits < MAX_SPLITS_PER_POLL:
+                    splits += 1
+                    await self._split(block)
+                    done = set(raw)
+                    queue = [b for b in self.plan.blocks_for(wanted - done)]
+                continue
+            except CrcError as exc:
+                self._note_failure(exc)
+                continue  # noise on the line: the next block may pass
+            except (TransientError, ProtocolError) as exc:
+                self._note_failure(exc)
+                res.error = str(exc)
+                break  # silent device or gone port: do not spend a timeout per block
+            res.answered = True
+            stamp = time.monotonic()
+            for p in block.points:
+                raw[p.key] = list(block.extract(regs, p))
+                res.stamps[p.key] = stamp
+        if not res.answered and res.error is None:
+            res.error = self.health.last_error
+        for q in keys:
+            e = self.entries.get(q)
+            if e is None or q not in raw:
+                continue
+            res.values[q] = self._decode(e, raw)
+        return res
+
+    def _decode(self, e: DecodeEntry, raw: Mapping[str, list[int]]) -> Decoded | str:
+        regs = raw[e.quantity]
+        try:
+            if e.is_string:
+                return decode_string(regs, e.spec.order)
+            if e.sf is None:
+                return decode_value(regs, e.spec)
+            sf = raw.get(e.sf)
+            return decode_value(regs, e.spec, sf[0] if sf else None, has_sf=True)
+        except ProtocolError:
+            return Decoded.missing()
+
+    async def _split(self, block: Block) -> None:
+        before = self.plan.unreadable
+        self.plan = self.plan.split(block)
+        lost = self.plan.unreadable - before
+        if lost:
+            self._log(logging.WARNING, f"device {self.id}: {', '.join(sorted(lost))} refused with exception 02 "
+                      "(illegal data address); no longer read")
+            if self.ctx is not None:
+                self.ctx.event("modbus.point_unreadable", f"{self.id}: {', '.join(sorted(lost))} not readable",
+                               Severity.WARNING, {"device": self.id, "points": sorted(lost)})
+        else:
+            self._log(logging.INFO, f"device {self.id}: block {block.table.name.lower()} {block.start}+{block.count} "
+                      "refused with exception 02; split")
+        self._count("splits")
+        await self._save_state()
+
+    # -- readings and health ----------------------------------------------------------
+
+    def readings(self, res: PollResult) -> list[Reading]:
+        """Readings for the decoded values; missing values are counted, not emitted."""
+        assert self.ctx is not None
+        out: list[Reading] = []
+        now_stamp = self.ctx.now()
+        now_mono = time.monotonic()
+        for q, d in res.values.items():
+            if isinstance(d, str):
+                continue  # text (serial numbers) is shown by `zaas-edge read`, not stored
+            e = self.entries[q]
+            if d.value is None or not math.isfinite(d.value):
+                self.health.missing_values += 1
+                self._count("missing_values")
+                if q not in self._missing:
+                    self._missing.add(q)
+                    self._log(logging.WARNING, f"device {self.id}: {q} has no value (sentinel or missing scale factor)")
+                continue
+            if q in self._missing:
+                self._missing.discard(q)
+                self._log(logging.INFO, f"device {self.id}: {q} has a value again")
+            # Stamp each value when its block arrived, not when the poll ended.
+            age_ns = int((now_mono - res.stamps.get(q, now_mono)) * 1e9)
+            stamp = now_stamp if age_ns <= 0 else type(now_stamp)(
+                now_stamp.wall_ns - age_ns, now_stamp.mono_ns - age_ns, now_stamp.boot_id, now_stamp.synced)
+            out.append(self.ctx.reading(q, d.value, e.unit, d.quality, stamp=stamp, device_id=self.id))
+        return out
+
+    def _judge(self, res: PollResult) -> None:
+        h = self.health
+        h.polls += 1
+        if res.answered:
+            h.consecutive_failures = 0
+            self._retry_delay = self.bus_opts.retry_initial_s
+            if h.online is not True:
+                was_offline = h.online is False
+                h.online = True
+                h.offline_since = None
+                if was_offline:
+                    self._log(logging.INFO, f"device {self.id} (unit {self.unit}) is back online")
+                    self._availability(True, "answering again")
+                    # Restart the schedule: deadlines missed while offline are not overruns.
+                    self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
+                else:
+                    self._availability(True, "answering")
+            return
+        h.failed_polls += 1
+        h.consecutive_failures += 1
+        self._count("failed_polls")
+        if h.online is not False and h.consecutive_failures >= self.bus_opts.offline_after:
+            h.online = False
+            h.offline_since = time.time()
+            reason = res.error or "no answer"
+            self._log(logging.WARNING, f"device {self.id} (unit {self.unit}) offline after "
+                      f"{h.consecutive_failures} failed polls: {reason}")
+            self._availability(False, reason)
+
+    def _availability(self, online: bool, reason: str) -> None:
+        if self.ctx is None:
+            return
+        state = "online" if online else "offline"
+        data = {"device": self.id, "unit": self.unit, "state": state, "reason": reason}
+        self.ctx.event("device.availability", f"{self.id} {state}: {reason}",
+                       Severity.INFO if online else Severity.WARNING, data)
+        # Only a device that was offline has an alarm to clear.
+        if not online or reason != "answering":
+            text = "answers again" if online else f"does not answer: {reason}"
+            self.ctx.alarm(f"device.{self.id}.offline", not online, f"{self.id} (unit {self.unit}) {text}",
+                           Severity.WARNING, data)
+
+    def _log(self, level: int, msg: str) -> None:
+        logger = self.ctx.log if self.ctx is not None else log
+        logger.log(level, msg, extra={"fields": {"device": self.id, "unit": self.unit}})
+
+    async def poll(self, keys: frozenset[str] | set[str]) -> list[Reading]:
+        """Read, judge health, and return the readings (the driver emits them)."""
+        async with self._poll_lock:
+            res = await self.read(keys)
+            self._judge(res)
+            return self.readings(res) if self.ctx is not None else []
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll on schedule while online, with backoff while offline, until cancelled."""
+        assert self.ctx is not None
+        while True:
+            if self.health.online is False:
+                await asyncio.sleep(self._retry_delay)
+                self._retry_delay = min(self._retry_delay * 2, self.bus_opts.retry_max_s)
+                batch = await self.poll(set(self.entries))
+            else:
+                nxt = self.scheduler.next_deadline()
+                now = time.monotonic_ns()
+                if nxt is not None and nxt > now:
+                    await asyncio.sleep((nxt - now) / 1e9)
+                before = self.scheduler.overruns
+                due = self.scheduler.due(time.monotonic_ns())
+                missed = self.scheduler.overruns - before
+                if missed:
+                    self.health.overruns += missed
+                    self._count("overruns", missed)
+                batch = await self.poll(due)
+            if batch:
+                self.ctx.emit(batch)
+            self.ctx.heartbeat()
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def write(self, quantity: str, value: float) -> float:
+        """Write ``value`` to a writable coil or holding register and return what reads back.
+
+        Retries ``write_retries`` times when the device does not answer or reads
+        back something else; a value that still differs raises ``PermanentError``.
+        """
+        e = self.entries.get(quantity)
+        if e is None:
+            raise PermanentError(f"device {self.id} has no point {quantity!r}")
+        if not e.writable:
+            raise PermanentError(f"{self.id}/{quantity} is not writable (set points.{quantity}.writable = true "
+                                 "in the device's configuration if the device allows it)")
+        if e.table not in (Table.COILS, Table.HOLDING) or e.is_string:
+            raise PermanentError(f"{self.id}/{quantity} lives in the {e.table.name.lower()} table, which is read-only")
+        if not math.isfinite(value):
+            raise PermanentError(f"cannot write {value!r} to {self.id}/{quantity}")
+        attempts = self.bus_opts.write_retries + 1
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                got = await self._write_once(e, value)
+            except (TransientError, ProtocolError) as exc:
+                self._note_failure(exc)
+                last = exc
+                continue
+            if self._matches(e, value, got):
+                self._count("writes")
+                if self.ctx is not None:
+                    self.ctx.emit([self.ctx.reading(quantity, got, e.unit, Quality.OK, device_id=self.id)])
+                return got
+            last = PermanentError(f"{self.id}/{quantity}: wrote {value:g}, read back {got:g}")
+        self._count("write_failures")
+        if isinstance(last, PermanentError):
+            raise last
+        raise TransientError(f"{self.id}/{quantity}: write failed after {attempts} attempts: {last}")
+
+    @staticmethod
+    def _matches(e: DecodeEntry, wanted: float, got: float) -> bool:
+        step = abs(e.spec.scale) if not e.spec.dtype.is_float else 0.0
+        tol = max(e.resolution, step / 2, 1e-9 * max(1.0, abs(wanted)))
+        if e.spec.dtype is DataType.FLOAT32:
+            tol = max(tol, abs(wanted) * 1e-6)
+        return abs(got - wanted) <= tol
+
+    async def _write_once(self, e: DecodeEntry, value: float) -> float:
+        bus, unit, t, gap = self.bus, self.unit, self.timeout, self.gap_s
+        if e.table is Table.COILS:
+            await bus.write_coil(unit, e.address, bool(value), timeout=t, gap_s=gap)
+            bit = await bus.read_for_write(unit, Table.COILS, e.address, 1, timeout=t, gap_s=gap)
+            return float(bit[0])
+        count = e.spec.count
+        if e.spec.bit is not None or e.spec.mask is not None:
+            (reg,) = await bus.read_for_write(unit, Table.HOLDING, e.address, 1, timeout=t, gap_s=gap)
+            raw = (value - e.spec.offset) / e.spec.scale
+            if not float(raw).is_integer():
+                raise PermanentError(f"{self.id}/{e.quantity}: {value:g} is not a whole step of the bit field")
+            regs: tuple[int, ...] = (encode_bits(reg, int(raw), e.spec.bit, e.spec.mask),)
+        else:
+            sf = 0
+            if e.sf is not None:
+                sf_regs = await bus.read_for_write(unit, Table.HOLDING, e.sf_address, 1, timeout=t, gap_s=gap)
+                got_sf = decode_scale_factor(sf_regs[0])
+                if got_sf is None:
+                    raise PermanentError(f"{self.id}/{e.quantity}: its scale factor is not implemented")
+                sf = got_sf
+            regs = encode_value(value, e.spec, sf)
+        await bus.write_registers(unit, e.address, regs, timeout=t, gap_s=gap)
+        back = await bus.read_for_write(unit, Table.HOLDING, e.address, count, timeout=t, gap_s=gap)
+        raw_sf: dict[str, list[int]] = {e.quantity: back}
+        if e.sf is not None:
+            raw_sf[e.sf] = await bus.read_for_write(unit, Table.HOLDING, e.sf_address, 1, timeout=t, gap_s=gap)
+        d = self._decode(e, raw_sf)
+        if isinstance(d, str) or d.value is None:
+            raise PermanentError(f"{self.id}/{e.quantity}: read-back is not a value")
+        return d.value
+
+    def describe_points(self) -> list[ProfilePoint]:
+        return [self.profile.point(q) for q in self.entries]
