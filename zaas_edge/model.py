@@ -17,6 +17,7 @@ __all__ = [
     "Reading",
     "Event",
     "Alarm",
+    "UploadRecord",
     "point_key",
 ]
 
@@ -160,3 +161,41 @@ class Alarm:
     stamp: Stamp
     severity: Severity = Severity.WARNING
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """What the platform receives for a point: one raw sample or one window aggregate.
+
+    Built from raw readings by the upload policies (``zaas_edge.sync.policy``)
+    with the wall clock already fixed up (``zaas_edge.sync.clockfix``).
+    ``window_s == 0`` marks a raw sample taken at ``wall_ns``; otherwise the
+    record aggregates the readings of ``[wall_ns, wall_ns + window_s)``:
+    ``value`` is their average, ``last`` the latest value (taken at
+    ``last_ns``). Aggregates merge (see docs/sync-encoding.md), so a reading
+    arriving after its window was closed travels as a further partial one.
+    ``mono_ns`` and ``boot_id`` are kept only while ``synced`` is false, for
+    the platform to place the record itself. ``resolution`` is the point's
+    declared step, the precision the wire encoding keeps (0: lossless).
+    """
+
+    point: str
+    unit: str
+    wall_ns: int
+    value: float
+    quality: Quality = Quality.OK
+    synced: bool = True
+    corrected: bool = False
+    mono_ns: int | None = None
+    boot_id: str = ""
+    resolution: float = 0.0
+    window_s: int = 0
+    count: int = 1
+    min: float | None = None
+    max: float | None = None
+    last: float | None = None
+    last_ns: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return "agg" if self.window_s else "raw"
