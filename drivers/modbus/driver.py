@@ -31,6 +31,7 @@ class ModbusDriver(Driver):
     """A Modbus TCP endpoint, an RTU serial line, or RTU over TCP, and its devices."""
 
     Options = ModbusOptions
+    READY_TIMEOUT_S = 5.0  # how long poll_now/write wait for a driver that is starting
 
     def __init__(self, options: ModbusOptions) -> None:  # type: ignore[override]
         super().__init__(options)
@@ -120,7 +121,7 @@ class ModbusDriver(Driver):
     async def _wait_ready(self) -> None:
         if not self._ready.is_set():
             try:
-                await asyncio.wait_for(self._ready.wait(), 5.0)
+                await asyncio.wait_for(self._ready.wait(), self.READY_TIMEOUT_S)
             except TimeoutError:
                 raise PermanentError(f"driver {self.id!r} is not running") from None
 
