@@ -1,6 +1,12 @@
-"""Bluetooth Low Energy adverts: pure decoders.
+"""Bluetooth Low Energy sensors.
 
-``ruuvi`` decodes RuuviTag data format 5 from manufacturer data; ``bthome``
-wraps the bthome-ble library for BTHome v2 service data. Scanning (bleak) and
-the driver build on them.
+Pure decoders: ``ruuvi`` (RuuviTag data format 5 from manufacturer data) and
+``bthome`` (BTHome v2 service data through the bthome-ble library). The I/O
+shell: ``scanner`` (the one module that uses bleak, behind the
+``AdvertSource`` seam) and ``driver``.
 """
+
+from zaas_edge.drivers.ble.driver import BleDriver
+from zaas_edge.drivers.ble.options import BleOptions
+
+__all__ = ["BleDriver", "BleOptions"]

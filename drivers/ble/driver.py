@@ -1,0 +1,176 @@
+"""The ``ble`` driver: RuuviTag and BTHome v2 sensors heard in BLE adverts.
+
+Adverts come from an ``AdvertSource`` (bleak in production, a replay in
+tests). Each advert from a configured device (by MAC) is decoded: RuuviTag
+data format 5 from manufacturer data 0x0499, BTHome v2 from service data
+0xFCD2, decrypted with the device's bindkey when it has one. A device
+repeats each measurement in many adverts; a repeat (same Ruuvi measurement
+sequence, same BTHome packet id, a replayed encrypted counter) is dropped,
+and a device yields at most one set of readings per ``min_interval_s``.
+
+Adverts from devices not configured are counted and ignored, unless
+``accept_unknown`` is set. When the adapter is missing or disappears the
+driver logs it once, raises the alarm ``ble.<driver id>.adapter`` and keeps
+retrying with a growing delay; the rest of the daemon carries on.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BleDriver", "decode_advert"]
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaas_edge.drivers.lora.server import RateLimitedLog
+
+from zaas_edge.driver import Driver, DriverContext
+from zaas_edge.errors import ProtocolError, TransientError
+from zaas_edge.model import Severity
+from zaas_edge.secrets import read_secret
+
+from .bthome import BTHOME_UUID, BTHomeDevice
+from .options import BleDevice, BleOptions
+from .ruuvi import RUUVI_COMPANY_ID, decode_df5
+from .scanner import Advert, AdvertSource, BleakSource
+
+
+@dataclass
+class _Known:
+    id: str
+    mac: str
+    bthome: BTHomeDevice
+    last_ruuvi_seq: int | None = None
+    last_emit: float | None = None
+    adverts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    kind: str  # "ruuvi" or "bthome"
+    readings: tuple[tuple[str, float, str], ...]
+    events: tuple[Any, ...] = ()
+    sequence: int | None = None
+    repeat: bool = False
+
+
+def decode_advert(advert: Advert, bthome: BTHomeDevice | None = None) -> _Decoded | None:
+    """Readings of one advert (None: not a RuuviTag or BTHome advert). ``ProtocolError`` when broken."""
+    ruuvi = advert.manufacturer_data.get(RUUVI_COMPANY_ID)
+    if ruuvi is not None:
+        df5 = decode_df5(ruuvi)
+        return _Decoded("ruuvi", tuple(df5.readings()), sequence=df5.measurement_sequence)
+    data = advert.service_data.get(BTHOME_UUID)
+    if data is not None:
+        device = bthome or BTHomeDevice(advert.mac)
+        result = device.decode(data, advert.at)
+        if result is None:
+            return _Decoded("bthome", (), repeat=True)
+        return _Decoded("bthome", result.readings, result.events, result.packet_id)
+    return None
+
+
+@dataclass
+class _Stats:
+    unknown: set[str] = field(default_factory=set)
+
+
+class BleDriver(Driver):
+    """Scans, decodes, throttles and emits."""
+
+    Options = BleOptions
+    options: BleOptions
+
+    def __init__(self, options: BleOptions, *, source: AdvertSource | None = None,
+                 clock: Any = time.monotonic) -> None:
+        super().__init__(options)
+        self.source: AdvertSource = source or BleakSource(options.adapter, options.scanning_mode)
+        self._clock = clock
+        self._known: dict[str, _Known] = {}
+        self._stats = _Stats()
+        self.state = "starting"  # "scanning" or "unavailable": logged once per change
+        self.scanning = asyncio.Event()
+
+    async def run(self, ctx: DriverContext) -> None:
+        faults = RateLimitedLog(ctx.log, clock=self._clock)
+        self._known = {d.mac: self._device(d) for d in self.options.devices}
+        delay = self.options.retry_initial_s
+        alarm = f"ble.{self.id}.adapter"
+        while True:
+            try:
+                async for advert in self.source.stream():
+                    if self.state != "scanning":
+                        if self.state == "unavailable":
+                            ctx.alarm(alarm, False, f"Bluetooth adapter {self.options.adapter} is back")
+                        ctx.log.info("scanning for BLE adverts on %s (%d devices configured)", self.options.adapter,
+                                     len(self.options.devices), extra={"fields": {"driver": self.id}})
+                        self.state = "scanning"
+                        self.scanning.set()
+                        delay = self.options.retry_initial_s
+                    self._on_advert(ctx, advert, faults)
+                raise TransientError(f"BLE advert source on {self.options.adapter} ended")
+            except TransientError as exc:
+                ctx.count("adapter_errors")
+                self.scanning.clear()
+                if self.state != "unavailable":
+                    ctx.log.error("%s; retrying until it is back", exc, extra={"fields": {"driver": self.id}})
+                    ctx.alarm(alarm, True, str(exc), Severity.WARNING, {"adapter": self.options.adapter})
+                    self.state = "unavailable"
+            ctx.heartbeat()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.options.retry_max_s)
+
+    def _device(self, d: BleDevice) -> _Known:
+        bindkey = read_secret(d.bindkey_file) if d.bindkey_file else None
+        return _Known(d.id, d.mac, BTHomeDevice(d.mac, bindkey))
+
+    def _on_advert(self, ctx: DriverContext, advert: Advert, faults: RateLimitedLog) -> None:
+        ctx.count("adverts")
+        mac = advert.mac.upper()
+        dev = self._known.get(mac)
+        if dev is None:
+            relevant = RUUVI_COMPANY_ID in advert.manufacturer_data or BTHOME_UUID in advert.service_data
+            if not (self.options.accept_unknown and relevant):
+                ctx.count("adverts_unknown")
+                if mac not in self._stats.unknown and len(self._stats.unknown) < 10000:
+                    self._stats.unknown.add(mac)
+                    ctx.count("devices_unknown")
+                return
+            dev = _Known("ble-" + mac.replace(":", "").lower(), mac, BTHomeDevice(mac))
+            self._known[mac] = dev
+            ctx.log.info("new BLE sensor %s reported as %s (accept_unknown)", mac, dev.id,
+                         extra={"fields": {"driver": self.id, "device": dev.id}})
+        try:
+            decoded = decode_advert(advert, dev.bthome)
+        except ProtocolError as exc:
+            ctx.count("decode_errors")
+            ctx.count(f"{dev.id}.decode_errors")
+            faults.warning(f"decode.{dev.id}", f"advert of {dev.id} ({mac}) dropped: {exc}", device=dev.id)
+            return
+        if decoded is None:
+            ctx.count("adverts_other")  # the device's other adverts (names, iBeacon, ...)
+            return
+        dev.adverts += 1
+        if decoded.repeat or (decoded.kind == "ruuvi" and decoded.sequence is not None
+                              and decoded.sequence == dev.last_ruuvi_seq):
+            ctx.count("duplicates")
+            return
+        if decoded.kind == "ruuvi":
+            dev.last_ruuvi_seq = decoded.sequence
+        for event in decoded.events:
+            ctx.event("ble.button", f"{dev.id}: {event.key} {event.event_type}", Severity.INFO,
+                      {"device": dev.id, "key": event.key, "type": event.event_type})
+        now = self._clock()
+        if dev.last_emit is not None and now - dev.last_emit < self.options.min_interval_s:
+            ctx.count("throttled")
+            return
+        if not decoded.readings:
+            return
+        dev.last_emit = now
+        stamp = ctx.now()
+        readings = [ctx.reading(q, v, u, stamp=stamp, device_id=dev.id) for q, v, u in decoded.readings]
+        if advert.rssi is not None:
+            readings.append(ctx.reading("rssi", float(advert.rssi), "dBm", stamp=stamp, device_id=dev.id))
+        ctx.count(f"{dev.id}.adverts_used")
+        ctx.emit(readings)

@@ -1,0 +1,166 @@
+"""The ble driver fed through its AdvertSource seam with recorded adverts (tests/data/ble_adverts.jsonl)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from zaas_edge.drivers.ble import BleDriver, BleOptions
+
+from hil.ble_replay import MissingAdapterSource, ReplaySource
+from tests.lora_helpers import until
+from zaas_edge.clock import SystemClock
+from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.hub import Hub
+from zaas_edge.model import Alarm, Reading
+
+DATA = Path(__file__).parent / "data" / "ble_adverts.jsonl"
+RUUVI, PLAIN, SECRET = "CB:B8:33:4C:88:4F", "A4:C1:38:00:00:01", "54:48:E6:8F:80:A5"
+
+
+@pytest.fixture
+def bindkey_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bindkey"
+    path.write_text("231d39c1d7cc1ab1aee224cd096db932\n")
+    path.chmod(0o600)
+    return path
+
+
+def options(bindkey_file: Path, **extra: Any) -> BleOptions:
+    return BleOptions.model_validate({
+        "id": "ble", "type": "ble", "min_interval_s": 0, "retry_initial_s": 0.01, "retry_max_s": 0.02,
+        "devices": [{"mac": RUUVI.lower(), "id": "fridge"}, {"mac": PLAIN.replace(":", "-"), "id": "office"},
+                    {"mac": SECRET, "id": "lab", "bindkey_file": str(bindkey_file)}],
+        **extra})
+
+
+class Rig:
+    def __init__(self, driver: BleDriver) -> None:
+        self.driver = driver
+        self.hub = Hub()
+        self.readings: list[Reading] = []
+        self.alarms: list[Alarm] = []
+        self.counters: dict[str, int] = {}
+        self.hub.on_readings("t", self.readings.extend)
+        self.hub.on_notice("t", lambda n: self.alarms.append(n) if isinstance(n, Alarm) else None)
+        self.ctx = RunningDriver("ble", hub=self.hub, clock=SystemClock(assume_synced=True), heartbeat=lambda: None,
+                                 counters=self.counters, backlog=lambda: {}, state_dir=Path("/tmp"),
+                                 state=MemoryState())
+
+    def values(self, point: str) -> list[float]:
+        return [r.value for r in self.readings if r.point == point]
+
+
+@contextlib.asynccontextmanager
+async def running(driver: BleDriver) -> AsyncIterator[Rig]:
+    rig = Rig(driver)
+    task = asyncio.create_task(driver.run(rig.ctx))
+    try:
+        yield rig
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_recorded_adverts_become_readings(bindkey_file: Path) -> None:
+    source = ReplaySource(DATA)
+    async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+        await until(lambda: source.played == len(source.adverts))
+        await until(lambda: rig.counters.get("decode_errors") == 1)
+        # RuuviTag data format 5, the specification's "valid data" example
+        assert rig.values("fridge/temperature") == [24.3, 24.3]  # sequence 205, then 206; the repeat is dropped
+        assert rig.values("fridge/humidity")[0] == 53.49
+        assert rig.values("fridge/pressure")[0] == 1000.44
+        assert rig.values("fridge/battery_voltage")[0] == 2.977
+        assert rig.values("fridge/movement_counter")[0] == 66
+        assert rig.values("fridge/rssi") == [-61.0, -60.0]
+        # BTHome v2, plain and encrypted with the bindkey from the 0600 file
+        assert rig.values("office/temperature") == [25.06]
+        assert rig.values("office/humidity") == [50.55]
+        assert rig.values("lab/temperature") == [25.06, 25.14]
+        assert rig.values("lab/battery") == [100.0, 99.0]
+        c = rig.counters
+        assert c["duplicates"] == 2  # the repeated Ruuvi measurement and the replayed encrypted advert
+        assert c["adverts_unknown"] == 1 and c["devices_unknown"] == 1
+        assert c["fridge.decode_errors"] == 1  # the truncated Ruuvi frame
+        assert not any(r.point.startswith("ble-") for r in rig.readings)
+        assert rig.driver.state == "scanning"
+
+
+async def test_min_interval_throttles_each_device(bindkey_file: Path) -> None:
+    source = ReplaySource(DATA)
+    async with running(BleDriver(options(bindkey_file, min_interval_s=600), source=source)) as rig:
+        await until(lambda: source.played == len(source.adverts))
+        await until(lambda: rig.counters.get("decode_errors") == 1)
+        assert rig.values("fridge/temperature") == [24.3]
+        assert rig.values("lab/temperature") == [25.06]
+        assert rig.counters["throttled"] == 2  # Ruuvi sequence 206, BTHome packet 2
+
+
+async def test_unknown_devices_are_reported_when_accepted(bindkey_file: Path) -> None:
+    source = ReplaySource(DATA)
+    async with running(BleDriver(options(bindkey_file, accept_unknown=True), source=source)) as rig:
+        await until(lambda: source.played == len(source.adverts))
+        await until(lambda: rig.values("ble-112233445566/temperature"))
+        assert rig.values("ble-112233445566/temperature") == [25.06]
+        assert "adverts_unknown" not in rig.counters
+
+
+async def test_missing_adapter_is_retried_logged_once_and_alarmed_until_back(
+        bindkey_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = MissingAdapterSource(3, ReplaySource(DATA))
+    with caplog.at_level(logging.INFO, logger="zaas_edge.driver.ble"):
+        async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+            await until(lambda: rig.values("office/temperature"))
+            assert source.attempts == 4
+            assert rig.counters["adapter_errors"] == 3
+            assert [(a.alarm_id, a.active) for a in rig.alarms] == [("ble.ble.adapter", True),
+                                                                     ("ble.ble.adapter", False)]
+            assert "hci0 not found" in rig.alarms[0].text
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "hci0 not found" in errors[0].getMessage()
+    assert sum("scanning for BLE adverts" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_an_adapter_that_vanishes_is_reopened(bindkey_file: Path) -> None:
+    source = ReplaySource(DATA, then="vanish")
+    async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+        await until(lambda: source.streams >= 2 and rig.driver.scanning.is_set())
+        assert rig.counters["adapter_errors"] >= 1
+        assert len(rig.values("office/temperature")) >= 2  # heard again after reopening
+
+
+def test_device_options_are_checked(bindkey_file: Path) -> None:
+    with pytest.raises(ValueError, match="AA:BB:CC:DD:EE:FF"):
+        BleOptions.model_validate({"id": "b", "type": "ble", "devices": [{"mac": "nope", "id": "x"}]})
+    with pytest.raises(ValueError, match="duplicate device mac"):
+        BleOptions.model_validate({"id": "b", "type": "ble", "devices": [{"mac": RUUVI, "id": "x"},
+                                                                         {"mac": RUUVI, "id": "y"}]})
+    assert options(bindkey_file).devices[1].mac == PLAIN
+
+
+async def test_bleak_source_without_an_adapter_raises_transient_error_naming_it() -> None:
+    from zaas_edge.drivers.ble.scanner import BleakSource, adapter_present
+
+    from zaas_edge.errors import TransientError
+
+    if adapter_present("hci7"):
+        pytest.skip("this machine has an hci7 adapter")
+    with pytest.raises(TransientError, match="hci7 not found"):
+        async for _ in BleakSource("hci7").stream():
+            pass
+
+
+async def test_a_bindkey_file_readable_by_others_is_refused(bindkey_file: Path) -> None:
+    from zaas_edge.errors import ConfigError
+
+    bindkey_file.chmod(0o644)
+    rig = Rig(BleDriver(options(bindkey_file), source=ReplaySource(DATA)))
+    with pytest.raises(ConfigError, match="chmod 600"):
+        await rig.driver.run(rig.ctx)
