@@ -1,0 +1,118 @@
+"""Shared pieces of the sync tests: a reference central on loopback, an enrolled gateway, a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.central import Central
+from zaas_edge.clock import SystemClock
+from zaas_edge.config_model import Config
+from zaas_edge.hub import Hub
+from zaas_edge.model import Alarm, Event, Reading, Severity, Stamp
+from zaas_edge.service import ServiceContext
+from zaas_edge.store import Writer
+from zaas_edge.sync.enroll import enroll
+from zaas_edge.sync.identity import Identity
+from zaas_edge.sync.service import SyncService
+
+GATEWAY = "gw-test"
+
+
+def make_config(state: Path, url: str, **sync: Any) -> Config:
+    return Config.model_validate({
+        "gateway": {"id": GATEWAY, "site": "test-site", "state_dir": str(state), "runtime_dir": str(state / "run")},
+        "sync": {"enabled": True, "url": url, "idle_interval_s": 0.2, "backoff_initial_s": 0.05,
+                 "backoff_max_s": 0.5, "request_timeout_s": 5, "connect_timeout_s": 2, **sync},
+    })
+
+
+async def enrolled_identity(central: Central, state: Path, gateway: str = GATEWAY) -> Identity:
+    ident = Identity(state / "identity")
+    ident.init(gateway, "test-site")
+    await enroll(ident, central.url, central.new_token(gateway), gateway, central.ca.ca_path)
+    return ident
+
+
+def readings(n: int, start: int = 0, point: str = "meter-1/power") -> list[Reading]:
+    now = time.time_ns()
+    return [Reading(point, float(start + i), "W", now + i * 1000, i, "boot-1", True) for i in range(n)]
+
+
+@dataclass
+class Gateway:
+    """A store writer and a sync service, in this process, against a central."""
+
+    state: Path
+    config: Config
+    writer: Writer
+    notices: list[Any] = field(default_factory=list)
+    commands: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    task: asyncio.Task | None = None
+    service: SyncService | None = None
+
+    def alarms(self, alarm_id: str) -> list[Alarm]:
+        return [n for n in self.notices if isinstance(n, Alarm) and n.alarm_id == alarm_id]
+
+    def active(self, alarm_id: str) -> bool:
+        got = self.alarms(alarm_id)
+        return bool(got) and got[-1].active
+
+    def start(self, **kw: Any) -> SyncService:
+        ctx = ServiceContext(
+            name="sync", config=lambda: self.config, hub=Hub(), clock=SystemClock(assume_synced=True),
+            writer=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]
+            add_command=self.commands.__setitem__, log=logging.getLogger("zaas_edge.sync"), status=self.status)
+        self.service = SyncService(ctx, **kw)
+        self.task = asyncio.create_task(self.service.run())
+        return self.service
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def cursor(self, lane: str) -> int:
+        return await self.writer.call(lambda s: s.cursor("sync", lane))
+
+    async def wait_cursor(self, lane: str, seq: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while await self.cursor(lane) < seq:
+            if self.task is not None and self.task.done():
+                self.task.result()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{lane} cursor {await self.cursor(lane)} never reached {seq}; "
+                                     f"status {self.status}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.task is not None and self.task.done():
+                self.task.result()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} never happened; status {self.status}; notices {self.notices[-5:]}")
+            await asyncio.sleep(0.05)
+
+
+async def open_writer(state: Path, config: Config) -> Writer:
+    state.mkdir(parents=True, exist_ok=True)
+    w = Writer(config.store, config.store_path, SystemClock(assume_synced=True))
+    await w.start()
+    return w
+
+
+def event(kind: str = "test.event") -> Event:
+    return Event(kind, "something happened", "test", Stamp(time.time_ns(), 1, "boot-1", True), Severity.INFO, {"k": 1})
+
+
+def alarm(alarm_id: str = "test.alarm") -> Alarm:
+    return Alarm(alarm_id, True, "raised", "test", Stamp(time.time_ns(), 1, "boot-1", True), Severity.WARNING, {})
