@@ -1,0 +1,201 @@
+"""The one module that knows aiomqtt: connect, publish, subscribe, receive.
+
+Everything above it speaks ``BrokerSettings``, ``MqttConnection`` and
+``Message``, and sees our error types only: a refused login is a
+``PermanentError`` (retrying will not fix a wrong password, though the
+service still retries slowly in case the broker's files are being fixed),
+anything else a ``TransientError``. An aiomqtt upgrade touches this file alone.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BrokerSettings", "MqttConnection", "Message", "connect", "settings_from_config", "QOS"]
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from zaas_edge.errors import PermanentError, TransientError, ZaasError
+from zaas_edge.mqtt.payloads import OFFLINE
+
+QOS = 1
+# CONNACK codes that mean "who you are" rather than "not now" (3.1.1 and 5).
+_AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    socket: Path | None = None  # a Unix socket replaces host and port
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "zaas-edge"
+    protocol: str = "5"
+    keepalive_s: int = 30
+    session_expiry_s: int = 3600
+    clean: bool = False  # persistent session unless asked (tools, tests)
+    will_topic: str | None = None
+    timeout_s: float = 10.0
+
+    @property
+    def describe(self) -> str:
+        if self.socket is not None:
+            return f"unix:{self.socket}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def settings_from_config(cfg: object, will_topic: str | None = None) -> BrokerSettings:
+    """Settings from the ``[mqtt]`` and ``[gateway]`` sections; reads the password file."""
+    from zaas_edge.secrets import read_secret
+
+    mqtt = cfg.mqtt  # type: ignore[attr-defined]
+    gw = cfg.gateway  # type: ignore[attr-defined]
+    return BrokerSettings(
+        host=mqtt.host, port=mqtt.port, socket=mqtt.socket, tls=mqtt.tls, ca_file=mqtt.ca_file,
+        username=mqtt.username,
+        password=read_secret(mqtt.password_file) if mqtt.password_file else None,
+        client_id=mqtt.client_id or f"zaas-edge-{gw.site}-{gw.id}"[:64],
+        protocol=mqtt.protocol, keepalive_s=mqtt.keepalive_s, session_expiry_s=mqtt.session_expiry_s,
+        will_topic=will_topic,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+
+def _translate(exc: Exception, settings: BrokerSettings) -> ZaasError:
+    where = settings.describe
+    if isinstance(exc, MqttConnectError):
+        rc = exc.rc
+        code = getattr(rc, "value", rc)
+        if isinstance(code, int) and code in _AUTH_CODES:
+            return PermanentError(f"broker {where} refused the login ({exc}): check [mqtt] username, "
+                                  "password_file and the broker's password file and ACL")
+        return TransientError(f"broker {where} refused the connection: {exc}")
+    if isinstance(exc, aiomqtt.MqttError):
+        return TransientError(f"broker {where}: {exc or 'connection failed'}")
+    if isinstance(exc, ssl.SSLError):
+        return PermanentError(f"broker {where}: TLS failed ({exc}): check [mqtt] ca_file and the broker's certificate")
+    return TransientError(f"broker {where}: {type(exc).__name__}: {exc}")
+
+
+def _tls_context(settings: BrokerSettings) -> ssl.SSLContext:
+    # Always verified: the certificate chain against the CA and the name against host.
+    ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class MqttConnection:
+    """An open session with the broker."""
+
+    def __init__(self, client: aiomqtt.Client, settings: BrokerSettings) -> None:
+        self._client = client
+        self.settings = settings
+        self._v5 = settings.protocol == "5"
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = QOS) -> None:
+        """Publish and, at QoS 1, wait for the broker's acknowledgement."""
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain)
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise _translate(exc, self.settings) from None
+
+    async def subscribe(self, *filters: str, qos: int = QOS) -> None:
+        """Subscribe; under MQTT 5 the retain flag is kept as published, so a retained command
+        published while we are subscribed still shows as retained and is refused."""
+        try:
+            for f in filters:
+                if self._v5:
+                    await self._client.subscribe(f, options=SubscribeOptions(qos=qos, retainAsPublished=True))
+                else:
+                    await self._client.subscribe(f, qos=qos)
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise _translate(exc, self.settings) from None
+
+    async def unsubscribe(self, *filters: str) -> None:
+        try:
+            for f in filters:
+                await self._client.unsubscribe(f)
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise _translate(exc, self.settings) from None
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Incoming messages until the connection drops (then ``TransientError``)."""
+        try:
+            async for m in self._client.messages:
+                payload = m.payload if isinstance(m.payload, bytes) else str(m.payload or "").encode()
+                yield Message(m.topic.value, payload, bool(m.retain), m.qos)
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise _translate(exc, self.settings) from None
+
+    def abort(self) -> None:
+        """Drop the connection without DISCONNECT, as a crash would: the broker sends the will."""
+        sock = self._client._client.socket()  # noqa: SLF001  (the one place that reaches into paho)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: BrokerSettings) -> AsyncIterator[MqttConnection]:
+    """Connect with the gateway's identity, will and session; disconnect cleanly on exit."""
+    v5 = settings.protocol == "5"
+    will = None
+    if settings.will_topic:
+        will = aiomqtt.Will(settings.will_topic, OFFLINE, qos=QOS, retain=True)
+    props = None
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0 if settings.clean else settings.session_expiry_s
+    host = str(settings.socket) if settings.socket is not None else settings.host
+    try:
+        client = aiomqtt.Client(
+            host, settings.port,
+            username=settings.username, password=settings.password,
+            identifier=settings.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=will,
+            clean_session=None if v5 else settings.clean,
+            clean_start=settings.clean if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            transport="unix" if settings.socket is not None else "tcp",
+            keepalive=settings.keepalive_s,
+            timeout=settings.timeout_s,
+            properties=props,
+            tls_context=_tls_context(settings) if settings.tls else None,
+            max_queued_incoming_messages=1000,  # a command flood must not eat the box's memory
+            max_inflight_messages=200,
+        )
+        client.pending_calls_threshold = 10_000  # hundreds of devices publish at once by design
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        raise _translate(exc, settings) from None
+    try:
+        await client.__aenter__()
+    except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+        raise _translate(exc, settings) from None
+    conn = MqttConnection(client, settings)
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+            await client.__aexit__(None, None, None)

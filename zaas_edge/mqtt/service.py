@@ -1,0 +1,380 @@
+"""The MQTT service: the building's broker sees state, availability, alarms,
+events and Home Assistant discovery, and sends commands back.
+
+One connection at a time, kept up by a jittered exponential backoff. Every
+(re)connection publishes the birth message (``online``, retained; the will
+says ``offline``), then the complete retained picture again: every device's
+state and availability, every alarm, the discovery of every device. The broker
+may have restarted without persistence; nothing is assumed to have survived.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MqttService"]
+
+import asyncio
+import collections
+import contextlib
+import random
+import time
+from collections.abc import Collection
+from typing import Any
+
+from zaas_edge.errors import TransientError, ZaasError
+from zaas_edge.model import Alarm, Event, Point, Severity
+from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
+from zaas_edge.mqtt.commands import CommandHandler, LoadOverrides
+from zaas_edge.mqtt.discovery import PointSpec, device_config
+from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
+from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
+from zaas_edge.mqtt.topics import Topics
+from zaas_edge.service import Service, ServiceContext
+
+HOUSEKEEPING_S = 1.0
+EVENT_BACKLOG = 100  # events kept while the broker is away; older ones are dropped and counted
+PUBLISH_CONCURRENCY = 64
+READ_BACK_S = 2.0  # retained discovery configurations arrive right after SUBACK; this is ample
+
+
+def _configured_loads(cfg: Any) -> Collection[str]:
+    """The loads the rules engine's configuration declares; none until it exists."""
+    rules = getattr(cfg, "rules", None)
+    loads = getattr(rules, "loads", None) or ()
+    return {getattr(x, "id", x) for x in loads}
+
+
+class MqttService(Service):
+    name = "mqtt"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        cfg = ctx.config()
+        self.section = s = cfg.mqtt
+        self.topics = Topics(cfg.gateway.site, cfg.gateway.id, s.discovery_prefix)
+        self.policies = PolicyTable.from_section(s)
+        self.publisher = StatePublisher(self.topics, self.policies, coalesce_s=s.coalesce_ms / 1000)
+        # The seam the rules engine will read (and, later, own): manual load overrides.
+        self.overrides = LoadOverrides(lambda: _configured_loads(ctx.config()))
+        st = ctx.status
+        st.update({"connected": False, "broker": None, "last_connect": None, "last_error": None,
+                   "reconnects": 0, "published": 0, "dropped": 0, "devices": 0,
+                   "discovery_removed": 0})
+        st.setdefault("commands", {"accepted": 0, "refused": {}})
+        self.commands = CommandHandler(ctx.drivers, self.overrides, rate_per_s=s.command_rate_per_min / 60,
+                                       burst=s.command_burst, counters=st["commands"])
+        self._conn: MqttConnection | None = None
+        self._alarms: dict[str, Alarm] = {}
+        self._events: collections.deque[bytes] = collections.deque()
+        self._availability: dict[str, bool] = {}
+        self._announced: dict[str, bytes] = {}
+        self._seen_discovery: set[str] = set()  # our object ids with a retained configuration
+        self._settle_at = time.monotonic() + s.discovery_settle_s
+        self._connected_at = 0.0
+        self._connections = 0
+        self._reannounce: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- hub sinks (synchronous, never raise into the hub) ----------------------------
+
+    def _on_notice(self, item: Event | Alarm) -> None:
+        if isinstance(item, Alarm):
+            self._alarms[item.alarm_id] = item
+            self._send_soon(self.topics.alarm(item.alarm_id), alarm_payload(item), retain=True)
+            self._event(alarm_event_payload(item))
+        elif item.severity is not Severity.DEBUG:
+            self._event(event_payload(item))
+
+    def _event(self, payload: bytes) -> None:
+        if self._conn is not None:
+            self._send_soon(self.topics.event, payload, retain=False)
+            return
+        if len(self._events) >= EVENT_BACKLOG:
+            self._events.popleft()
+            self.ctx.status["dropped"] += 1
+        self._events.append(payload)
+
+    def _send_soon(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        conn = self._conn
+        if conn is None:
+            return  # retained topics are all re-published at the next connection
+        task = asyncio.get_running_loop().create_task(self._publish(conn, topic, payload, retain))
+        self._tasks.add(task)  # a task nobody references may be collected before it runs
+        task.add_done_callback(self._tasks.discard)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        hub = self.ctx.hub
+        hub.on_readings("mqtt", self.publisher.on_readings)
+        hub.on_notice("mqtt", self._on_notice)
+        for alarm in list(hub.active_alarms.values()):
+            self._alarms[alarm.alarm_id] = alarm
+        try:
+            await self._connection_loop()
+        finally:
+            self._conn = None
+            self.ctx.status["connected"] = False
+            # The hub has no way to unsubscribe: remove this instance's sinks so a restarted
+            # service does not leave a dead one behind.
+            hub._reading_sinks[:] = [(n, f) for n, f in hub._reading_sinks  # noqa: SLF001
+                                     if f != self.publisher.on_readings]
+            hub._notice_sinks[:] = [(n, f) for n, f in hub._notice_sinks  # noqa: SLF001
+                                    if f != self._on_notice]
+
+    async def _connection_loop(self) -> None:
+        s = self.section
+        st = self.ctx.status
+        failures = 0
+        last_logged: str | None = None
+        while True:
+            try:
+                settings = settings_from_config(self.ctx.config(), will_topic=self.topics.status)
+                st["broker"] = settings.describe
+                async with connect(settings) as conn:
+                    failures = 0
+                    last_logged = None
+                    await self._session(conn)
+            except ZaasError as exc:
+                st["connected"] = False
+                st["last_error"] = str(exc)
+                if str(exc) != last_logged:  # once per distinct problem, not once per retry
+                    self.ctx.log.warning("mqtt: %s; retrying", exc, extra={"fields": {"service": "mqtt"}})
+                    last_logged = str(exc)
+            finally:
+                self._conn = None
+            delay = min(s.reconnect_max_s, s.reconnect_initial_s * 2 ** min(failures, 16))
+            failures += 1
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: gateways do not reconnect in step
+
+    async def _session(self, conn: MqttConnection) -> None:
+        st = self.ctx.status
+        self._connections += 1
+        if self._connections > 1:
+            st["reconnects"] += 1
+        self._connected_at = time.monotonic()
+        self._announced.clear()
+        self._seen_discovery.clear()
+        self._availability.clear()
+        await conn.publish(self.topics.status, ONLINE, retain=True)
+        st["published"] += 1
+        await conn.subscribe(*self.topics.command_filters, self.topics.ha_status)
+        if self.section.discovery:
+            await conn.subscribe(self.topics.discovery_filter)
+        st.update(connected=True, last_connect=time.time(), last_error=None)
+        self.ctx.log.info("mqtt: connected to %s", conn.settings.describe,
+                          extra={"fields": {"service": "mqtt", "broker": conn.settings.describe}})
+        self._conn = conn
+        # The whole retained picture, again.
+        await self._publish_many(conn, [(t, p, True) for t, p in self.publisher.everything()])
+        await self._refresh_availability(conn, force=True)
+        await self._publish_many(conn, [(self.topics.alarm(a.alarm_id), alarm_payload(a), True)
+                                        for a in self._alarms.values()])
+        events, self._events = list(self._events), collections.deque()
+        await self._publish_many(conn, [(self.topics.event, e, False) for e in events])
+        await self._announce(conn)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._state_loop(conn))
+                tg.create_task(self._receive_loop(conn))
+                tg.create_task(self._housekeeping_loop(conn))
+        except BaseExceptionGroup as group:
+            first = _first_zaas(group)
+            if first is not None:
+                raise first from None
+            raise
+        except asyncio.CancelledError:
+            # A clean stop says so at once instead of leaving the will to the keepalive.
+            self._conn = None
+            with contextlib.suppress(ZaasError, asyncio.TimeoutError):
+                await asyncio.wait_for(conn.publish(self.topics.status, OFFLINE, retain=True), 2.0)
+            raise
+
+    # -- publishing --------------------------------------------------------------------
+
+    async def _publish(self, conn: MqttConnection, topic: str, payload: bytes, retain: bool) -> bool:
+        try:
+            await conn.publish(topic, payload, retain=retain)
+        except ZaasError:
+            self.ctx.status["dropped"] += 1
+            return False
+        self.ctx.status["published"] += 1
+        return True
+
+    async def _publish_many(self, conn: MqttConnection, msgs: list[tuple[str, bytes, bool]]) -> None:
+        if not msgs:
+            return
+        sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+
+        async def one(t: str, p: bytes, r: bool) -> bool:
+            async with sem:
+                return await self._publish(conn, t, p, r)
+
+        results = await asyncio.gather(*(one(*m) for m in msgs))
+        if not all(results):
+            raise TransientError(f"{results.count(False)} of {len(results)} messages not acknowledged by the broker")
+
+    async def _state_loop(self, conn: MqttConnection) -> None:
+        pub = self.publisher
+        while True:
+            msgs, nxt = pub.take_due()
+            if msgs:
+                await self._publish_many(conn, [(t, p, True) for t, p in msgs])
+                continue
+            await pub.wait(nxt)
+
+    # -- commands and Home Assistant's birth -----------------------------------------
+
+    async def _receive_loop(self, conn: MqttConnection) -> None:
+        topics = self.topics
+        async for m in conn.messages():
+            target = topics.command_target(m.topic)
+            if target is not None:
+                if m.retain and not m.payload:
+                    continue  # someone clearing a retained command: nothing to act on or answer
+                await self._command(conn, target, m.payload, m.retain)
+            elif m.topic == topics.ha_status:
+                if m.payload.strip() == ONLINE and not m.retain:
+                    self._schedule_reannounce(conn)
+            else:
+                obj = topics.discovered_device(m.topic)
+                if obj is not None:
+                    (self._seen_discovery.add if m.payload else self._seen_discovery.discard)(obj)
+
+    async def _command(self, conn: MqttConnection, target: str, payload: bytes, retain: bool) -> None:
+        stamp = self.ctx.clock.now()
+        ack = await self.commands.handle(target, payload, retain=retain, wall_s=stamp.wall_ns / 1e9,
+                                         mono_s=time.monotonic(), synced=stamp.synced)
+        level = 20 if ack.accepted else 30
+        self.ctx.log.log(level, "mqtt command on %s %s: %s", target, "accepted" if ack.accepted else "refused",
+                         ack.reason, extra={"fields": {"service": "mqtt", "target": target, "code": ack.code}})
+        if not ack.accepted and ack.code not in ("retained", "rate_limited"):
+            self.ctx.notice(Event("mqtt.command_refused", f"command on {target} refused: {ack.reason}", "mqtt",
+                                  stamp, Severity.NOTICE, {"target": target, "code": ack.code}))
+        kind = target.partition("/")[0]
+        # Acknowledgements of known targets are retained (the effective state); a refusal for a
+        # made-up target is not, so garbage cannot fill the broker's retained store.
+        await self._publish(conn, self.topics.command_state(target), ack.payload(),
+                            retain=kind in CommandHandler.KINDS and "/" in target)
+
+    def _schedule_reannounce(self, conn: MqttConnection) -> None:
+        # Home Assistant restarted: every integration answers at once unless each waits a little.
+        if self._reannounce is not None:
+            self._reannounce.cancel()
+
+        def go() -> None:
+            self._reannounce = None
+            if self._conn is conn:
+                self._announced.clear()
+                asyncio.get_running_loop().create_task(self._announce_quietly(conn))
+
+        self._reannounce = asyncio.get_running_loop().call_later(random.uniform(0.0, 5.0), go)
+
+    async def _announce_quietly(self, conn: MqttConnection) -> None:
+        with contextlib.suppress(ZaasError):
+            await self._announce(conn)
+
+    # -- devices: discovery and availability ------------------------------------------
+
+    def _declared(self) -> tuple[dict[str, dict[str, Point]], dict[str, str]]:
+        """Points declared by the configured drivers, by device, and each device's driver."""
+        points: dict[str, dict[str, Point]] = {}
+        owner: dict[str, str] = {}
+        for driver_id, info in self.ctx.drivers.drivers_info().items():
+            for p in info.points:
+                points.setdefault(p.device_id, {})[p.quantity] = p
+                owner.setdefault(p.device_id, driver_id)
+        return points, owner
+
+    def _devices(self) -> tuple[dict[str, dict[str, PointSpec]], dict[str, str]]:
+        declared, owner = self._declared()
+        out: dict[str, dict[str, PointSpec]] = {}
+        for device, pts in declared.items():
+            out[device] = {q: PointSpec(q, p.unit, p.description) for q, p in pts.items()}
+        for device, readings in self.publisher.latest.items():
+            specs = out.setdefault(device, {})
+            for q, r in readings.items():
+                if q not in specs:
+                    specs[q] = PointSpec(q, r.unit)
+        for device, specs in out.items():
+            for q, spec in list(specs.items()):
+                expire = int(max(60.0, 2 * self.policies.max_interval(f"{device}/{q}")))
+                specs[q] = PointSpec(spec.quantity, spec.unit, spec.description, expire)
+        return out, owner
+
+    async def _announce(self, conn: MqttConnection) -> None:
+        if not self.section.discovery:
+            return
+        devices, owner = self._devices()
+        info = self.ctx.drivers.drivers_info()
+        msgs = []
+        for device, specs in sorted(devices.items()):
+            if not specs:
+                continue
+            driver = info.get(owner.get(device, device))
+            topic, doc = device_config(self.topics, device, specs, model=driver.type if driver else "")
+            payload = dumps(doc)
+            if self._announced.get(device) != payload:
+                msgs.append((topic, payload, True))
+                self._announced[device] = payload
+        self.publisher.new_points.clear()
+        self.ctx.status["devices"] = len(devices)
+        await self._publish_many(conn, msgs)
+
+    async def _remove_departed(self, conn: MqttConnection) -> None:
+        devices, owner = self._devices()
+        current = {self.topics.object_id(d) for d in devices}
+        current |= {self.topics.object_id(d) for d in self.ctx.drivers.drivers_info()}
+        gone = sorted(self._seen_discovery - current)
+        for obj in gone:
+            topic = f"{self.topics.discovery_prefix}/device/{obj}/config"
+            if await self._publish(conn, topic, b"", True):
+                self._seen_discovery.discard(obj)
+                self.ctx.status["discovery_removed"] += 1
+                self.ctx.log.info("mqtt: removed the discovery of %s (no longer configured)", obj,
+                                  extra={"fields": {"service": "mqtt", "object_id": obj}})
+
+    def _online(self, device: str, owner: dict[str, str], now: float) -> bool:
+        info = self.ctx.drivers.drivers_info().get(owner.get(device, device))
+        if info is not None and (not info.enabled or info.state != "running"):
+            return False
+        last = self.publisher.last_reading.get(device)
+        if last is None or now - last > self.section.availability_timeout_s:
+            return False
+        return f"device.{device}.offline" not in self.ctx.hub.active_alarms
+
+    async def _refresh_availability(self, conn: MqttConnection, *, force: bool = False) -> None:
+        devices, owner = self._devices()
+        now = time.monotonic()
+        msgs = []
+        for device in sorted(devices):
+            online = self._online(device, owner, now)
+            if force or self._availability.get(device) != online:
+                self._availability[device] = online
+                msgs.append((self.topics.availability(device), ONLINE if online else OFFLINE, True))
+        await self._publish_many(conn, msgs)
+
+    async def _housekeeping_loop(self, conn: MqttConnection) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            self.ctx.heartbeat()
+            await self._refresh_availability(conn)
+            if self.publisher.new_points:
+                await self._announce(conn)
+            now = time.monotonic()
+            if (self.section.discovery and now >= self._settle_at
+                    and now >= self._connected_at + READ_BACK_S):
+                await self._remove_departed(conn)
+            self.ctx.status["offered"] = self.publisher.offered
+            self.ctx.status["overrides"] = self.overrides.snapshot(now)
+
+
+def _first_zaas(group: BaseExceptionGroup) -> ZaasError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, ZaasError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _first_zaas(exc)
+            if inner is not None:
+                return inner
+    return None
+
