@@ -12,10 +12,15 @@ Typical read of a meter::
         for key, record in telegram.by_key().items():
             ...  # record.value in record.unit
 
+The I/O shell: :mod:`.link` (the link protocol over a serial port),
+:mod:`.scan` (primary and secondary search), :mod:`.driver` (the ``mbus``
+driver) and :mod:`.cli` (``zaas-edge scan mbus``, ``zaas-edge mbus ...``).
+
 Everything malformed raises :class:`MBusError`, a
 :class:`zaas_edge.errors.ProtocolError`.
 """
 
+from zaas_edge.drivers.mbus.driver import MBusDriver  # noqa: E402
 from zaas_edge.drivers.mbus.encode import (
     RecordSpec,
     encode_fixed_data,
@@ -50,6 +55,7 @@ from zaas_edge.drivers.mbus.header import (
     encode_manufacturer,
     medium_name,
 )
+from zaas_edge.drivers.mbus.options import MBusOptions, MeterOptions  # noqa: E402 - after the codec
 from zaas_edge.drivers.mbus.records import Coding, DataRecord, Function, parse_records
 from zaas_edge.drivers.mbus.telegram import (
     AlarmStatus,
@@ -111,4 +117,8 @@ __all__ = [
     "spec_from_record",
     # units
     "convert",
+    # the driver (link, scan and cli are imported where used: they are the I/O shell)
+    "MBusDriver",
+    "MBusOptions",
+    "MeterOptions",
 ]
