@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import Field
 
 from zaas_edge.driver import Driver, DriverContext, DriverOptions
+from zaas_edge.errors import TransientError
 from zaas_edge.model import Point
 
 THERMAL = Path("/sys/class/thermal")
@@ -136,7 +137,16 @@ class SystemDriver(Driver):
     def points(self) -> list[Point]:
         return [Point(self.id, q, unit, res, desc) for q, unit, res, desc in POINTS]
 
+    _wake: asyncio.Event | None = None
+
+    async def poll_now(self) -> None:
+        """Take a sample at once (a technician's or integrator's request) by waking the loop."""
+        if self._wake is None:
+            raise TransientError(f"driver {self.id!r} is not running yet")
+        self._wake.set()
+
     async def run(self, ctx: DriverContext) -> None:
+        self._wake = asyncio.Event()
         units = {q: unit for q, unit, _, _ in POINTS}
         disk_path = self.options.disk_path or ctx.state_dir
         prev_cpu = _cpu_times()
@@ -144,15 +154,22 @@ class SystemDriver(Driver):
         # Deadlines advance from the previous deadline, not from "now", so the
         # sampling does not drift; a missed deadline is skipped, not caught up.
         deadline = time.monotonic_ns()
+        extra = False
         while True:
             values, prev_cpu = await asyncio.to_thread(read_system, disk_path, prev_cpu)
             for lane, n in ctx.backlog().items():
                 values[f"backlog_{lane}"] = n
             stamp = ctx.now()
             ctx.emit([ctx.reading(q, v, units[q], stamp=stamp) for q, v in values.items()])
-            deadline += period_ns
+            if not extra:
+                deadline += period_ns
             now = time.monotonic_ns()
             if deadline <= now:
                 ctx.count("overruns")
                 deadline = now + period_ns
-            await asyncio.sleep((deadline - now) / 1e9)
+            try:
+                await asyncio.wait_for(self._wake.wait(), (deadline - now) / 1e9)
+                self._wake.clear()
+                extra = True  # a sample on request; the schedule itself does not move
+            except asyncio.TimeoutError:
+                extra = False
