@@ -171,5 +171,5 @@ class SystemDriver(Driver):
                 await asyncio.wait_for(self._wake.wait(), (deadline - now) / 1e9)
                 self._wake.clear()
                 extra = True  # a sample on request; the schedule itself does not move
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 extra = False
