@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["SyncSection"]
+__all__ = ["SyncSection", "PolicyRule"]
 
 from typing import Literal
 
 from pydantic import Field
 
 from zaas_edge.config_model import AbsPath, Section
+
+# --- upload policies (zaas_edge.sync.policy, zaas_edge.sync.aggregate)
+PolicyKind = Literal["raw", "deadband", "aggregate", "last"]
+
+
+class PolicyRule(Section):
+    """One ``[[sync.policies]]`` entry: the upload policy of the points it matches (first match wins)."""
+
+    match: str = Field(default="*", min_length=1, description="Glob on the point key <device>/<quantity>")
+    units: list[str] = Field(default_factory=list, description="Only points in these units; empty: any")
+    policy: PolicyKind
+    window_s: int | None = Field(default=None, ge=1, le=86400, description="Default: sync.window_s")
+    deadband: float = Field(default=0.0, ge=0, description="deadband: change (in the point's unit) worth sending")
+    heartbeat_s: int = Field(default=900, ge=1, le=86400, description="deadband: send at least this often")
+# --- end of upload policies
 
 
 class SyncSection(Section):
@@ -38,3 +53,18 @@ class SyncSection(Section):
     renew: bool = Field(default=True, description="Renew the certificate at two-thirds of its life")
     config_pull_interval_s: float = Field(default=3600.0, ge=0, description="0: never pull the config bundle")
     # --- end of transport keys
+
+    # --- upload policies and the local raw window (zaas_edge.sync.policy, zaas_edge.sync.aggregate)
+    window_s: int = Field(default=60, ge=1, le=86400, description="Window of the default aggregate/last policies")
+    default_policy: PolicyKind = Field(default="aggregate", description="Policy of points no rule matches")
+    counter_policy: PolicyKind = Field(default="last",
+                                       description="Policy of counters (kWh, Wh, m3...) no rule matches")
+    policies: list[PolicyRule] = Field(default_factory=list, description="Per point or per group of points")
+    local_window_h: float = Field(default=24.0, gt=0, le=24 * 366,
+                                  description="Raw readings kept locally once aggregated (the size cap still rules)")
+    aggregate_grace_s: float = Field(default=10.0, ge=0, le=3600,
+                                     description="A window closes this long after its end, for late readings")
+    aggregate_interval_s: float = Field(default=2.0, gt=0, le=600, description="How often new readings are aggregated")
+    clock_hold_s: float = Field(default=900.0, ge=0, le=7 * 86400,
+                                description="How long readings taken before clock synchronisation wait for it")
+    # --- end of upload policies

@@ -1,0 +1,429 @@
+"""The aggregator: raw readings in, upload records out, durably and exactly once.
+
+A store consumer (``aggregate``) with its own cursor on the raw ``reading``
+lane. Each pass reads the readings after its position, fixes up their wall
+clock (:mod:`zaas_edge.sync.clockfix`), applies each point's upload policy
+(:mod:`zaas_edge.sync.policy`) and closes the windows whose end is more than
+the grace behind the clock; the records made go to the ``upload`` lane (which
+sync drains, see ``codec.SOURCE_LANE``) in the same transaction that moves
+the cursor and saves the aggregator's state. Raw readings then need nothing
+from the uplink: retention drops them once older than the local window.
+
+Exactly once across restarts: the cursor stays just before the oldest
+reading still in an open window (or held for a clock fix-up), and the saved
+state says the last seq processed and up to when windows were closed; on
+start, open windows are rebuilt from the readings after the cursor, and the
+replayed readings whose fate was already decided (sent raw, or in a window
+already closed) are skipped.
+
+Aggregates merge: count adds, min and max take the extremes, avg is
+weighted by count, last is the one with the latest ``last_ns``. A reading
+arriving after its window was closed makes a further partial aggregate for
+that window, which the platform merges.
+
+:class:`Aggregation` is the pure core (tests drive it directly);
+:class:`Aggregator` runs it against the store's writer; :func:`start_for_service`
+starts it beside the sync service.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Aggregation", "Aggregator", "CONSUMER", "start_for_service", "policies_from_config"]
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaas_edge.model import Lane, Quality, Reading, Stamp, UploadRecord
+from zaas_edge.sync import clockfix
+from zaas_edge.sync.clockfix import Decision
+from zaas_edge.sync.policy import PolicySet, UploadPolicy, window_start
+
+log = logging.getLogger("zaas_edge.sync.aggregate")
+
+CONSUMER = "aggregate"
+STATE_VERSION = 1
+READ_CHUNK = 20_000
+_SCAN_CHUNKS = 10  # per pass, while looking ahead for a clock synchronisation
+_NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class _Window:
+    """A mergeable partial aggregate of one point over one window."""
+
+    unit: str
+    start_ns: int
+    window_s: int
+    first_seq: int
+    kind: str  # the policy: aggregate or last
+    count: int = 0
+    total: float = 0.0
+    lo: float = math.inf
+    hi: float = -math.inf
+    last: float = math.nan
+    last_ns: int = -(1 << 62)
+    quality: Quality | None = None
+    mixed: bool = False
+    corrected: bool = False
+    mono_ns: int | None = None
+    boot_id: str = ""
+
+    def add(self, value: float, wall_ns: int, quality: Quality, corrected: bool) -> None:
+        self.count += 1
+        self.total += value
+        if value < self.lo:
+            self.lo = value
+        if value > self.hi:
+            self.hi = value
+        if wall_ns >= self.last_ns:
+            self.last, self.last_ns = value, wall_ns
+        if self.quality is None:
+            self.quality = quality
+        elif quality is not self.quality:
+            self.mixed = True
+        self.corrected = self.corrected or corrected
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.window_s * _NS
+
+
+@dataclass(slots=True)
+class _Sent:
+    """What deadband remembers of a point: the last value sent."""
+
+    value: float
+    wall_ns: int
+    quality: str
+
+
+@dataclass
+class Aggregation:
+    """The pure core: readings in (in seq order), upload records out.
+
+    ``resolution(key)`` is the point's declared step (from its profile), kept
+    on each record for the wire encoding. State that must survive a restart
+    is :meth:`state` / ``Aggregation(..., state=...)``.
+    """
+
+    policies: PolicySet
+    grace_s: float = 10.0
+    hold_s: float = 900.0
+    resolution: Callable[[str], float | None] = lambda key: None
+    state: dict[str, Any] | None = None
+    windows: dict[tuple[str, str, int, str], _Window] = field(default_factory=dict, init=False)
+    offsets: dict[str, int | None] = field(default_factory=dict, init=False)
+    sent: dict[str, _Sent] = field(default_factory=dict, init=False)
+    last_seq: int = field(default=0, init=False)  # last reading processed
+    closed_ns: int = field(default=-(1 << 62), init=False)  # every window ending at or before is closed
+    _replay_seq: int = field(default=0, init=False)
+    _replay_closed: int = field(default=-(1 << 62), init=False)
+    # (seq, boot_id, mono_ns) of the first reading held for a clock fix-up
+    held: tuple[int, str, int] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        st = self.state or {}
+        self.state = None
+        if st.get("v") == STATE_VERSION:
+            self.last_seq = self._replay_seq = int(st.get("last_seq", 0))
+            self.closed_ns = self._replay_closed = int(st.get("closed_ns", self.closed_ns))
+            self.offsets = {str(k): (None if v is None else int(v)) for k, v in st.get("offsets", {}).items()}
+            self.sent = {k: _Sent(float(v[0]) if v[0] is not None else math.nan, int(v[1]), str(v[2]))
+                         for k, v in st.get("deadband", {}).items()}
+
+    # ----------------------------------------------------------- state
+
+    def snapshot(self) -> dict[str, Any]:
+        """What to save with the cursor (small: offsets of recent boots, deadband points)."""
+        return {
+            "v": STATE_VERSION,
+            "last_seq": self.last_seq,
+            "closed_ns": self.closed_ns,
+            "offsets": clockfix.prune(self.offsets),
+            "deadband": {k: [None if math.isnan(s.value) else s.value, s.wall_ns, s.quality]
+                         for k, s in self.sent.items()},
+        }
+
+    def ack_seq(self) -> int:
+        """How far the raw lane may be acknowledged: just before the oldest reading still needed."""
+        needed = [w.first_seq for w in self.windows.values()]
+        if self.held is not None:
+            needed.append(self.held[0])
+        return min(needed) - 1 if needed else self.last_seq
+
+    # ----------------------------------------------------------- intake
+
+    def feed(self, rows: Sequence[Any], now: Stamp | None = None) -> tuple[list[UploadRecord], int]:
+        """Process ``rows`` (Stored readings, seq order); returns the records made and how many rows were taken.
+
+        An unsynchronised reading of a boot whose offset is not known yet
+        stops the intake there (``held`` is set) unless :func:`clockfix.resolve`
+        decides from the rest of ``rows`` and ``now``; the caller then looks
+        further ahead (:meth:`decide`) and feeds the rest again.
+        """
+        out: list[UploadRecord] = []
+        offsets = self.offsets
+        self.held = None
+        for i, s in enumerate(rows):
+            r: Reading = s.item
+            if not r.synced and r.boot_id not in offsets:
+                rest = (x.item for x in rows[i + 1:])
+                decision, off = clockfix.resolve(r.boot_id, r.mono_ns, rest, int(self.hold_s * _NS), now)
+                if decision is Decision.WAIT:
+                    self.held = (s.seq, r.boot_id, r.mono_ns)
+                    return out, i
+                self.decide(r.boot_id, off)
+            elif r.synced and offsets.get(r.boot_id) is None:
+                offsets[r.boot_id] = r.wall_ns - r.mono_ns
+            self._one(s.seq, r, out)
+            self.last_seq = s.seq
+        return out, len(rows)
+
+    def decide(self, boot_id: str, offset: int | None) -> None:
+        """Settle the clock of ``boot_id``: its offset, or ``None`` to send its readings unsynchronised."""
+        self.offsets[boot_id] = offset
+        self.held = None
+        log.info("clock of boot %s: %s", boot_id,
+                 f"offset {offset} ns learnt, earlier readings corrected" if offset is not None
+                 else "not synchronised in time, its readings go up unsynchronised")
+
+    def _one(self, seq: int, r: Reading, out: list[UploadRecord]) -> None:
+        fx = clockfix.fix(r, self.offsets)
+        pol = self.policies.for_point(r.point, r.unit)
+        replay = seq <= self._replay_seq
+        if not pol.windowed:
+            if replay:
+                return  # decided before the restart
+            if pol.kind == "raw" or self._moved(r, fx, pol):
+                out.append(self._raw(r.point, r.unit, fx, r.value, r.quality))
+            return
+        start = window_start(fx.wall_ns, pol.window_s)
+        if replay and start + pol.window_s * _NS <= self._replay_closed:
+            return  # its window was closed (and sent) before the restart
+        key = (r.point, r.unit, start, "" if fx.synced else fx.boot_id)
+        w = self.windows.get(key)
+        if w is None:
+            w = self.windows[key] = _Window(r.unit, start, pol.window_s, seq, pol.kind,
+                                            mono_ns=fx.mono_ns, boot_id=fx.boot_id)
+        w.add(r.value, fx.wall_ns, r.quality, fx.corrected)
+
+    def _moved(self, r: Reading, fx: clockfix.Fixed, pol: UploadPolicy) -> bool:
+        last = self.sent.get(r.point)
+        moved = (last is None or str(r.quality) != last.quality
+                 or math.isnan(r.value) != math.isnan(last.value)
+                 or abs(r.value - last.value) > pol.deadband
+                 or fx.wall_ns - last.wall_ns >= pol.heartbeat_s * _NS)
+        if moved:
+            self.sent[r.point] = _Sent(r.value, fx.wall_ns, str(r.quality))
+        return moved
+
+    def _raw(self, point: str, unit: str, fx: clockfix.Fixed, value: float, quality: Quality) -> UploadRecord:
+        return UploadRecord(point, unit, fx.wall_ns, value, quality, fx.synced, fx.corrected,
+                            fx.mono_ns, fx.boot_id, self.resolution(point) or 0.0)
+
+    # ----------------------------------------------------------- closing
+
+    def close(self, now: Stamp, *, everything: bool = False) -> list[UploadRecord]:
+        """Close the windows due at ``now`` (end + grace passed); ``everything`` closes them all."""
+        cutoff = now.wall_ns - int(self.grace_s * _NS)
+        if now.synced and cutoff > self.closed_ns:
+            self.closed_ns = cutoff
+        due = []
+        for key, w in self.windows.items():
+            unsynced_boot = key[3]
+            if everything:
+                due.append(key)
+            elif unsynced_boot:
+                # Uncorrected windows: by this boot's own (unsynchronised) wall clock; another boot's are over.
+                if unsynced_boot != now.boot_id or w.end_ns <= cutoff:
+                    due.append(key)
+            elif now.synced and w.end_ns <= cutoff:
+                due.append(key)
+        out = []
+        for key in sorted(due, key=lambda k: (self.windows[k].end_ns, self.windows[k].first_seq)):
+            out.append(self._record(key[0], self.windows.pop(key)))
+        return out
+
+    def _record(self, point: str, w: _Window) -> UploadRecord:
+        quality = Quality.ESTIMATED if w.mixed else (w.quality or Quality.OK)
+        synced = not w.boot_id or w.mono_ns is None
+        fx = clockfix.Fixed(w.last_ns, synced, w.corrected, None if synced else w.mono_ns,
+                            "" if synced else w.boot_id)
+        if w.kind == "last" or w.count == 1:
+            return self._raw(point, w.unit, fx, w.last, quality)
+        return UploadRecord(point, w.unit, w.start_ns, w.total / w.count, quality, fx.synced, fx.corrected,
+                            fx.mono_ns, fx.boot_id, self.resolution(point) or 0.0, w.window_s, w.count,
+                            w.lo, w.hi, w.last, w.last_ns)
+
+
+def policies_from_config(sync: Any) -> PolicySet:
+    return PolicySet(sync.policies, window_s=sync.window_s, counter_policy=sync.counter_policy,
+                     default_policy=sync.default_policy)
+
+
+# ------------------------------------------------------------------ runner
+
+class Aggregator:
+    """Runs :class:`Aggregation` against the store's writer until cancelled.
+
+    ``config`` is the ``[sync]`` section; ``resolution(key)`` the points'
+    declared steps (the daemon gives those of its drivers' points).
+    """
+
+    def __init__(self, writer: Any, config: Any, clock: Any, *,
+                 resolution: Callable[[str], float | None] = lambda key: None,
+                 status: dict[str, Any] | None = None) -> None:
+        self.writer = writer
+        self.config = config
+        self.clock = clock
+        self.resolution = resolution
+        self.status = status if status is not None else {}
+        self.core: Aggregation | None = None
+        self.records_written = 0
+        self.readings_done = 0
+        self._pos = 0
+        self._wake = asyncio.Event()
+        self._last_expiry = -math.inf
+        self._scan = (0, 0)  # (held seq, scanned up to seq) while readings wait for a clock fix-up
+
+    async def start(self) -> None:
+        def open_(store: Any) -> tuple[int, str | None]:
+            store.register(CONSUMER, [Lane.READING])
+            return store.cursor(CONSUMER, Lane.READING), store.consumer_state(CONSUMER)
+        cursor, raw = await self.writer.call(open_)
+        state = None
+        if raw:
+            with contextlib.suppress(ValueError, TypeError):
+                state = json.loads(raw)
+        cfg = self.config
+        self.core = Aggregation(policies_from_config(cfg), cfg.aggregate_grace_s, cfg.clock_hold_s,
+                                self.resolution, state)
+        self._pos = cursor
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Pass after pass, until cancelled."""
+        if self.core is None:
+            await self.start()
+        while True:
+            busy = await self.step()
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.aggregate_interval_s)
+                self._wake.clear()
+
+    async def step(self, *, everything: bool = False) -> bool:
+        """One pass: aggregate what is new, close what is due, commit. True when more rows wait."""
+        core = self.core
+        assert core is not None, "start() first"
+        rows = await self.writer.read(Lane.READING, self._pos, READ_CHUNK)
+        now = self.clock.now()
+        records, taken = core.feed(rows, now)
+        if core.held is not None and await self._look_ahead(core, rows[-1].seq, now):
+            more, extra = core.feed(rows[taken:], now)
+            records += more
+            taken += extra
+        if taken:
+            self._pos = rows[taken - 1].seq
+        records += core.close(now, everything=everything)
+        ack = core.ack_seq()
+        state = json.dumps(core.snapshot(), separators=(",", ":"))
+        if records or taken:
+            await self.writer.call(lambda s: s.save_uploads(records, CONSUMER, ack, state, now.wall_ns))
+            self.records_written += len(records)
+            self.readings_done += taken
+        await self._expire(now)
+        self.status.update({"aggregate_records": self.records_written, "aggregate_readings": self.readings_done,
+                            "aggregate_open_windows": len(core.windows),
+                            "aggregate_held_since_seq": core.held[0] if core.held else None})
+        return bool(rows) and taken == len(rows) == READ_CHUNK
+
+    async def _look_ahead(self, core: Aggregation, after: int, now: Stamp) -> bool:
+        """Scan the readings beyond the held ones for the boot's fate; True once decided."""
+        assert core.held is not None
+        seq, boot, mono = core.held
+        if self._scan[0] != seq:
+            self._scan = (seq, after)
+        hold_ns = int(self.config.clock_hold_s * _NS)
+        for _ in range(_SCAN_CHUNKS):
+            more = await self.writer.read(Lane.READING, max(self._scan[1], after), READ_CHUNK)
+            decision, off = clockfix.resolve(boot, mono, (s.item for s in more), hold_ns,
+                                             now if len(more) < READ_CHUNK else None)
+            if decision is not Decision.WAIT:
+                core.decide(boot, off)
+                return True
+            if not more:
+                return False
+            self._scan = (seq, more[-1].seq)
+        return False
+
+    async def _expire(self, now: Stamp) -> None:
+        """Drop raw readings older than the local window that the aggregator is done with."""
+        mono = self.clock.monotonic_ns() / _NS
+        if mono - self._last_expiry < 60 or not now.synced:
+            return
+        self._last_expiry = mono
+        cutoff = now.wall_ns - int(self.config.local_window_h * 3600 * _NS)
+        from zaas_edge.store.retention import expire
+        dropped = await self.writer.call(lambda s: expire(s, Lane.READING, cutoff))
+        if dropped:
+            log.info("dropped %d raw readings older than the local window of %g h", dropped,
+                     self.config.local_window_h)
+
+
+def _resolutions(ctx: Any) -> Callable[[str], float | None]:
+    """The declared resolution of the drivers' points, looked up lazily (drivers come and go)."""
+    cache: dict[str, float | None] = {}
+    stamp = [0]
+
+    def lookup(key: str) -> float | None:
+        if key not in cache and stamp[0] < 3:
+            stamp[0] += 1
+            with contextlib.suppress(Exception):
+                for info in ctx.drivers.drivers_info().values():
+                    for p in info.points:
+                        cache[p.key] = p.resolution or None
+        got = cache.get(key)
+        if key not in cache:
+            cache[key] = None
+        return got
+    return lookup
+
+
+_RUNNING: dict[int, asyncio.Task[None]] = {}
+
+
+def start_for_service(ctx: Any) -> asyncio.Task[None]:
+    """Start the aggregator beside the sync service; it stops when the calling task (the service) ends."""
+    owner = asyncio.current_task()
+    old = _RUNNING.pop(id(ctx), None)
+    if old is not None:
+        old.cancel()
+    agg = Aggregator(ctx.writer, ctx.config().sync, ctx.clock, resolution=_resolutions(ctx), status=ctx.status)
+
+    async def supervised() -> None:
+        delay = 1.0
+        while True:
+            try:
+                await agg.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store may be degraded: retry, never take sync down
+                log.exception("aggregator pass failed; retrying in %gs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    task = asyncio.get_running_loop().create_task(supervised(), name="sync.aggregate")
+    _RUNNING[id(ctx)] = task
+    if owner is not None:
+        owner.add_done_callback(lambda _t: task.cancel())
+    task.add_done_callback(lambda _t: _RUNNING.pop(id(ctx), None) if _RUNNING.get(id(ctx)) is task else None)
+    return task
