@@ -41,6 +41,7 @@ from .payloads import PayloadProfile, load_profile
 from .server import Forwarder, GwmpServer, RateLimitedLog, refuse_wildcard
 
 STATE_KEY = "fcnt"
+STATE_RETRY_S = 30.0
 KEYS_CHECK_EVERY_S = 5.0
 # First contact: how many 16-bit rollovers to try when the counter's high bits are unknown.
 FIRST_CONTACT_ROLLOVERS = 16
@@ -96,6 +97,7 @@ class LoraDriver(Driver):
         self._ctx: DriverContext | None = None
         self._faults: RateLimitedLog | None = None
         self._state_error_logged = False
+        self._refused: dict[tuple[int, int, bytes], float] = {}  # frames refused lately, by frame key
 
     # -- points --------------------------------------------------------------
 
@@ -208,7 +210,8 @@ class LoraDriver(Driver):
                 ctx.log.error("frame counters cannot be saved, replay protection will not survive a restart: %s",
                               exc, extra={"fields": {"driver": self.id}})
                 self._state_error_logged = True
-            self._last_save = self._clock()
+            # Retry later, not on every tick: the store may come back, a missing one will not.
+            self._last_save = self._clock() + STATE_RETRY_S
             return
         if self._state_error_logged:
             ctx.log.info("frame counters saved again", extra={"fields": {"driver": self.id}})
@@ -266,7 +269,13 @@ class LoraDriver(Driver):
         if check.status is FcntStatus.DUPLICATE:
             ctx.count("duplicates")  # a late copy or a retransmission of the last accepted frame
             return
+        key = frame_key(frame)
+        if key in self._refused:
+            ctx.count("duplicates")  # another gateway's copy of a frame already refused and reported
+            return
         fcnt32 = self._verified_fcnt(dev, frame, check.fcnt32)
+        if fcnt32 is None or check.status is FcntStatus.REJECTED:
+            self._refuse(key)
         if fcnt32 is None:
             self._bad_mic(ctx, dev, frame)
             return
@@ -274,12 +283,19 @@ class LoraDriver(Driver):
         if check.status is FcntStatus.REJECTED:
             self._replay(ctx, dev, check.fcnt32, check.reason)
             return
-        first = self._dedup.offer(frame_key(frame), _Copy(frame, check.fcnt32, rx, fwd.eui), rx.rssi_dbm,
+        first = self._dedup.offer(key, _Copy(frame, check.fcnt32, rx, fwd.eui), rx.rssi_dbm,
                                   self._clock())
         if first:
             self._wake.set()
         else:
             ctx.count("duplicates")
+
+    def _refuse(self, key: tuple[int, int, bytes]) -> None:
+        now = self._clock()
+        self._refused[key] = now
+        if len(self._refused) > 1000:  # forgeries at a high rate: remember the recent ones only
+            for old in [k for k, t in self._refused.items() if now - t > _DEDUP_MEMORY_S]:
+                del self._refused[old]
 
     @staticmethod
     def _verified_fcnt(dev: _Device, frame: lorawan.DataFrame, fcnt32: int) -> int | None:

@@ -1,0 +1,124 @@
+"""``zaas-edge ble scan``: what the radio hears, for commissioning.
+
+It scans with bleak directly (stop the daemon's ble driver first if the
+adapter refuses two scanners) and shows every RuuviTag and BTHome device with
+its latest values. For tests and demos, ``ZAAS_EDGE_BLE_REPLAY=FILE`` (or the
+hidden ``--replay FILE``) plays recorded adverts instead (hil/ble_replay.py,
+available in the source tree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import click
+
+from zaas_edge.cli import cli
+from zaas_edge.cli.output import emit, json_option, table
+
+REPLAY_ENV = "ZAAS_EDGE_BLE_REPLAY"
+
+
+@cli.group("ble")
+def ble() -> None:
+    """Bluetooth Low Energy sensors (RuuviTag, BTHome)."""
+
+
+def _summary(readings: tuple[tuple[str, float, str], ...]) -> str:
+    return " ".join(f"{q}={v:g}{u if u not in ('', 'count', 'bool') else ''}" for q, v, u in readings[:4])
+
+
+async def _scan(source: Any, duration: float, live: bool) -> dict[str, dict[str, Any]]:
+    from zaas_edge.drivers.ble.bthome import BTHomeDevice
+    from zaas_edge.drivers.ble.driver import decode_advert
+    from zaas_edge.drivers.ble.ruuvi import RUUVI_COMPANY_ID
+
+    from zaas_edge.errors import ProtocolError
+
+    seen: dict[str, dict[str, Any]] = {}
+    parsers: dict[str, BTHomeDevice] = {}
+    last_draw = 0.0
+
+    async def consume() -> None:
+        nonlocal last_draw
+        async for advert in source.stream():
+            row = seen.setdefault(advert.mac, {"mac": advert.mac, "kind": "other", "name": advert.name,
+                                               "rssi": None, "adverts": 0, "values": {}, "error": None})
+            row["adverts"] += 1
+            row["rssi"] = advert.rssi
+            row["name"] = advert.name or row["name"]
+            try:
+                decoded = decode_advert(advert, parsers.setdefault(advert.mac, BTHomeDevice(advert.mac)))
+            except ProtocolError as exc:
+                row["error"] = str(exc)
+                row["kind"] = "ruuvi" if RUUVI_COMPANY_ID in advert.manufacturer_data else "bthome"
+                continue
+            if decoded is not None:
+                row["kind"] = decoded.kind
+                if decoded.readings:
+                    row["values"] = {q: v for q, v, _ in decoded.readings}
+                    row["summary"] = _summary(decoded.readings)
+            if live and time.monotonic() - last_draw > 1.0:
+                last_draw = time.monotonic()
+                click.echo(f"\r{len(seen)} devices heard", nl=False, err=True)
+
+    try:
+        await asyncio.wait_for(consume(), duration)
+    except TimeoutError:
+        pass
+    if live:
+        click.echo("", err=True)
+    return seen
+
+
+def _replay_source(path: str) -> Any:
+    """The source tree's replayer (hil/ is not installed with the package)."""
+    from pathlib import Path
+
+    import zaas_edge
+
+    tree = Path(zaas_edge.__file__).resolve().parents[1]
+    if (tree / "hil" / "ble_replay.py").is_file() and str(tree) not in sys.path:
+        sys.path.append(str(tree))
+    try:
+        from hil.ble_replay import ReplaySource
+    except ImportError:
+        raise click.ClickException("replaying adverts needs the source tree (hil/ble_replay.py)") from None
+    return ReplaySource(path, then="end")
+
+
+@ble.command("scan")
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.5, 600),
+              help="Seconds to listen.")
+@click.option("--adapter", default="hci0", show_default=True, help="Bluetooth adapter.")
+@click.option("--active", is_flag=True, help="Active scan (asks devices for scan responses); passive by default.")
+@click.option("--all", "show_all", is_flag=True, help="Also list devices that are neither RuuviTag nor BTHome.")
+@click.option("--replay", default=None, hidden=True, envvar=REPLAY_ENV, help="Recorded adverts (JSON lines).")
+@json_option
+def scan_cmd(duration: float, adapter: str, active: bool, show_all: bool, replay: str | None, as_json: bool) -> None:
+    """Listen for BLE adverts and list the sensors heard with their latest values."""
+    if replay:
+        source: Any = _replay_source(replay)
+    else:
+        from zaas_edge.drivers.ble.scanner import BleakSource
+
+        source = BleakSource(adapter, "active" if active else "passive")
+    seen = asyncio.run(_scan(source, duration, live=not as_json and sys.stderr.isatty()))
+    rows = sorted((r for r in seen.values() if show_all or r["kind"] != "other"),
+                  key=lambda r: (r["rssi"] is None, -(r["rssi"] or 0)))
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            click.echo(f"no RuuviTag or BTHome device heard in {duration:g} s"
+                       + ("" if show_all else f" ({len(seen)} other devices; --all lists them)"))
+            return
+        click.echo(table(["MAC", "KIND", "RSSI", "ADVERTS", "VALUES"],
+                         [[r["mac"], r["kind"], r["rssi"], r["adverts"], r.get("summary") or r["error"] or ""]
+                          for r in rows]))
+
+    emit(rows, as_json, human)
+
+
