@@ -19,7 +19,7 @@ from zaas_edge.service import ServiceContext
 from zaas_edge.store import Writer
 from zaas_edge.sync.enroll import enroll
 from zaas_edge.sync.identity import Identity
-from zaas_edge.sync.service import SyncService
+from zaas_edge.sync.service import WIRE_LANES, SyncService
 
 GATEWAY = "gw-test"
 
@@ -65,6 +65,9 @@ class Gateway:
         return bool(got) and got[-1].active
 
     def start(self, **kw: Any) -> SyncService:
+        # Transport tests: the reading wire lane straight from the reading store lane, no aggregation.
+        kw.setdefault("source_lanes", {lane: lane for lane in WIRE_LANES})
+        kw.setdefault("aggregator", False)
         ctx = ServiceContext(
             name="sync", config=lambda: self.config, hub=Hub(), clock=SystemClock(assume_synced=True),
             writer=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]

@@ -105,12 +105,14 @@ class SyncService(Service):
     name = "sync"
 
     def __init__(self, ctx: ServiceContext, *, encoder: Callable[..., bytes] | None = None,
-                 content_type: str | None = None, source_lanes: dict[Any, Any] | None = None) -> None:
+                 content_type: str | None = None, source_lanes: dict[Any, Any] | None = None,
+                 aggregator: bool = True) -> None:
         super().__init__(ctx)
         enc, ctype, src = _codec()
         self.encode = encoder or enc
         self.content_type = content_type or ctype
         self.source: dict[Any, Any] = dict(source_lanes or src)
+        self.with_aggregator = aggregator
         cfg = ctx.config()
         self.cfg = cfg.sync
         self.gateway = cfg.gateway
@@ -120,6 +122,7 @@ class SyncService(Service):
         self.lanes = {lane: _LaneState(self.cfg.batch_initial_bytes) for lane in WIRE_LANES}
         self.epoch = ""
         self._uplink: Uplink | None = None
+        self._uplink_stamp: tuple = ()
         self._wake = asyncio.Event()
         self._alarms: set[str] = set()
         self._next_renew_try = 0.0
@@ -162,7 +165,9 @@ class SyncService(Service):
                 await self._uplink.close()
 
     def _start_aggregator(self) -> None:
-        """Hook: the upload-policy aggregator feeding the ``upload`` lane runs alongside, when installed."""
+        """The upload-policy aggregator (feeding the lane the reading wire lane reads) runs alongside."""
+        if not self.with_aggregator:
+            return
         try:
             from zaas_edge.sync import aggregate
         except ImportError:
@@ -215,9 +220,25 @@ class SyncService(Service):
                       connect_timeout_s=self.cfg.connect_timeout_s, request_timeout_s=self.cfg.request_timeout_s,
                       bandwidth_limit_bytes_s=self.cfg.bandwidth_limit_bytes_s)
 
+    def _identity_stamp(self) -> tuple:
+        out = []
+        for p in (self.identity.key_path, self.identity.cert_path, self.identity.ca_path):
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
     def _get_uplink(self) -> Uplink:
+        stamp = self._identity_stamp()
+        if self._uplink is not None and stamp != self._uplink_stamp:
+            # Re-enrolled, renewed or a new CA file: the session must use the new files.
+            asyncio.get_running_loop().create_task(self._uplink.close())
+            self._uplink = None
         if self._uplink is None:
             self._uplink = self._make_uplink(self.identity.context())
+            self._uplink_stamp = stamp
         return self._uplink
 
     async def _drop_uplink(self) -> None:
