@@ -1,0 +1,203 @@
+"""The mbus driver against the simulated bus: in-process with a real context, and inside the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
+
+from hil.mbus_sim import MBusSimulator
+from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
+from zaas_edge.clock import SystemClock
+from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.driver import driver_class
+from zaas_edge.hub import Hub
+from zaas_edge.model import Alarm, Event, Quality, Reading
+
+
+class Harness:
+    """A running driver with a real hub and context; collects what it emits."""
+
+    def __init__(self, options: MBusOptions) -> None:
+        self.hub = Hub()
+        self.readings: list[Reading] = []
+        self.notices: list[Event | Alarm] = []
+        self.changed = asyncio.Event()
+        self.hub.on_readings("test", self._on_readings)
+        self.hub.on_notice("test", self._on_notice)
+        self.counters: dict[str, int] = {}
+        self.state = MemoryState()
+        self.ctx = RunningDriver(options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
+                                 heartbeat=lambda: None, counters=self.counters, backlog=dict,
+                                 state_dir=Path(tempfile.gettempdir()), state=self.state)
+        self.driver = MBusDriver(options)
+        self.task: asyncio.Task[None] | None = None
+
+    def _on_readings(self, batch) -> None:
+        self.readings.extend(batch)
+        self.changed.set()
+
+    def _on_notice(self, item) -> None:
+        self.notices.append(item)
+        self.changed.set()
+
+    async def __aenter__(self) -> Harness:
+        self.task = asyncio.create_task(self.driver.run(self.ctx))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+    async def wait_for(self, predicate, what: str, timeout: float = 20.0) -> None:
+        async def loop() -> None:
+            while not predicate():
+                self.changed.clear()
+                if self.task is not None and self.task.done():
+                    raise AssertionError(f"driver stopped: {self.task.exception()!r}")
+                await self.changed.wait()
+        try:
+            await asyncio.wait_for(loop(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}; counters={self.counters}") from None
+
+    def latest(self) -> dict[str, Reading]:
+        return {r.point: r for r in self.readings}
+
+
+def options(port: str, **kw) -> MBusOptions:
+    base = {
+        "id": "mbus-1", "type": "mbus", "port": port, "baudrate": 9600,
+        "meters": [
+            {"id": "heat-1", "address": 5, "interval_s": 3600, "energy_unit": "kWh"},
+            {"id": "water-1", "secondary": "12345699FFFFFFFF", "interval_s": 3600, "points": ["volume", "volume.s1"]},
+            {"id": "gas-1", "address": 7, "interval_s": 3600},
+        ],
+    }
+    base.update(kw)
+    return MBusOptions.model_validate(base)
+
+
+def test_entry_point_and_options_validation() -> None:
+    assert driver_class("mbus") is MBusDriver
+    with pytest.raises(ValidationError, match="exactly one of address"):
+        MBusOptions.model_validate({"id": "m", "type": "mbus", "port": "/dev/x", "meters": [{"id": "a"}]})
+    with pytest.raises(ValidationError, match="meters share the same address: 5"):
+        MBusOptions.model_validate({"id": "m", "type": "mbus", "port": "/dev/x", "meters": [
+            {"id": "a", "address": 5}, {"id": "b", "address": 5}]})
+    with pytest.raises(ValidationError, match="baudrate"):
+        MBusOptions.model_validate({"id": "m", "type": "mbus", "port": "/dev/x", "baudrate": 1234,
+                                    "meters": [{"id": "a", "address": 5}]})
+
+
+async def test_polls_every_meter_with_point_keys_units_and_filters() -> None:
+    with MBusSimulator() as sim:
+        async with Harness(options(sim.path)) as h:
+            await h.wait_for(lambda: {p.split("/")[0] for p in h.latest()} >= {"heat-1", "water-1", "gas-1"},
+                             "a readout of every meter")
+            latest = h.latest()
+            heat = sim.bus.meter("heat")
+    # energy converted to kWh on request; the other quantities keep the codec's units
+    assert latest["heat-1/energy"].unit == "kWh" and 8000 < latest["heat-1/energy"].value < 9000
+    assert latest["heat-1/energy.s1"].value == pytest.approx(8000.0)
+    assert latest["heat-1/volume"].unit == "m3" and latest["heat-1/flow_temperature"].unit == "degC"
+    assert latest["heat-1/power.max"].value == 21000 and latest["heat-1/power.max"].unit == "W"
+    assert "heat-1/date_time" not in latest  # dates are not numeric readings
+    # the filter keeps only the listed record keys; the secondary address reached the water meter
+    assert {p for p in latest if p.startswith("water-1/")} == {"water-1/volume", "water-1/volume.s1"}
+    assert latest["gas-1/volume"].unit == "m3" and latest["gas-1/volume"].quality is Quality.OK
+    assert heat.answers >= 2  # two telegrams
+    assert h.counters["polls"] >= 3 and h.counters["requests"] >= 8
+    assert "timeouts" not in h.counters
+    keys = {p.key for p in h.driver.points()}
+    assert {"heat-1/energy", "water-1/volume", "water-1/volume.s1", "gas-1/volume"} <= keys
+    saved = await h.state.load("mbus-1", "points")
+    assert saved is not None and saved["heat-1"]["energy"] == "kWh"
+
+
+async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None:
+    with MBusSimulator() as sim:
+        opts = options(sim.path, retries=1, offline_after=2, meters=[{"id": "gas-1", "address": 7, "interval_s": 3600}])
+        async with Harness(opts) as h:
+            await h.wait_for(lambda: "gas-1/volume" in h.latest(), "the first readout")
+            sim.inject("gas", "no_answer", times=2)
+            await h.driver.poll_now()  # timeout, retry, timeout: failure 1
+            assert not any(isinstance(n, Alarm) for n in h.notices)
+            sim.inject("gas", "bad_checksum")
+            sim.inject("gas", "truncated")
+            await h.driver.poll_now()  # failure 2: offline
+            alarms = [n for n in h.notices if isinstance(n, Alarm)]
+            assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True)]
+            assert "2 readouts failed in a row" in alarms[0].text
+            assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline"]
+            before = len(h.readings)
+            await h.driver.poll_now()  # answers again
+            assert len(h.readings) > before
+            alarms = [n for n in h.notices if isinstance(n, Alarm)]
+            assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True),
+                                                                ("device.gas-1.offline", False)]
+            assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline", "device.online"]
+            c = h.counters
+    assert c["timeouts"] == 2 and c["checksum_errors"] == 1 and c["truncated"] == 1
+    assert c["retries"] == 2 and c["poll_failures"] == 2
+
+
+async def test_missing_port_fails_the_run_for_the_supervisor_to_retry(tmp_path: Path) -> None:
+    h = Harness(options(str(tmp_path / "ttyUSB7")))
+    with pytest.raises(Exception, match="cannot open M-Bus port"):
+        await h.driver.run(h.ctx)
+    with pytest.raises(Exception, match="not running"):
+        await h.driver.poll_now()
+
+
+@pytest.fixture
+def base() -> Path:
+    with tempfile.TemporaryDirectory(prefix="zaas-mb-", dir="/tmp") as d:
+        yield Path(d)
+
+
+def test_daemon_polls_the_simulated_bus(base: Path) -> None:
+    with MBusSimulator() as sim:
+        drivers = SYSTEM_DRIVER + f'''
+
+[[drivers]]
+id = "mbus-1"
+type = "mbus"
+port = "{sim.path}"
+baudrate = 9600
+meters = [
+  {{ id = "heat-1", address = 5, interval_s = 1, energy_unit = "kWh" }},
+  {{ id = "elec-1", secondary = "{sim.bus.meter('electricity').secondary}", interval_s = 2 }},
+]
+'''
+        cfg = write_config(base / "config.toml", base, drivers=drivers)
+        d = DaemonProcess(cfg)
+        try:
+            d.wait_notify("READY=1")
+            st = d.wait_status(lambda s: s["drivers"].get("mbus-1", {}).get("readings", 0) >= 30)
+            assert st["drivers"]["mbus-1"]["state"] == "running"
+            assert st["drivers"]["mbus-1"]["counters"]["requests"] >= 3
+            out = d.cli("status", "--json", "--points").stdout
+            points = json.loads(out)["points"]
+            assert points["heat-1/energy"]["unit"] == "kWh" and points["heat-1/energy"]["value"] > 8000
+            assert points["elec-1/energy.t2"]["unit"] == "Wh"
+            assert points["elec-1/voltage"]["unit"] == "V" and 200 < points["elec-1/voltage"]["value"] < 260
+        finally:
+            d.close()
+    db = sqlite3.connect(base / "state" / "store.sqlite")
+    try:
+        rows = db.execute("select p.key, p.unit, count(*) from reading r join point p on p.id = r.point_id "
+                          "where p.key like 'heat-1/%' or p.key like 'elec-1/%' group by p.key").fetchall()
+    finally:
+        db.close()
+    stored = {k: (unit, n) for k, unit, n in rows}
+    assert stored["heat-1/energy"][0] == "kWh" and stored["heat-1/energy"][1] >= 2
+    assert stored["elec-1/power"][0] == "W"
