@@ -122,6 +122,10 @@ class StatePublisher:
         self.last_reading: dict[str, float] = {}  # device -> monotonic s of its last reading
         self._due: dict[str, float] = {}  # device -> when its message goes (coalescing included)
         self._raw: dict[str, float] = {}  # device -> when its earliest due point may go
+        # device -> when the readings that made it due arrived. Intervals count from there, not
+        # from the publication, so a 1 s poll with a 1 s minimum interval is not held back by
+        # the few milliseconds the previous message took.
+        self._trigger: dict[str, float] = {}
         self._fresh: dict[str, set[str]] = {}  # device -> quantities read since its last message
         self._wake = asyncio.Event()
         self.new_points: set[str] = set()  # devices with a quantity never seen before (for discovery)
@@ -152,6 +156,7 @@ class StatePublisher:
             t = gate.due(r, now)
             if t is not None and t < raw.get(device, math.inf):
                 raw[device] = t
+                self._trigger.setdefault(device, now)
         for device in touched:
             self.last_reading[device] = now
             t = raw.get(device)
@@ -186,8 +191,9 @@ class StatePublisher:
 
     def _message(self, device: str, now: float) -> Outgoing:
         points = self.latest[device]
+        at = min(now, self._trigger.pop(device, now))
         for r in points.values():
-            self.gate.published(r, now)
+            self.gate.published(r, at)
         self._fresh[device] = set()
         self.offered += 1
         return self.topics.device_state(device), state_payload(points)
