@@ -53,7 +53,7 @@ def test_rules_match_by_glob_and_unit_first_match_wins():
 
 def test_sync_section_takes_policy_rules():
     sec = SyncSection(policies=[{"match": "m/*", "policy": "deadband", "deadband": 0.5}], window_s=30)
-    assert sec.policies[0].policy == "deadband" and sec.local_window_h == 24.0
+    assert sec.policies[0].policy == "deadband" and sec.local_window_h == 4.0
     with pytest.raises(ValueError):
         SyncSection(policies=[{"match": "m/*", "policy": "often"}])
 

@@ -51,6 +51,7 @@ STATE_VERSION = 1
 READ_CHUNK = 20_000
 _SCAN_CHUNKS = 10  # per pass, while looking ahead for a clock synchronisation
 _NS = 1_000_000_000
+_MS = 1_000_000
 
 
 @dataclass(slots=True)
@@ -224,7 +225,7 @@ class Aggregation:
         return moved
 
     def _raw(self, point: str, unit: str, fx: clockfix.Fixed, value: float, quality: Quality) -> UploadRecord:
-        return UploadRecord(point, unit, fx.wall_ns, value, quality, fx.synced, fx.corrected,
+        return UploadRecord(point, unit, _ms(fx.wall_ns), value, quality, fx.synced, fx.corrected,
                             fx.mono_ns, fx.boot_id, self.resolution(point) or 0.0)
 
     # ----------------------------------------------------------- closing
@@ -259,7 +260,12 @@ class Aggregation:
             return self._raw(point, w.unit, fx, w.last, quality)
         return UploadRecord(point, w.unit, w.start_ns, w.total / w.count, quality, fx.synced, fx.corrected,
                             fx.mono_ns, fx.boot_id, self.resolution(point) or 0.0, w.window_s, w.count,
-                            w.lo, w.hi, w.last, w.last_ns)
+                            w.lo, w.hi, w.last, _ms(w.last_ns))
+
+
+def _ms(ns: int) -> int:
+    """Upload records carry time to the millisecond: finer is jitter, and it costs bytes on the wire."""
+    return ns - ns % _MS
 
 
 def policies_from_config(sync: Any) -> PolicySet:

@@ -60,8 +60,9 @@ class SyncSection(Section):
     counter_policy: PolicyKind = Field(default="last",
                                        description="Policy of counters (kWh, Wh, m3...) no rule matches")
     policies: list[PolicyRule] = Field(default_factory=list, description="Per point or per group of points")
-    local_window_h: float = Field(default=24.0, gt=0, le=24 * 366,
-                                  description="Raw readings kept locally once aggregated (the size cap still rules)")
+    local_window_h: float = Field(default=4.0, gt=0, le=24 * 366,
+                                  description="Hours of raw readings kept locally once aggregated "
+                                              "(the store's size cap still rules)")
     aggregate_grace_s: float = Field(default=10.0, ge=0, le=3600,
                                      description="A window closes this long after its end, for late readings")
     aggregate_interval_s: float = Field(default=2.0, gt=0, le=600, description="How often new readings are aggregated")
