@@ -96,8 +96,8 @@ class DriverRun:
                 self.task.result()  # surface the driver's crash
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out waiting for {what}; counters={self.counters} "
-                                     f"notices={[getattr(n, 'kind', getattr(n, 'alarm_id', '')) for n in self.notices]}")
+                seen = [getattr(n, "kind", getattr(n, "alarm_id", "")) for n in self.notices]
+                raise AssertionError(f"timed out waiting for {what}; counters={self.counters} notices={seen}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.05))

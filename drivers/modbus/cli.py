@@ -168,12 +168,12 @@ async def _probe_unit(bus, unit: int, timeout: float, gap: float) -> str | None:
     """'data' or 'exception NN' when the unit answers a cheap read, None when silent."""
     from .transport import ExceptionResponse, NoResponse
 
-    for table in (Table.HOLDING, Table.INPUT):
+    for tbl in (Table.HOLDING, Table.INPUT):
         try:
-            await bus.read(unit, table, 0, 1, timeout=timeout, gap_s=gap)
+            await bus.read(unit, tbl, 0, 1, timeout=timeout, gap_s=gap)
             return "data"
         except ExceptionResponse as exc:
-            if exc.code == 1 and table is Table.HOLDING:
+            if exc.code == 1 and tbl is Table.HOLDING:
                 continue  # function 3 not supported: try input registers
             return f"exception {exc.code:02d}"
         except NoResponse:
@@ -269,7 +269,8 @@ def _parse_units(text: str) -> list[int]:
                 raise ValueError
             out.extend(range(a, b + 1))
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected unit ids within 1..247 like 1-10,20", param_hint="--units")
+        raise click.BadParameter(f"{text!r}: expected unit ids within 1..247 like 1-10,20",
+                                 param_hint="--units") from None
     return sorted(set(out))
 
 
