@@ -76,6 +76,7 @@ class Daemon:
         self.disabled: set[str] = set()  # disabled at run time by a command
         self.service_status: dict[str, dict[str, Any]] = {}
         self._backlog: dict[str, int] = {}  # refreshed by the watchdog loop, read by drivers
+        self._state = StoreState(self.writer, self.clock)
         self.driver_instances: dict[str, Driver] = {}
         self.driver_contexts: dict[str, RunningDriver] = {}
         self.started_mono = time.monotonic()
@@ -161,6 +162,7 @@ class Daemon:
             heartbeat=lambda: self.supervisor.heartbeat(name),
             counters=counters, backlog=lambda: self._backlog,
             state_dir=self.loaded.config.gateway.state_dir,
+            state=self._state,
         )
         self.driver_instances[opt.id] = driver
         self.driver_contexts[opt.id] = ctx
@@ -419,6 +421,21 @@ class Daemon:
             self.writer.alarm(item)
         else:
             self.writer.event(item)
+
+
+class StoreState:
+    """Drivers' persistent documents, kept in the store (one transaction per save)."""
+
+    def __init__(self, writer: Writer, clock: Clock) -> None:
+        self._writer = writer
+        self._clock = clock
+
+    async def load(self, driver_id: str, key: str) -> dict[str, Any] | None:
+        return await self._writer.call(lambda s: s.load_state(driver_id, key))
+
+    async def save(self, driver_id: str, key: str, value: dict[str, Any]) -> None:
+        now = self._clock.now().wall_ns
+        await self._writer.call(lambda s: s.save_state(driver_id, key, value, now))
 
 
 _LEVELS = {

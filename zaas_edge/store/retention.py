@@ -1,0 +1,111 @@
+"""Retention by size: keep the store under its cap with an explicit drop order.
+
+Order: first rows every consumer has acknowledged (any lane: nothing is lost),
+then the oldest unacknowledged readings (data lost: counted and written as a
+``store.gap`` event in the same transaction), never unacknowledged alarms or
+events. Used bytes are ``(page_count - freelist_count) * page_size``; the
+freed pages go back to the file system through ``incremental_vacuum`` (the
+database is created with ``auto_vacuum=INCREMENTAL``) and a WAL checkpoint.
+"""
+
+from __future__ import annotations
+
+__all__ = ["enforce", "GAP_KIND", "HEADROOM"]
+
+import contextlib
+import math
+
+from zaas_edge.errors import StoreUnavailable
+from zaas_edge.model import Event, Lane, Severity, Stamp
+from zaas_edge.store.records import Retention
+from zaas_edge.store.schema import LANE_TABLES, guarded
+from zaas_edge.store.store import Store
+
+GAP_KIND = "store.gap"
+# Drop down to 90 % of the cap so retention does not run again on the next flush.
+HEADROOM = 0.9
+_MAX_ROUNDS = 16
+_ACKED_ORDER = (Lane.READING, Lane.EVENT, Lane.ALARM)
+
+
+def _bounds(store: Store, table: str) -> tuple[int | None, int | None]:
+    return store.connection.execute(f"SELECT min(seq), max(seq) FROM {table}").fetchone()
+
+
+def _vacuum(store: Store) -> None:
+    with guarded(store.path, "returning free pages"):
+        store.connection.execute("PRAGMA incremental_vacuum").fetchall()
+    # A checkpoint moves the shrink into the main file; readers may hold it
+    # back (busy), which only delays the space coming back.
+    with contextlib.suppress(StoreUnavailable), guarded(store.path, "checkpointing"):
+        store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -> Retention | None:
+    """Drop rows until the store is under ``cap_bytes`` (with headroom); None when already under."""
+    used = store.used_bytes()
+    if used <= cap_bytes:
+        return None
+    before, target = used, int(cap_bytes * HEADROOM)
+    acked_out = {lane: 0 for lane in Lane}
+    unacked_out = {lane: 0 for lane in Lane}
+    gaps: list[Event] = []
+    gap_first = gap_last = None
+    blocked = False
+    conn = store.connection
+    for _ in range(_MAX_ROUNDS):
+        if used <= target:
+            break
+        with guarded(store.path, "measuring rows"):
+            bounds = {lane: _bounds(store, t) for lane, t in LANE_TABLES.items()}
+        rows = sum((hi - lo + 1) for lo, hi in bounds.values() if lo is not None)
+        per_row = max(16.0, used / max(rows, 1))
+        budget = max(256, math.ceil((used - target) / per_row))
+        done = 0
+        counters: dict[str, int] = {}
+        with store.transaction("dropping old rows"):
+            for lane in _ACKED_ORDER:
+                lo = bounds[lane][0]
+                acked = store.acked_through(lane)
+                if done >= budget or lo is None or lo > acked:
+                    continue
+                upto = min(acked, lo + (budget - done) - 1)
+                n = conn.execute(f"DELETE FROM {LANE_TABLES[lane]} WHERE seq <= ?", (upto,)).rowcount
+                done += n
+                acked_out[lane] += n
+                counters[f"dropped_acked.{lane}"] = n
+            if done < budget:
+                lo, hi = _bounds(store, "reading")
+                if lo is not None:
+                    upto = min(hi, lo + (budget - done) - 1)
+                    n = conn.execute("DELETE FROM reading WHERE seq <= ?", (upto,)).rowcount
+                    done += n
+                    unacked_out[Lane.READING] += n
+                    counters["dropped_unacked.reading"] = n
+                    gap = Event(
+                        GAP_KIND,
+                        f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent readings, "
+                        f"seq {lo} to {upto}",
+                        source, stamp, Severity.WARNING,
+                        {"lane": "reading", "first_seq": lo, "last_seq": upto, "count": n, "reason": "size_cap"},
+                    )
+                    first, last = store.insert_events([gap])  # type: ignore[misc]
+                    gaps.append(gap)
+                    gap_first = first if gap_first is None else gap_first
+                    gap_last = last
+            if done == 0:
+                counters["retention_blocked"] = 1
+            store.bump_counters(counters)
+        if done == 0:
+            blocked = True  # only unsent alarms and events left: they are never dropped
+            break
+        _vacuum(store)
+        used = store.used_bytes()
+    return Retention(
+        used_before=before, used_after=used, cap_bytes=cap_bytes,
+        dropped_acked={k: v for k, v in acked_out.items() if v},
+        dropped_unacked={k: v for k, v in unacked_out.items() if v},
+        gaps=tuple(gaps),
+        gap_seqs=(gap_first, gap_last) if gap_first is not None else None,
+        blocked=blocked,
+    )
