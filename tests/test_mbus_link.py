@@ -177,3 +177,23 @@ def test_stream_parser_is_indifferent_to_chunking(order: list[int], cuts: list[i
     frames += parser.feed(stream[pos:])
     assert frames == [parse_frame(FRAMES[i]) for i in order]
     assert parser.pending == 0 and parser.dropped_bytes == 0 and parser.bad_frames == 0
+
+
+async def test_simulator_runs_as_a_module_and_prints_its_pty() -> None:
+    import asyncio
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hil.mbus_sim",
+                                                stdout=asyncio.subprocess.PIPE)
+    try:
+        path = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        assert path.startswith("/dev/pts/")
+        lk = await MBusLink.open_serial(path, 2400)
+        try:
+            readout = await lk.read(9, reset=True)
+        finally:
+            await lk.close()
+        assert readout.header.manufacturer == "ABB" and readout.header.medium_name == "electricity"
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -19,6 +19,7 @@ __all__ = ["MBusDriver"]
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ class MBusDriver(Driver):
         await self._load_points(ctx)
         o = self.options
         link = await MBusLink.open_serial(o.port, o.baudrate, retries=o.retries, extra_timeout_s=o.extra_timeout_s,
-                                          max_telegrams=o.max_telegrams, count=ctx.count)
+                                          max_telegrams=o.max_telegrams, count=self._counter(ctx))
         self._link = link
         ctx.log.info("M-Bus segment %s open at %d baud, %d meter(s)", o.port, o.baudrate, len(self._meters),
                      extra={"fields": {"driver": self.id, "port": o.port}})
@@ -102,6 +103,18 @@ class MBusDriver(Driver):
         finally:
             self._link = None
             await link.close()
+
+    @staticmethod
+    def _counter(ctx: DriverContext) -> Callable[[str, int], None]:
+        """Link counters go to the context; every exchange is also a sign of life (a readout
+        with retries at 300 baud can outlast the heartbeat timeout)."""
+
+        def count(name: str, n: int = 1) -> None:
+            ctx.count(name, n)
+            if name == "requests":
+                ctx.heartbeat()
+
+        return count
 
     async def _reset_all(self, link: MBusLink, ctx: DriverContext) -> None:
         """SND_NKE to each meter: some answer REQ_UD2 only after it, others start mid-readout without it."""
