@@ -346,3 +346,47 @@ async def test_poll_now_while_stopped_is_a_clear_error() -> None:
     drv.READY_TIMEOUT_S = 0.05
     with pytest.raises(PermanentError, match="not running"):
         await asyncio.wait_for(drv.poll_now(), 10)
+
+
+# --- the documented configuration -------------------------------------------------------------
+
+
+def _example_block() -> str:
+    """The Modbus block of config/example.toml, without its "#   " prefix."""
+    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('#   type = "modbus"')) - 2
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[4:])
+    return "\n".join(block)
+
+
+def test_example_configuration_documents_every_key_and_loads() -> None:
+    import tomllib
+
+    from zaas_edge.drivers.modbus import DeviceOptions, ModbusOptions
+    from zaas_edge.drivers.modbus.options import PointOverride
+
+    block = _example_block()
+    # Commented settings ("# key = value") are documentation of the default: switch them on.
+    switched = "\n".join(line[2:] if line.startswith("# ") and " = " in line and not line.startswith("#  ")
+                         else line for line in block.splitlines())
+    doc = tomllib.loads(switched)
+    [section] = doc["drivers"]
+    section.pop("host")  # documented for the TCP transports; an RTU bus has none
+    documented = set(section) | {"host"}
+    assert documented == set(ModbusOptions.model_fields)
+    device_keys = {k for d in section["devices"] for k in d}
+    assert device_keys == set(DeviceOptions.model_fields)
+    override_keys = {k for d in section["devices"] for o in d.get("points", {}).values() for k in o}
+    assert override_keys == set(PointOverride.model_fields)
+    section["devices"] = [d for d in section["devices"] if "profile_file" not in d]
+    opts = ModbusOptions.model_validate(section)
+    assert opts.describe() == "rtu /dev/ttyUSB0 9600 8N1" and opts.frame_gap_s == 0.004
+    defaults = ModbusOptions.model_fields
+    for key in ("timeout_s", "max_concurrency", "offline_after", "retry_initial_s", "retry_max_s", "write_retries",
+                "baudrate", "parity", "stopbits", "bytesize"):
+        assert section[key] == defaults[key].default, key
