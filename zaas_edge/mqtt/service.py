@@ -333,8 +333,8 @@ class MqttService(Service):
                 self.ctx.log.info("mqtt: removed the discovery of %s (no longer configured)", obj,
                                   extra={"fields": {"service": "mqtt", "object_id": obj}})
 
-    def _online(self, device: str, owner: dict[str, str], now: float) -> bool:
-        info = self.ctx.drivers.drivers_info().get(owner.get(device, device))
+    def _online(self, device: str, owner: dict[str, str], drivers: dict[str, Any], now: float) -> bool:
+        info = drivers.get(owner.get(device, device))
         if info is not None and (not info.enabled or info.state != "running"):
             return False
         last = self.publisher.last_reading.get(device)
@@ -344,10 +344,11 @@ class MqttService(Service):
 
     async def _refresh_availability(self, conn: MqttConnection, *, force: bool = False) -> None:
         devices, owner = self._devices()
+        drivers = self.ctx.drivers.drivers_info()  # once per round: it snapshots the supervisor
         now = time.monotonic()
         msgs = []
         for device in sorted(devices):
-            online = self._online(device, owner, now)
+            online = self._online(device, owner, drivers, now)
             if force or self._availability.get(device) != online:
                 self._availability[device] = online
                 msgs.append((self.topics.availability(device), ONLINE if online else OFFLINE, True))
