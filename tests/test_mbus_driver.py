@@ -201,3 +201,27 @@ meters = [
     stored = {k: (unit, n) for k, unit, n in rows}
     assert stored["heat-1/energy"][0] == "kWh" and stored["heat-1/energy"][1] >= 2
     assert stored["elec-1/power"][0] == "W"
+
+
+def test_the_example_configuration_block_is_valid(tmp_path: Path) -> None:
+    from zaas_edge.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    start = text.index("#   [[drivers]]\n#   id = \"mbus-1\"")
+    block = []
+    for line in text[start:].splitlines():
+        if not line.startswith("#   "):
+            break
+        block.append(line[4:])
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n' + "\n".join(block) + "\n")
+    [opts] = load_config(cfg, environ={}).drivers
+    assert isinstance(opts, MBusOptions)
+    assert (opts.port, opts.baudrate, opts.retries, opts.offline_after) == ("/dev/ttyUSB0", 2400, 2, 3)
+    assert [m.target for m in opts.meters] == [5, "12345699FFFFFFFF"]
+    assert opts.meters[0].energy_unit == "kWh" and opts.meters[1].points == ["volume", "volume.s1"]
+    # the shown values are the defaults
+    defaults = MBusOptions.model_validate({"id": "x", "type": "mbus", "port": "p",
+                                           "meters": [{"id": "a", "address": 1}]})
+    for key in ("baudrate", "retries", "extra_timeout_s", "max_telegrams", "offline_after", "reset_at_start"):
+        assert getattr(opts, key) == getattr(defaults, key), key

@@ -197,3 +197,53 @@ async def test_simulator_runs_as_a_module_and_prints_its_pty() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+class ScriptedTransport:
+    """The transport seam with a script of answer chunks instead of a serial port."""
+
+    def __init__(self, answers: list[list[bytes]]) -> None:
+        self.answers = answers
+        self.sent: list[bytes] = []
+        self._chunks: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        self._chunks = list(self.answers.pop(0)) if self.answers else []
+
+    async def receive(self, timeout: float) -> bytes:
+        import asyncio
+
+        if self._chunks:
+            return self._chunks.pop(0)
+        await asyncio.sleep(timeout)
+        return b""
+
+    def discard_input(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+GOOD = rsp_ud(5, LongHeader(1, 0, 0, "12345678", "KAM", 1, 4), [RecordSpec(b"\x04", 1230, Coding.INT32)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(answers=st.lists(st.lists(st.one_of(st.binary(max_size=40), st.just(GOOD),
+                                           st.builds(lambda k, b: GOOD[:k] + bytes([b]) + GOOD[k + 1:],
+                                                     st.integers(0, len(GOOD) - 1), st.integers(0, 255))),
+                                 max_size=4), max_size=3))
+def test_any_answer_gives_a_readout_or_a_transient_error(answers: list[list[bytes]]) -> None:
+    import asyncio
+
+    async def go() -> None:
+        link = MBusLink(ScriptedTransport(answers), 38400, retries=1)  # type: ignore[arg-type]
+        try:
+            readout = await link.read(5)
+        except TransientError:
+            assert link.counters["requests"] >= 1
+            return
+        assert readout.telegrams and all(not t.more_records_follow for t in readout.telegrams[-1:])
+
+    asyncio.run(go())
