@@ -10,7 +10,7 @@ database is created with ``auto_vacuum=INCREMENTAL``) and a WAL checkpoint.
 
 from __future__ import annotations
 
-__all__ = ["enforce", "GAP_KIND", "HEADROOM"]
+__all__ = ["enforce", "expire", "GAP_KIND", "HEADROOM"]
 
 import contextlib
 import math
@@ -25,7 +25,8 @@ GAP_KIND = "store.gap"
 # Drop down to 90 % of the cap so retention does not run again on the next flush.
 HEADROOM = 0.9
 _MAX_ROUNDS = 16
-_ACKED_ORDER = (Lane.READING, Lane.EVENT, Lane.ALARM)
+_ACKED_ORDER = (Lane.READING, Lane.UPLOAD, Lane.EVENT, Lane.ALARM)
+_EXPIRE_CHUNK = 50_000  # rows per transaction, so the writer is never held up long
 
 
 def _bounds(store: Store, table: str) -> tuple[int | None, int | None]:
@@ -109,3 +110,51 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
         gap_seqs=(gap_first, gap_last) if gap_first is not None else None,
         blocked=blocked,
     )
+
+
+def expire(store: Store, lane: Lane, before_ns: int) -> int:
+    """Drop rows of ``lane`` older than ``before_ns`` that every consumer has acknowledged.
+
+    The local window of raw readings: once the aggregator (their only
+    consumer) is done with them, they are kept for the rules engine and the
+    CLI up to this age. Rows are in seq order and, the clock aside, in time
+    order, so the boundary is found by bisecting seqs (a clock step only
+    moves it by the step). Returns the rows dropped.
+    """
+    table = LANE_TABLES[Lane(lane)]
+    conn = store.connection
+    with guarded(store.path, "finding expired rows"):
+        lo, hi = _bounds(store, table)
+        acked = store.acked_through(lane)
+        if lo is None or lo > acked:
+            return 0
+        hi = min(hi, acked)
+
+        def wall(seq: int) -> int | None:
+            row = conn.execute(f"SELECT wall_ns FROM {table} WHERE seq >= ? ORDER BY seq LIMIT 1", (seq,)).fetchone()
+            return row[0] if row else None
+
+        first_wall = wall(lo)
+        if first_wall is None or first_wall >= before_ns:
+            return 0
+        a, b = lo, hi  # invariant: the row at or after a is older than before_ns
+        while a < b:
+            mid = (a + b + 1) // 2
+            w = wall(mid)
+            if w is not None and w < before_ns:
+                a = mid
+            else:
+                b = mid - 1
+        upto = a
+    dropped = 0
+    start = lo
+    while start <= upto:
+        end = min(upto, start + _EXPIRE_CHUNK - 1)
+        with store.transaction("dropping rows older than the local window"):
+            n = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (end,)).rowcount
+            store.bump_counters({f"expired.{Lane(lane)}": n})
+        dropped += n
+        start = end + 1
+    if dropped:
+        _vacuum(store)
+    return dropped

@@ -16,17 +16,19 @@ __all__ = ["Store", "DEFAULT_CONSUMER_LANES"]
 
 import contextlib
 import fnmatch
+import itertools
 import json
 import math
 import os
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from zaas_edge.errors import PermanentError, StoreUnavailable
-from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, Severity, Stamp
+from zaas_edge.errors import PermanentError, StoreUnavailable, ZaasError
+from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, Severity, Stamp, UploadRecord
 from zaas_edge.store.records import LaneStats, Stored, StoreStats
 from zaas_edge.store.schema import (
     LANE_TABLES,
@@ -39,6 +41,18 @@ from zaas_edge.store.schema import (
 )
 
 DEFAULT_CONSUMER_LANES = tuple(Lane)
+UPLOAD_BLOCK = 4096  # upload records per stored block
+# Rows after a seq: the upload lane counts the records of its blocks, a partly acknowledged one in part.
+_COUNT_AFTER = {Lane.UPLOAD: "SELECT coalesce(sum(min(n, seq - ?1)), 0) FROM upload WHERE seq > ?1"}
+
+
+def _upload_record(row: dict[str, Any], resolution: float) -> UploadRecord:
+    agg = row["kind"] == "agg"
+    return UploadRecord(
+        row["point"], row["unit"], row["wall_ns"], row["value"], Quality(row["quality"]), row["synced"],
+        row["corrected"], row.get("mono_ns"), row.get("boot_id", ""), resolution,
+        row["window_s"] if agg else 0, row["count"] if agg else 1, row.get("min"), row.get("max"),
+        row.get("last"), row.get("last_ns"))
 
 _INSERT_READING = "INSERT INTO reading VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENT = "INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -213,6 +227,47 @@ class Store:
         self._conn.executemany(_INSERT_ALARM, rows)
         return first, first + len(rows) - 1
 
+    def insert_uploads(self, records: list[UploadRecord]) -> tuple[int, int] | None:
+        """Append upload records inside :meth:`transaction`, in blocks (see the ``upload`` table)."""
+        if not records:
+            return None
+        from zaas_edge.sync.codec import encode_batch
+        first = self._take(Lane.UPLOAD, len(records))
+        rows = []
+        for i in range(0, len(records), UPLOAD_BLOCK):
+            chunk = records[i:i + UPLOAD_BLOCK]
+            lo = first + i
+            body = encode_batch(Lane.READING, [Stored(Lane.UPLOAD, lo + j, r) for j, r in enumerate(chunk)])
+            rows.append((lo + len(chunk) - 1, lo, len(chunk), min(r.wall_ns for r in chunk), zlib.compress(body, 1)))
+        self._conn.executemany("INSERT INTO upload VALUES (?, ?, ?, ?, ?)", rows)
+        return first, first + len(records) - 1
+
+    def save_uploads(self, records: list[UploadRecord], consumer: str, acked: int, state: str,
+                     now_ns: int | None = None) -> tuple[int, int] | None:
+        """One transaction: upload records in, ``consumer``'s reading cursor to ``acked``, its state saved.
+
+        The aggregator's commit: records, cursor and state move together, so a
+        crash leaves either all of them or none.
+        """
+        if acked > self._last[Lane.READING]:
+            raise PermanentError(f"store {self.path}: {consumer!r} acknowledges reading seq {acked}, "
+                                 f"beyond the last given ({self._last[Lane.READING]})")
+        with self.transaction("saving upload records"):
+            got = self.insert_uploads(list(records))
+            self._conn.execute(
+                "INSERT INTO cursor (consumer, lane, seq, updated_ns) VALUES (?, 'reading', ?, ?)"
+                " ON CONFLICT (consumer, lane) DO UPDATE SET seq = max(seq, excluded.seq),"
+                " updated_ns = excluded.updated_ns", (consumer, int(acked), now_ns))
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                               (f"consumer_state.{consumer}", state))
+        return got
+
+    def consumer_state(self, consumer: str) -> str | None:
+        """The state ``consumer`` saved with :meth:`save_uploads` (None before the first)."""
+        with guarded(self.path, "reading consumer state"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (f"consumer_state.{consumer}",)).fetchone()
+        return row[0] if row else None
+
     def bump_counters(self, counters: Mapping[str, int]) -> None:
         """Add to persistent counters (inside or outside a transaction)."""
         items = [(k, v) for k, v in counters.items() if v]
@@ -282,7 +337,7 @@ class Store:
     def backlog(self) -> dict[Lane, int]:
         """Rows per lane not yet acknowledged by every registered consumer."""
         with guarded(self.path, "counting the backlog"):
-            return {lane: self._conn.execute(f"SELECT count(*) FROM {table} WHERE seq > ?",
+            return {lane: self._conn.execute(_COUNT_AFTER.get(lane, f"SELECT count(*) FROM {table} WHERE seq > ?1"),
                                              (self.acked_through(lane),)).fetchone()[0]
                     for lane, table in LANE_TABLES.items()}
 
@@ -321,9 +376,27 @@ class Store:
         return Alarm(alarm_id, bool(active), text, source, Stamp(wall, mono, self._boot_name(boot), bool(synced)),
                      Severity(sev), json.loads(data))
 
+    def _uploads(self, after_seq: int) -> Iterator[tuple[int, UploadRecord, dict[str, Any]]]:
+        """Upload records with seq > ``after_seq``, block by block, in seq order."""
+        from zaas_edge.sync.codec import decode_batch
+        cur = self._conn.execute("SELECT body FROM upload WHERE seq > ? ORDER BY seq", (int(after_seq),))
+        while chunk := cur.fetchmany(16):
+            for (body,) in chunk:
+                try:
+                    d = decode_batch(zlib.decompress(body))
+                except (zlib.error, ZaasError) as exc:
+                    raise PermanentError(f"store {self.path}: an upload block is unreadable: {exc}") from exc
+                res = d.resolutions
+                for row in d.rows:
+                    if row["seq"] > after_seq:
+                        yield row["seq"], _upload_record(row, res.get(row["point"], 0.0)), row
+
     def read(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored]:
         """Rows of ``lane`` with seq > ``after_seq``, in seq order, at most ``limit``."""
         lane = Lane(lane)
+        if lane is Lane.UPLOAD:
+            with guarded(self.path, "reading the upload lane"):
+                return [Stored(lane, seq, rec) for seq, rec, _ in itertools.islice(self._uploads(after_seq), limit)]
         make = {Lane.READING: self._reading, Lane.EVENT: self._event, Lane.ALARM: self._alarm}[lane]
         with guarded(self.path, f"reading the {lane} lane"):
             rows = self._conn.execute(f"SELECT * FROM {LANE_TABLES[lane]} WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -338,6 +411,15 @@ class Store:
         ``point`` selects readings by key, ``*`` and ``?`` allowed.
         """
         lane = Lane(lane)
+        if lane is Lane.UPLOAD:
+            if point is not None:
+                raise PermanentError("a point filter applies to the reading lane only")
+            with guarded(self.path, "exporting the upload lane"):
+                for _seq, _rec, row in self._uploads(0):
+                    if (since_ns is None or row["wall_ns"] >= since_ns) and (until_ns is None
+                                                                             or row["wall_ns"] < until_ns):
+                        yield row
+            return
         where, args = ["1"], []
         if since_ns is not None:
             where.append("wall_ns >= ?")
@@ -425,9 +507,13 @@ class Store:
             backlog = self.backlog()
             for lane, table in LANE_TABLES.items():
                 rows, first, last = c.execute(f"SELECT count(*), min(seq), max(seq) FROM {table}").fetchone()
+                if lane is Lane.UPLOAD:  # blocks: count records, keep block keys for the time lookups
+                    rows = c.execute("SELECT coalesce(sum(n), 0) FROM upload").fetchone()[0]
                 oldest = c.execute(f"SELECT wall_ns FROM {table} WHERE seq = ?", (first,)).fetchone() if rows else None
                 newest = c.execute(f"SELECT wall_ns FROM {table} WHERE seq = ?", (last,)).fetchone() if rows else None
                 given = c.execute("SELECT last_seq FROM lane_seq WHERE lane = ?", (str(lane),)).fetchone()[0]
+                if lane is Lane.UPLOAD and rows:
+                    first = c.execute("SELECT first_seq FROM upload WHERE seq = ?", (first,)).fetchone()[0]
                 lanes[lane] = LaneStats(rows, first, max(given, last or 0) or None,
                                         oldest[0] if oldest else None, newest[0] if newest else None, backlog[lane])
             db, wal = self.file_bytes()

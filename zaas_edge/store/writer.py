@@ -174,7 +174,8 @@ class Writer:
             if self._degraded is not None:
                 timeout = max(0.0, min(timeout, self._next_retry - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if self._degraded is not None and loop.time() < self._next_retry:
                 continue
