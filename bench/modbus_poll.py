@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `hil` lives in the source tree
 
+from zaas_edge.drivers.modbus import get_profile  # noqa: E402
+
 from hil.modbus_harness import DriverRun  # noqa: E402
 from hil.modbus_sim import SimProcess  # noqa: E402
-from zaas_edge.drivers.modbus import get_profile  # noqa: E402
 
 PROFILE = "eastron-sdm630"
 

@@ -242,7 +242,7 @@ model = "Relay with setpoint"
 sources = ["test"]
 points = [
   { quantity = "relay", address = 0, type = "uint16", table = "coils", writable = true, source = "coil 1" },
-  { quantity = "setpoint", address = 100, type = "int16", scale = 0.1, unit = "degC", writable = true, source = "h101" },
+  { quantity = "setpoint", address = 100, type = "int16", scale = 0.1, unit = "C", writable = true, source = "h101" },
   { quantity = "limit", address = 102, type = "float32", unit = "W", resolution = 1, source = "hr 103" },
   { quantity = "power", address = 110, type = "float32", unit = "W", resolution = 1, source = "hr 111" },
 ]
