@@ -59,11 +59,16 @@ _SYSLOG = {
 
 
 class Lane(StrEnum):
-    """Store lanes, drained by sync in the order alarm, event, reading."""
+    """Store lanes, drained by sync in the order alarm, event, reading.
+
+    ``reading`` holds raw readings (kept locally); ``upload`` the records the
+    upload policies make of them, which sync sends as its ``reading`` lane.
+    """
 
     ALARM = "alarm"
     EVENT = "event"
     READING = "reading"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,7 @@ CONTENT_TYPE = f"application/vnd.zaas.batch;v={FORMAT_VERSION}"
 MAGIC = b"ZB"
 
 # The store lane sync reads (and acknowledges, as consumer "sync") for each wire lane.
-SOURCE_LANE: dict[Lane, Lane] = {
-    Lane.READING: getattr(Lane, "UPLOAD", Lane.READING), Lane.EVENT: Lane.EVENT, Lane.ALARM: Lane.ALARM}
+SOURCE_LANE: dict[Lane, Lane] = {Lane.READING: Lane.UPLOAD, Lane.EVENT: Lane.EVENT, Lane.ALARM: Lane.ALARM}
 WIRE_LANES = (Lane.ALARM, Lane.EVENT, Lane.READING)  # drain order
 
 # A value is sent as an integer at its point's resolution when it lies within
@@ -78,6 +77,7 @@ class DecodedBatch:
     last_seq: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     epoch: str = ""
+    resolutions: dict[str, float] = field(default_factory=dict)  # reading lane: point key -> declared step
 
 
 # ------------------------------------------------------------- varints
@@ -502,15 +502,16 @@ def _decode(body: bytes) -> DecodedBatch:
         s += d + 1
         seqs[i] = s
     sec.done("seq column")
+    resolutions: dict[str, float] = {}
     if lane is Lane.READING:
-        rows = _decode_readings(rd, seqs)
+        rows = _decode_readings(rd, seqs, resolutions)
     else:
         rows = _decode_json(rd, lane, seqs)
     rd.done("batch")
-    return DecodedBatch(version, lane, first if n else 0, seqs[-1] if n else 0, rows, epoch)
+    return DecodedBatch(version, lane, first if n else 0, seqs[-1] if n else 0, rows, epoch, resolutions)
 
 
-def _decode_readings(rd: _Reader, seqs: list[int]) -> list[dict[str, Any]]:
+def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]) -> list[dict[str, Any]]:
     n = len(seqs)
     sec = rd.section()
     npts = sec.u()
@@ -525,6 +526,7 @@ def _decode_readings(rd: _Reader, seqs: list[int]) -> list[dict[str, Any]]:
             raise ProtocolError(f"resolution exponent {e} of {key!r} out of range")
         points.append((key, unit))
         mults.append(_scale(m, e) if m else (0.0, 0.0))
+        resolutions[key] = m * 10.0**e if m else 0.0
     sec.done("point dictionary")
     if n and not points:
         raise ProtocolError("rows without a point dictionary")
