@@ -35,6 +35,11 @@ class Hub:
     def on_notice(self, name: str, sink: NoticeSink) -> None:
         self._notice_sinks.append((name, sink))
 
+    def off(self, sink: ReadingSink | NoticeSink) -> None:
+        """Unsubscribe a sink (a service that stops must not leave a dead consumer behind)."""
+        self._reading_sinks = [(n, f) for n, f in self._reading_sinks if f != sink]
+        self._notice_sinks = [(n, f) for n, f in self._notice_sinks if f != sink]
+
     def readings(self, batch: Sequence[Reading]) -> None:
         if not batch:
             return

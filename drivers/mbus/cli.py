@@ -18,6 +18,7 @@ import click
 
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, json_option, table
+from zaas_edge.cli.scan_cmd import scan
 
 BAUDS = ("300", "600", "1200", "2400", "4800", "9600", "19200", "38400")
 
@@ -26,19 +27,6 @@ class MalformedTelegram(click.ClickException):
     """Bytes that are not a valid M-Bus telegram: exit status 2."""
 
     exit_code = 2
-
-
-def _scan_group() -> click.Group:
-    """The shared ``scan`` group: created by the first bus that needs it."""
-    existing = cli.commands.get("scan")
-    if isinstance(existing, click.Group):
-        return existing
-
-    @cli.group("scan")
-    def scan() -> None:
-        """Find the devices on a bus and suggest their configuration."""
-
-    return scan
 
 
 def _link_options(f: Any) -> Any:
@@ -54,7 +42,7 @@ def _link_options(f: Any) -> Any:
 # -- scan ------------------------------------------------------------------------------------
 
 
-@_scan_group().command("mbus")
+@scan.command("mbus")
 @_link_options
 @click.option("--primary", "mode", flag_value="primary", default=True, help="Probe primary addresses (default).")
 @click.option("--secondary", "mode", flag_value="secondary", help="Wildcard search over secondary addresses.")

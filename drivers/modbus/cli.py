@@ -24,6 +24,7 @@ import click
 
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, json_option, table
+from zaas_edge.cli.scan_cmd import scan as scan_group
 from zaas_edge.errors import PermanentError
 
 from .decode import (
@@ -38,17 +39,6 @@ from .decode import (
 )
 from .plan import Table
 from .profile import get_profile, load_profiles
-
-
-def _group(name: str, help: str) -> click.Group:
-    """A top-level group shared with other drivers' CLIs (``scan`` has one command per bus)."""
-    existing = cli.commands.get(name)
-    if isinstance(existing, click.Group):
-        return existing
-    group = click.Group(name, help=help)
-    cli.add_command(group)
-    return group
-
 
 # --- profiles ---------------------------------------------------------------------------
 
@@ -157,7 +147,6 @@ def _run(coro):  # noqa: ANN001, ANN202
 
 # --- scan -----------------------------------------------------------------------------------
 
-scan_group = _group("scan", "Look for devices on a bus or radio.")
 
 # A register signature: quantities whose value range identifies a meter that answers there.
 _PLAUSIBLE = {"voltage_l1": (80.0, 480.0), "voltage_l2": (80.0, 480.0), "voltage_l3": (80.0, 480.0),

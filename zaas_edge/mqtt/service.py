@@ -114,12 +114,9 @@ class MqttService(Service):
         finally:
             self._conn = None
             self.ctx.status["connected"] = False
-            # The hub has no way to unsubscribe: remove this instance's sinks so a restarted
-            # service does not leave a dead one behind.
-            hub._reading_sinks[:] = [(n, f) for n, f in hub._reading_sinks  # noqa: SLF001
-                                     if f != self.publisher.on_readings]
-            hub._notice_sinks[:] = [(n, f) for n, f in hub._notice_sinks  # noqa: SLF001
-                                    if f != self._on_notice]
+            # A restarted service must not leave a dead consumer behind.
+            hub.off(self.publisher.on_readings)
+            hub.off(self._on_notice)
 
     async def _connection_loop(self) -> None:
         s = self.section
