@@ -59,7 +59,7 @@ class SyncSection(Section):
     default_policy: PolicyKind = Field(default="aggregate", description="Policy of points no rule matches")
     counter_policy: PolicyKind = Field(default="last",
                                        description="Policy of counters (kWh, Wh, m3...) no rule matches")
-    policies: list[PolicyRule] = Field(default_factory=list, description="Per point or per group of points")
+    policies: list[PolicyRule] = Field(default=[], description="Per point or per group of points")
     local_window_h: float = Field(default=4.0, gt=0, le=24 * 366,
                                   description="Hours of raw readings kept locally once aggregated "
                                               "(the store's size cap still rules)")
