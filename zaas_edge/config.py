@@ -323,6 +323,7 @@ def _locate(root: type[BaseModel], raw: Sequence[str | int], extra: bool) -> _No
     info: FieldInfo | None = None
     owner: type[BaseModel] | None = None
     free = False  # inside a plain table (dict[str, Any]): any key is real
+    keyed = False  # inside dict[str, Model]: the next string part is a key, not a tag
     for i, part in enumerate(raw):
         last = i == len(raw) - 1
         if isinstance(part, int):
@@ -332,6 +333,10 @@ def _locate(root: type[BaseModel], raw: Sequence[str | int], extra: bool) -> _No
             loc.append(part)
             model = _model_in(info.annotation)
             free = model is None and _is_mapping(info.annotation)
+            keyed = model is not None and _is_mapping(info.annotation)
+        elif keyed:
+            loc.append(part)
+            keyed = False
         elif free or (last and extra):
             if model is not None:
                 owner = model
