@@ -115,7 +115,7 @@ class Writer:
 
     def event(self, event: Event) -> None:
         self._events.append(event)
-        if len(self._events) > self._ring_limit:
+        if self.pending_rows > self._ring_limit:
             self._trim()
 
     def alarm(self, alarm: Alarm) -> None:
