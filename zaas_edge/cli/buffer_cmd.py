@@ -12,6 +12,7 @@ __all__ = ["buffer", "parse_time"]
 import csv
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -199,7 +200,7 @@ def export_cmd(lane: str, since: int | None, until: int | None, point: str | Non
         try:
             rows = store.export(the_lane, since_ns=since, until_ns=until, point=point)
             if output is None:
-                n = _write(rows, the_lane, fmt, click.get_text_stream("stdout"))
+                n = _write(rows, the_lane, fmt, sys.stdout)
             else:
                 with output.open("w", encoding="utf-8", newline="") as f:
                     n = _write(rows, the_lane, fmt, f)
