@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from zaas_edge.clock import FakeClock
@@ -103,14 +105,17 @@ def raw(path: Path, total: int, section: StoreSection) -> float:
     conn.execute("INSERT INTO boot (id, boot_id) VALUES (1, ?)", (BOOT,))
     conn.execute("COMMIT")
     ok = QUALITY_CODES[Quality.OK]
-    rows: list[tuple] = []
-    for cycle, n in enumerate(cycles(total)):
-        wall, mono = T0 + (cycle % POOL_CYCLES) * 1_000_000_000, M0 + (cycle % POOL_CYCLES) * 1_000_000_000
-        rows.extend((i + 1, value(i, cycle % POOL_CYCLES), ok, wall, mono) for i in range(n))
+
+    def source() -> Iterator[tuple]:
+        for cycle, n in enumerate(cycles(total)):
+            c = cycle % POOL_CYCLES
+            wall, mono = T0 + c * 1_000_000_000, M0 + c * 1_000_000_000
+            yield from ((i + 1, value(i, c), ok, wall, mono) for i in range(n))
+
+    rows = source()
     elapsed = 0.0
     seq = 1
-    for start in range(0, total, section.flush_rows):
-        chunk = rows[start: start + section.flush_rows]
+    while chunk := list(itertools.islice(rows, section.flush_rows)):
         batch = [(seq + j, pid, v, q, w, m, 1, 1) for j, (pid, v, q, w, m) in enumerate(chunk)]
         seq += len(batch)
         t = time.perf_counter()
