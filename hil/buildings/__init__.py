@@ -1,0 +1,123 @@
+"""Simulated buildings: which meters and sensors the scenario runner puts around the daemon.
+
+A building is a plain description (frozen dataclasses), not a configuration:
+``hil.scenario`` starts a simulator for each bus and writes the matching
+``[[drivers]]`` sections, so the two always agree. The demo building is the
+one ``make demo`` runs; add another by defining a ``Building`` and listing it
+in ``BUILDINGS``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ModbusMeter", "ModbusLine", "MBusMeter", "MBusLine", "LoraNetwork", "Building", "BUILDINGS",
+           "DEMO", "get_building"]
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusMeter:
+    id: str  # device id: the first half of its point keys
+    unit: int
+    profile: str  # a built-in profile (zaas-edge profiles list)
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusLine:
+    """One Modbus bus: a TCP endpoint on loopback, or an RS-485 line played by a pty pair."""
+
+    id: str  # driver id
+    transport: Literal["tcp", "rtu"]
+    meters: tuple[ModbusMeter, ...]
+    interval_fast_s: float = 2.0
+    interval_slow_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MBusMeter:
+    id: str
+    sim: str  # the simulated meter it is: a name from hil.mbus_sim.default_meters()
+    energy_unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MBusLine:
+    """One wired M-Bus segment on a pty pair; meters are read by their primary address."""
+
+    id: str
+    meters: tuple[MBusMeter, ...]
+    interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoraNetwork:
+    """LoRaWAN sensors heard through simulated packet forwarders (GWMP over UDP on loopback)."""
+
+    id: str = "lora"
+    # ids from hil.lora_forwarder.DEMO_DEVICES (their session keys are written to the keys file)
+    devices: tuple[str, ...] = ("water-1", "leak-1", "climate-1")
+    interval_s: float = 5.0  # seconds between two uplinks of each device
+
+
+@dataclass(frozen=True, slots=True)
+class Building:
+    name: str
+    description: str
+    modbus: tuple[ModbusLine, ...] = ()
+    mbus: tuple[MBusLine, ...] = ()
+    lora: LoraNetwork | None = None
+    mqtt: bool = True  # a local mosquitto when /usr/sbin/mosquitto exists
+    sync: bool = True  # the reference central API (hil.central), with enrollment
+
+    def summary(self) -> list[str]:
+        """One line per bus, for people."""
+        lines = []
+        for line in self.modbus:
+            profiles = sorted({m.profile for m in line.meters})
+            lines.append(f"{line.id}: {len(line.meters)} Modbus meters over {line.transport.upper()} "
+                         f"({', '.join(profiles)})")
+        for seg in self.mbus:
+            lines.append(f"{seg.id}: {len(seg.meters)} M-Bus meters ({', '.join(m.sim for m in seg.meters)})")
+        if self.lora is not None:
+            lines.append(f"{self.lora.id}: {len(self.lora.devices)} LoRaWAN sensors through 2 simulated "
+                         f"forwarders ({', '.join(self.lora.devices)})")
+        return lines
+
+
+DEMO = Building(
+    name="demo",
+    description="a small office building: a main switchboard on Modbus TCP, two sub-meters on RS-485, "
+                "heat/water/electricity on M-Bus, LoRaWAN sensors",
+    modbus=(
+        ModbusLine("switchboard", "tcp", (
+            ModbusMeter("main", 1, "eastron-sdm630"),
+            ModbusMeter("hvac", 2, "eastron-sdm630"),
+            ModbusMeter("lighting", 3, "abb-b23"),
+            ModbusMeter("sockets", 4, "abb-b23"),
+            ModbusMeter("kitchen", 5, "schneider-iem3155"),
+            ModbusMeter("lift", 6, "schneider-iem3155"),
+        )),
+        ModbusLine("rs485", "rtu", (
+            ModbusMeter("ev-1", 1, "eastron-sdm120"),
+            ModbusMeter("ev-2", 2, "eastron-sdm120"),
+        )),
+    ),
+    mbus=(
+        MBusLine("mbus", (
+            MBusMeter("heat-1", "heat", energy_unit="kWh"),
+            MBusMeter("water-main", "water"),
+            MBusMeter("elec-common", "electricity", energy_unit="kWh"),
+        )),
+    ),
+    lora=LoraNetwork(),
+)
+
+BUILDINGS: dict[str, Building] = {DEMO.name: DEMO}
+
+
+def get_building(name: str) -> Building:
+    try:
+        return BUILDINGS[name]
+    except KeyError:
+        raise KeyError(f"unknown building {name!r} (known: {', '.join(sorted(BUILDINGS))})") from None
