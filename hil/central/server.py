@@ -129,6 +129,7 @@ class Central:
         app.router.add_get("/test/rows", self.test_rows)
         app.router.add_get("/test/gaps", self.test_gaps)
         app.router.add_get("/test/streams", self.test_streams)
+        app.router.add_get("/test/stats", self.test_stats)
         app.router.add_post("/test/tokens", self.test_token)
         app.router.add_post("/test/faults", self.test_faults)
         return app
@@ -355,6 +356,11 @@ class Central:
         return web.json_response({"streams": [
             {"gateway": g, "epoch": e, "lane": ln, "acked_through": a}
             for g, e, ln, a in self.db.execute("SELECT * FROM stream ORDER BY 1, 2, 3")]})
+
+    async def test_stats(self, request: web.Request) -> web.Response:
+        self._test_only(request)
+        rows = self.db.execute("SELECT count(*) FROM row").fetchone()[0]
+        return web.json_response({"batches": len(self.batches_seen), "rows": rows, "requests": self.requests})
 
     def new_token(self, gateway: str | None = None) -> str:
         token = secrets.token_urlsafe(18)

@@ -26,7 +26,7 @@ the clock is never set from it.
 
 from __future__ import annotations
 
-__all__ = ["SyncService", "WIRE_LANES", "CONSUMER"]
+__all__ = ["SyncService", "WIRE_LANES", "CONSUMER", "wire_format"]
 
 import asyncio
 import collections
@@ -70,7 +70,7 @@ SKEW_ALARM = "clock.skew"
 CONFIG_ALARM = "sync.config"
 
 
-def _codec() -> tuple[Callable[..., bytes], str, dict[Any, Any]]:
+def wire_format() -> tuple[Callable[..., bytes], str, dict[Any, Any]]:
     """The compact batch codec when installed, else the plain JSON body."""
     try:
         from zaas_edge.sync import codec
@@ -108,7 +108,7 @@ class SyncService(Service):
                  content_type: str | None = None, source_lanes: dict[Any, Any] | None = None,
                  aggregator: bool = True) -> None:
         super().__init__(ctx)
-        enc, ctype, src = _codec()
+        enc, ctype, src = wire_format()
         self.encode = encoder or enc
         self.content_type = content_type or ctype
         self.source: dict[Any, Any] = dict(source_lanes or src)
@@ -174,7 +174,10 @@ class SyncService(Service):
             return
         start = getattr(aggregate, "start_for_service", None)
         if start is not None:
-            start(self.ctx)
+            try:
+                start(self.ctx)
+            except Exception:  # never let the aggregator take delivery of alarms and events down
+                self.ctx.log.exception("the upload aggregator did not start")
 
     def lanes_quarantined_at_start(self) -> None:
         kept = self.batches.quarantined()
