@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 
 log = logging.getLogger("zaas_edge.control")
@@ -80,7 +81,7 @@ class ControlServer:
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S * 12)
+                    line = await wait_for(reader.readline(), REQUEST_TIMEOUT_S * 12)
                 except (asyncio.TimeoutError, ConnectionError):
                     return
                 except (asyncio.LimitOverrunError, ValueError):
@@ -109,7 +110,7 @@ class ControlServer:
             self.bad_requests += 1
             return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})"}
         try:
-            return {"ok": True, "result": await asyncio.wait_for(handler(req), REQUEST_TIMEOUT_S)}
+            return {"ok": True, "result": await wait_for(handler(req), REQUEST_TIMEOUT_S)}
         except ZaasError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Awaitable, Callable
 
+from zaas_edge.aio import wait_for
 from zaas_edge.model import Alarm, Event, Severity, Stamp
 
 log = logging.getLogger("zaas_edge.runtime")
@@ -120,7 +121,7 @@ class Supervisor:
             return
         task.cancel()
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+            await wait_for(asyncio.shield(task), timeout)
         except (asyncio.CancelledError, asyncio.TimeoutError):
             pass
         except Exception:  # already reported by _supervise

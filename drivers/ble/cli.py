@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from zaas_edge.aio import wait_for
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, json_option, table
 
@@ -66,7 +67,7 @@ async def _scan(source: Any, duration: float, live: bool) -> dict[str, dict[str,
                 click.echo(f"\r{len(seen)} devices heard", nl=False, err=True)
 
     try:
-        await asyncio.wait_for(consume(), duration)
+        await wait_for(consume(), duration)
     except TimeoutError:
         pass
     if live:

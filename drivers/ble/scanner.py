@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import TransientError
 
 from .ruuvi import RUUVI_COMPANY_ID
@@ -130,7 +131,7 @@ class BleakSource:
         try:
             while True:
                 try:
-                    advert = await asyncio.wait_for(queue.get(), _WATCH_S)
+                    advert = await wait_for(queue.get(), _WATCH_S)
                 except TimeoutError:
                     if not adapter_present(self.adapter):
                         raise self._unavailable(None, "scanning") from None

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
 from zaas_edge.model import Point, Severity
@@ -141,7 +142,7 @@ class LoraDriver(Driver):
             deadline = self._dedup.next_deadline()
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self._clock()))
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -63,6 +63,7 @@ from zaas_edge.drivers.mbus.frames import (
 from zaas_edge.drivers.mbus.header import LongHeader
 from zaas_edge.drivers.mbus.telegram import ApplicationError, VariableDataTelegram, decode_frame
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, TransientError
 
 log = logging.getLogger("zaas_edge.drivers.mbus.link")
@@ -187,7 +188,7 @@ class SerialTransport:
         self._check()
         if not self._buf:
             try:
-                await asyncio.wait_for(self._ready.wait(), max(0.0, timeout))
+                await wait_for(self._ready.wait(), max(0.0, timeout))
             except TimeoutError:
                 return b""
             self._check()

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
+from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import PermanentError
 from zaas_edge.model import Point, Severity
@@ -121,7 +122,7 @@ class ModbusDriver(Driver):
     async def _wait_ready(self) -> None:
         if not self._ready.is_set():
             try:
-                await asyncio.wait_for(self._ready.wait(), self.READY_TIMEOUT_S)
+                await wait_for(self._ready.wait(), self.READY_TIMEOUT_S)
             except TimeoutError:
                 raise PermanentError(f"driver {self.id!r} is not running") from None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext, DriverOptions
 from zaas_edge.errors import TransientError
 from zaas_edge.model import Point
@@ -46,6 +47,7 @@ POINTS = (
     ("backlog_reading", "", 1, "Readings stored but not yet acknowledged by the platform"),
     ("backlog_event", "", 1, "Events stored but not yet acknowledged"),
     ("backlog_alarm", "", 1, "Alarm transitions stored but not yet acknowledged"),
+    ("backlog_upload", "", 1, "Upload records (aggregates) waiting for the platform"),
 )
 
 
@@ -160,7 +162,7 @@ class SystemDriver(Driver):
             for lane, n in ctx.backlog().items():
                 values[f"backlog_{lane}"] = n
             stamp = ctx.now()
-            ctx.emit([ctx.reading(q, v, units[q], stamp=stamp) for q, v in values.items()])
+            ctx.emit([ctx.reading(q, v, units.get(q, ""), stamp=stamp) for q, v in values.items()])
             if not extra:
                 deadline += period_ns
             now = time.monotonic_ns()
@@ -168,7 +170,7 @@ class SystemDriver(Driver):
                 ctx.count("overruns")
                 deadline = now + period_ns
             try:
-                await asyncio.wait_for(self._wake.wait(), (deadline - now) / 1e9)
+                await wait_for(self._wake.wait(), (deadline - now) / 1e9)
                 self._wake.clear()
                 extra = True  # a sample on request; the schedule itself does not move
             except TimeoutError:

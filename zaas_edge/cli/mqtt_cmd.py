@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from zaas_edge.aio import wait_for
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, json_option
 
@@ -51,7 +52,7 @@ async def _probe(cfg: Any) -> dict[str, Any]:
                     return
 
         try:
-            await asyncio.wait_for(first(), STATUS_WAIT_S)
+            await wait_for(first(), STATUS_WAIT_S)
         except TimeoutError:
             pass
     return {"broker": settings.describe, "username": settings.username, "connected": True,

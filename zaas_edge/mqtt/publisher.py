@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from zaas_edge.aio import wait_for
 from zaas_edge.model import Reading
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.payloads import state_payload
@@ -205,6 +206,6 @@ class StatePublisher:
         if timeout == 0.0:
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_for(self._wake.wait(), timeout)
         except TimeoutError:
             pass

@@ -20,6 +20,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import TransientError, ZaasError
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
@@ -183,7 +184,7 @@ class MqttService(Service):
             # A clean stop says so at once instead of leaving the will to the keepalive.
             self._conn = None
             with contextlib.suppress(ZaasError, asyncio.TimeoutError):
-                await asyncio.wait_for(conn.publish(self.topics.status, OFFLINE, retain=True), 2.0)
+                await wait_for(conn.publish(self.topics.status, OFFLINE, retain=True), 2.0)
             raise
 
     # -- publishing --------------------------------------------------------------------

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaas_edge.aio import wait_for
 from zaas_edge.model import Lane, Quality, Reading, Stamp, UploadRecord
 from zaas_edge.sync import clockfix
 from zaas_edge.sync.clockfix import Decision
@@ -323,7 +324,7 @@ class Aggregator:
             busy = await self.step()
             if not busy:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.aggregate_interval_s)
+                    await wait_for(self._wake.wait(), self.config.aggregate_interval_s)
                 self._wake.clear()
 
     async def step(self, *, everything: bool = False) -> bool:
