@@ -56,6 +56,7 @@ class Gateway:
     status: dict[str, Any] = field(default_factory=dict)
     task: asyncio.Task | None = None
     service: SyncService | None = None
+    clock: Any = None
 
     def alarms(self, alarm_id: str) -> list[Alarm]:
         return [n for n in self.notices if isinstance(n, Alarm) and n.alarm_id == alarm_id]
@@ -69,7 +70,7 @@ class Gateway:
         kw.setdefault("source_lanes", {lane: lane for lane in WIRE_LANES})
         kw.setdefault("aggregator", False)
         ctx = ServiceContext(
-            name="sync", config=lambda: self.config, hub=Hub(), clock=SystemClock(assume_synced=True),
+            name="sync", config=lambda: self.config, hub=Hub(), clock=self.clock or SystemClock(assume_synced=True),
             writer=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]
             add_command=self.commands.__setitem__, log=logging.getLogger("zaas_edge.sync"), status=self.status)
         self.service = SyncService(ctx, **kw)

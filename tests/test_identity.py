@@ -171,3 +171,18 @@ def test_config_bundle_signature_is_checked_against_the_pinned_key(tmp_path: Pat
         verify_bundle(dict(bundle, signature="%%%"), ca.signing_public_pem)
     with pytest.raises(PermanentError, match="expected"):
         verify_bundle(["not", "a", "bundle"], ca.signing_public_pem)
+
+
+async def test_a_promotion_cut_short_is_finished_on_next_use(tmp_path: Path, central: Central) -> None:
+    ident = await enrolled_identity(central, tmp_path / "gw")
+    csr = ident.start_renewal(GATEWAY, "test-site")
+    _cert, chain = central.ca.sign_csr(csr)
+    ident.store_cert(chain, directory=ident.next_dir)
+    new_key = (ident.next_dir / "key.pem").read_bytes()
+    os.replace(ident.next_dir / "cert.pem", ident.cert_path)  # the crash: certificate moved, key not
+    up = Uplink(central.url, GATEWAY, ident.context())
+    try:
+        assert (await up.server_time())[0] is not None
+    finally:
+        await up.close()
+    assert ident.key_path.read_bytes() == new_key and not ident.next_dir.exists()

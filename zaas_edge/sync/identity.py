@@ -276,6 +276,8 @@ class Identity:
 
     def context(self, *, client: bool = True, directory: Path | None = None) -> ssl.SSLContext:
         d = directory or self.dir
+        if d == self.dir:
+            self.repair()
         if client and not (d / "cert.pem").is_file():
             raise PermanentError(f"not enrolled: no certificate at {d / 'cert.pem'}; "
                                  "run 'zaas-edge enroll --url URL --token TOKEN'")
@@ -301,6 +303,21 @@ class Identity:
         for name in ("key.pem", "csr.pem", "cert.pem"):
             if (self.dir / name).exists():
                 os.link(self.dir / name, self.previous_dir / name)
-        for name in ("key.pem", "csr.pem", "cert.pem"):
+        # Certificate first, key last: a crash in between leaves the new
+        # certificate with the new key still in next/, which repair() finishes.
+        for name in ("cert.pem", "csr.pem", "key.pem"):
             os.replace(self.next_dir / name, self.dir / name)  # each rename is atomic
         shutil.rmtree(self.next_dir, ignore_errors=True)
+
+    def repair(self) -> bool:
+        """Finish a promotion cut short by a crash (the certificate moved, its key not yet)."""
+        nkey, cert = self.next_dir / "key.pem", self.certificate()
+        if not nkey.is_file() or cert is None:
+            return False
+        der = serialization.Encoding.DER
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if self._load_key(nkey).public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
+            return False
+        os.replace(nkey, self.key_path)
+        shutil.rmtree(self.next_dir, ignore_errors=True)
+        return True
