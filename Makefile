@@ -1,5 +1,5 @@
 # zaas-edge developer commands. Each target creates .venv and installs what it needs.
-#   make demo   run the daemon against the demo building (config/demo.toml)
+#   make demo   run the daemon in a simulated building (hil/scenario.py, config/demo.toml)
 #   make test   run the whole test suite
 #   make bench  run the benchmarks under bench/
 #   make lint   static checks
@@ -34,10 +34,12 @@ mosquitto:
 		echo "mosquitto is missing: run 'apt-get install mosquitto' as root, then 'make test' again"; exit 1; \
 	fi
 
+# The scenario (hil/scenario.py) starts simulated meters and sensors, writes
+# .demo/config.toml from config/demo.toml and runs the real daemon on it.
 demo: $(STAMP)
-	@echo "zaas-edge demo: the daemon runs in the foreground on config/demo.toml (Ctrl-C stops it)."
-	@echo "In another terminal:  $(BIN)/zaas-edge -c config/demo.toml status --points"
-	$(BIN)/zaas-edge -c config/demo.toml run
+	@echo "zaas-edge demo: the real daemon in a simulated building (Ctrl-C stops everything)."
+	@echo "In another terminal:  $(BIN)/zaas-edge -c .demo/config.toml status --points"
+	$(BIN)/python -m hil.scenario --config config/demo.toml --run-dir .demo
 
 test: $(STAMP) mosquitto
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

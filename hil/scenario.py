@@ -300,8 +300,19 @@ class Scenario:
                                 "(sudo apt-get install mosquitto, then run the demo again)")
             self.say(self.skipped[-1])
             return
+        class Broker(Mosquitto):
+            def start(self, timeout: float = 10.0) -> Broker:
+                # In a session of its own, so Ctrl-C in the terminal does not stop the broker
+                # before the daemon has said goodbye on it.
+                with open(self.log_path, "ab") as log:
+                    self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)], stdout=log,
+                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                 start_new_session=True)
+                self.wait_ready(timeout)
+                return self
+
         try:
-            broker = Mosquitto(self.run_dir / "broker")
+            broker = Broker(self.run_dir / "broker")
             await asyncio.to_thread(broker.start)
         except Exception as exc:  # noqa: BLE001
             self._skip("mosquitto", exc)
@@ -531,9 +542,12 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"scenario: {exc}", file=sys.stderr, flush=True)
         status = 2
     finally:
-        scenario.say("stopping")
+        started = scenario.daemon is not None or bool(scenario.children)
+        if started:
+            scenario.say("stopping")
         await scenario.stop()
-        scenario.say("stopped")
+        if started:
+            scenario.say("stopped")
     return status
 
 
