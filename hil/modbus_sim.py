@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zaas_edge.drivers.modbus.decode import DataType, encode_bits, encode_string, encode_value
+from zaas_edge.drivers.modbus.options import parse_units as _parse_units
 from zaas_edge.drivers.modbus.plan import Table
 from zaas_edge.drivers.modbus.profile import Profile, ProfilePoint, get_profile, load_profile
 
@@ -65,18 +66,8 @@ _SF_BY_UNIT = {"A": -2, "V": -1, "W": 0, "VA": 0, "var": 0, "Hz": -2, "": 0, "kW
 
 
 def parse_units(text: str) -> list[int]:
-    """``"1-5,9"`` as ``[1, 2, 3, 4, 5, 9]``."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        a, b = int(lo), int(hi or lo)
-        if not 0 <= a <= b <= 255:
-            raise ValueError(f"unit range {part!r} is not within 0..255")
-        out.extend(range(a, b + 1))
-    return sorted(set(out))
+    """``"1-5,9"`` as ``[1, 2, 3, 4, 5, 9]``; the simulator also serves 0 and 248..255."""
+    return _parse_units(text, 0, 255)
 
 
 def _phase(name: str) -> float:

@@ -37,6 +37,7 @@ from .decode import (
     encode_value,
     register_count,
 )
+from .options import parse_units
 from .plan import Table
 from .profile import get_profile, load_profiles
 
@@ -246,21 +247,11 @@ def scan_modbus(serial_port: str | None, host: str | None, tcp_port: int | None,
 
 
 def _parse_units(text: str) -> list[int]:
-    out: list[int] = []
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            lo, _, hi = part.partition("-")
-            a, b = int(lo), int(hi or lo)
-            if not 1 <= a <= b <= 247:
-                raise ValueError
-            out.extend(range(a, b + 1))
+        return parse_units(text)
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected unit ids within 1..247 like 1-10,20",
                                  param_hint="--units") from None
-    return sorted(set(out))
 
 
 def _scan(serial_port: str | None, host: str | None, tcp_port: int | None, rtu_over_tcp: bool, baud: str,

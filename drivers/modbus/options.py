@@ -24,6 +24,7 @@ with its key path (``drivers[0].devices[1].unit``), not when the bus opens.
 from __future__ import annotations
 
 __all__ = [
+    "parse_units",
     "ModbusOptions",
     "DeviceOptions",
     "PointOverride",
@@ -235,3 +236,18 @@ class ModbusOptions(DriverOptions):
         if self.transport == "rtu":
             return f"rtu {self.port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
         return f"{self.transport} {self.host}:{self.tcp_port}"
+
+
+def parse_units(text: str, low: int = 1, high: int = 247) -> list[int]:
+    """Unit ids written as ranges, ``"1-5,9"`` -> ``[1, 2, 3, 4, 5, 9]``; ValueError when out of range."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        a, b = int(lo), int(hi or lo)
+        if not low <= a <= b <= high:
+            raise ValueError(f"unit range {part!r} is not within {low}..{high}")
+        out.extend(range(a, b + 1))
+    return sorted(set(out))
