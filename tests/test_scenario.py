@@ -44,7 +44,9 @@ def _every_bus_read(st: dict[str, Any] | None) -> bool:
         return False
     drivers, points = st["drivers"], st.get("points", {})
     read = all(drivers.get(d, {}).get("readings", 0) > 0 for d in ("system", "switchboard", "rs485", "mbus", "lora"))
-    return read and all(any(k.startswith(f"{dev}/") for k in points)
+    # Enrolled with the central API and uploading (events: readings wait for a synchronised clock).
+    synced = st.get("services", {}).get("sync", {}).get("lanes", {}).get("event", {}).get("rows_sent", 0) > 0
+    return read and synced and all(any(k.startswith(f"{dev}/") for k in points)
                         for dev in ("main", "kitchen", "lighting", "ev-2", "heat-1", "elec-common", "water-1",
                                     "climate-1"))
 
@@ -53,9 +55,8 @@ def test_the_demo_building_runs_around_the_real_daemon_and_stops_cleanly(tmp_pat
     run_dir = tmp_path / "demo"
     out_path = tmp_path / "scenario.out"
     with open(out_path, "wb") as out:
-        # Sync has its own end-to-end tests; the demo's other parts are checked here.
         proc = subprocess.Popen([sys.executable, "-m", "hil.scenario", "--config", str(ROOT / "config" / "demo.toml"),
-                                 "--run-dir", str(run_dir), "--duration", "60", "--no-sync"],
+                                 "--run-dir", str(run_dir), "--duration", "60"],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     config = run_dir / "config.toml"
     try:
@@ -78,7 +79,8 @@ def test_the_demo_building_runs_around_the_real_daemon_and_stops_cleanly(tmp_pat
         # The banner names the generated configuration and the status command to run.
         assert f"-c {config} status --points" in output or "config.toml status --points" in output
         pids = json.loads((run_dir / "scenario.json").read_text())["children"]
-        assert {"daemon", "lora-forwarder"} <= set(pids)
+        assert {"daemon", "lora-forwarder", "central"} <= set(pids)
+        assert st["services"]["sync"]["url"].startswith("https://127.0.0.1:")
 
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(15) == 0
@@ -93,7 +95,7 @@ def test_the_demo_building_runs_around_the_real_daemon_and_stops_cleanly(tmp_pat
     assert p.returncode == 3 and "daemon: not running" in p.stdout
     generated = tomllib.loads(config.read_text())
     assert generated["gateway"]["state_dir"] == str(run_dir / "state")
-    assert generated["sync"]["enabled"] is False
+    assert generated["sync"]["enabled"] is True
     assert (run_dir / "state" / "store.sqlite").stat().st_size > 0
 
 
