@@ -457,7 +457,8 @@ class Scenario:
                 self.write_config()
         self.daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "zaas_edge", "-c", str(self.config_path), "run", stdin=subprocess.DEVNULL,
-            cwd=ROOT, env=_child_env(), start_new_session=True, stdout=self.out, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=_child_env(), start_new_session=True, stderr=subprocess.STDOUT,
+            stdout=self.out if hasattr(self.out, "fileno") else None)
         self.children["daemon"] = self.daemon.pid
         self._write_pids()
         st = await self._wait_ready()
@@ -484,7 +485,8 @@ class Scenario:
                   f"  {zaas} -c {cfg} status --points",
                   f"  {zaas} -c {cfg} status --json --points"]
         if self._mqtt:
-            lines.append(f"  mosquitto_sub -h 127.0.0.1 -p {self._mqtt['port']} -t 'zaas/#' -v")
+            lines.append(f"  mosquitto_sub -h 127.0.0.1 -p {self._mqtt['port']} -t 'zaas/#' -v"
+                         "   (Debian package mosquitto-clients)")
         if self._sync:
             lines.append(f"  {zaas} -c {cfg} sync status")
         lines += ["Ctrl-C stops everything.", "=" * 72, ""]
