@@ -106,6 +106,9 @@ class Daemon:
             "config": ",".join(str(p) for p in self.loaded.sources) or "embedded defaults"}})
         if self.loaded.defaults_only:
             log.warning("no configuration file found; running on embedded defaults (system driver only)")
+        # Open the store before anything that reads it (driver state, sync) starts;
+        # a store that cannot be opened leaves the writer degraded, not the daemon down.
+        await self.writer.open()
         self.supervisor.start(TaskSpec(WRITER_TASK, self.writer.run, critical=True))
         self.supervisor.start(TaskSpec(CONTROL_TASK, self._control.serve_forever))
         for opt in self.loaded.drivers:
