@@ -73,7 +73,7 @@ class DaemonProcess:
             self.notify.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
             try:
                 msg = self.notify.recv(65536).decode()
-            except socket.timeout:
+            except TimeoutError:
                 if exited:
                     raise AssertionError(f"daemon exited with {self.proc.returncode} before {predicate}; "
                                          f"got {self.messages}:\n{self.output()}") from None

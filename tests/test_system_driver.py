@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from pathlib import Path
+
+from zaas_edge.drivers.system import SystemDriver, SystemOptions
+from zaas_edge.drivers.system.driver import cpu_temperature, read_system
 
 from zaas_edge.clock import FakeClock
 from zaas_edge.context import RunningDriver
 from zaas_edge.driver import driver_class
-from zaas_edge.drivers.system import SystemDriver, SystemOptions
-from zaas_edge.drivers.system.driver import cpu_temperature, read_system
 from zaas_edge.hub import Hub
 
 

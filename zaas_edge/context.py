@@ -6,8 +6,9 @@ __all__ = ["RunningDriver", "StateBackend", "MemoryState"]
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from zaas_edge.clock import Clock
 from zaas_edge.errors import TransientError

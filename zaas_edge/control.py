@@ -15,8 +15,9 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
@@ -82,7 +83,7 @@ class ControlServer:
             while True:
                 try:
                     line = await wait_for(reader.readline(), REQUEST_TIMEOUT_S * 12)
-                except (asyncio.TimeoutError, ConnectionError):
+                except (TimeoutError, ConnectionError):
                     return
                 except (asyncio.LimitOverrunError, ValueError):
                     self.bad_requests += 1
@@ -160,7 +161,7 @@ class ControlClient:
                 if not chunk:
                     break
                 buf += chunk
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise TransientError(f"the daemon did not answer on {self.path} within {self.timeout:.0f}s") from exc
         finally:
             s.close()

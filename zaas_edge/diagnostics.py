@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from zaas_edge import __version__
 

@@ -12,8 +12,9 @@ A driver package exposes a ``Driver`` subclass with:
   rejected), subclassing ``DriverOptions``;
 * ``run(ctx)``: loops until cancelled, calling ``ctx.emit``, ``ctx.event``,
   ``ctx.alarm`` and ``ctx.heartbeat``;
-* optionally ``write(point, value)`` for actuators (with read-back) and
-  ``points()`` to declare what it measures.
+* optionally ``write(point, value)`` for actuators (with read-back),
+  ``points()`` to declare what it measures and ``health()`` for per-device
+  counters shown by ``zaas-edge status``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ __all__ = [
 
 import abc
 import logging
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Iterable, Mapping, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -112,6 +114,17 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def run(self, ctx: DriverContext) -> None:
         """Loop until cancelled. Raising restarts the driver with backoff."""
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per-device health, by device id, for ``zaas-edge status``; empty when the driver keeps none.
+
+        Each device's dict is JSON-ready. The status table shows these keys when present:
+        ``online`` (True, False, or None before the first poll), ``requests``, ``timeouts``,
+        ``crc_errors``, ``exceptions``, ``latency_last_ms``, ``latency_avg_ms``,
+        ``consecutive_failures`` and ``last_error``; any other key is kept for ``--json``.
+        Called on the event loop: it must be cheap and must not block.
+        """
+        return {}
 
     async def poll_now(self) -> None:
         """Read every point at once, outside the schedule (a technician's or integrator's request)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["Hub", "ReadingSink", "NoticeSink"]
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from zaas_edge.model import Alarm, Event, Reading
 

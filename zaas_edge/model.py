@@ -21,9 +21,10 @@ __all__ = [
     "point_key",
 ]
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 
 class Quality(StrEnum):

@@ -15,9 +15,10 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from zaas_edge.aio import wait_for
 from zaas_edge.model import Alarm, Event, Severity, Stamp
@@ -122,7 +123,7 @@ class Supervisor:
         task.cancel()
         try:
             await wait_for(asyncio.shield(task), timeout)
-        except (asyncio.CancelledError, asyncio.TimeoutError):
+        except (TimeoutError, asyncio.CancelledError):
             pass
         except Exception:  # already reported by _supervise
             pass

@@ -34,9 +34,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
-from zaas_edge.logsetup import register_secret
 from zaas_edge.config_model import SecretFileMarker
 from zaas_edge.errors import ConfigError, ConfigIssue
+from zaas_edge.logsetup import register_secret
 
 REDACTED = "***"
 

@@ -13,8 +13,9 @@ __all__ = ["Service", "ServiceContext", "DriverControl", "DriverInfo", "SERVICES
 
 import abc
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config

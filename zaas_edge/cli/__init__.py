@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"zaas-edge: error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     except OSError as exc:
-        click.echo(f"zaas-edge: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"zaas-edge: error: {exc.strerror or exc}{where}", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -5,7 +5,8 @@ from __future__ import annotations
 __all__ = ["emit", "table", "json_option", "format_duration", "format_bytes"]
 
 import json
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import click
 
