@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["main", "cli"]
 
+import os
 import sys
 
 import click
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except BaseException as exc:  # last resort: still one line, no traceback
-        click.echo(f"zaas-edge: internal error: {type(exc).__name__}: {exc} (run with ZAAS_EDGE_DEBUG=1 for details)", err=True)
-        if __import__("os").environ.get("ZAAS_EDGE_DEBUG"):
+        click.echo(f"zaas-edge: internal error: {type(exc).__name__}: {exc} "
+                   "(run with ZAAS_EDGE_DEBUG=1 for details)", err=True)
+        if os.environ.get("ZAAS_EDGE_DEBUG"):
             raise
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)
