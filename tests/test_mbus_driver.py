@@ -73,6 +73,11 @@ class Harness:
         return {r.point: r for r in self.readings}
 
 
+def c_requests(h: Harness) -> int:
+    """Requests on the bus: with one meter configured, all of them are that meter's."""
+    return h.counters["requests"]
+
+
 def options(port: str, **kw) -> MBusOptions:
     base = {
         "id": "mbus-1", "type": "mbus", "port": port, "baudrate": 9600,
@@ -138,6 +143,10 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True)]
             assert "2 readouts failed in a row" in alarms[0].text
             assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline"]
+            gas = h.driver.health()["gas-1"]
+            assert (gas["online"], gas["consecutive_failures"], gas["failed_polls"]) == (False, 2, 2)
+            assert (gas["timeouts"], gas["crc_errors"], gas["truncated"], gas["retries"]) == (2, 1, 1, 2)
+            assert gas["polls"] == 3 and gas["address"] == "7" and gas["last_error"]
             before = len(h.readings)
             await h.driver.poll_now()  # answers again
             assert len(h.readings) > before
@@ -145,6 +154,9 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True),
                                                                 ("device.gas-1.offline", False)]
             assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline", "device.online"]
+            gas = h.driver.health()["gas-1"]
+            assert (gas["online"], gas["consecutive_failures"], gas["failed_polls"], gas["polls"]) == (True, 0, 2, 4)
+            assert gas["requests"] == c_requests(h) and gas["latency_last_ms"] > 0 and gas["latency_avg_ms"] > 0
             c = h.counters
     assert c["timeouts"] == 2 and c["checksum_errors"] == 1 and c["truncated"] == 1
     assert c["retries"] == 2 and c["poll_failures"] == 2
@@ -190,6 +202,12 @@ meters = [
             assert points["heat-1/energy"]["unit"] == "kWh" and points["heat-1/energy"]["value"] > 8000
             assert points["elec-1/energy.t2"]["unit"] == "Wh"
             assert points["elec-1/voltage"]["unit"] == "V" and 200 < points["elec-1/voltage"]["value"] < 260
+            devices = json.loads(out)["drivers"]["mbus-1"]["devices"]
+            assert set(devices) == {"heat-1", "elec-1"}
+            assert all(m["online"] is True and m["requests"] >= 1 and m["timeouts"] == 0 for m in devices.values())
+            assert devices["heat-1"]["address"] == "5"
+            text = d.cli("status").stdout
+            assert any(line.split()[:3] == ["mbus-1", "heat-1", "online"] for line in text.splitlines())
         finally:
             d.close()
     db = sqlite3.connect(base / "state" / "store.sqlite")

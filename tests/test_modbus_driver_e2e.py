@@ -55,6 +55,23 @@ devices = [
             assert not any(k.startswith("m2/") for k in points)
             text = d.cli("status", "--points").stdout
             assert "m1/energy_import" in text and "kWh" in text and "device.m2.offline" in text
+
+            # Per-device health, from the driver through the control socket to the technician.
+            devices = json.loads(d.cli("status", "--json").stdout)["drivers"]["meters-a"]["devices"]
+            m1, m2 = devices["m1"], devices["m2"]
+            assert (m1["online"], m1["unit"], m1["timeouts"], m1["crc_errors"]) == (True, 1, 0, 0)
+            assert m1["requests"] >= 2 and m1["requests"] == m1["answers"]
+            assert m1["latency_last_ms"] > 0 and m1["latency_avg_ms"] > 0
+            assert m1["consecutive_failures"] == 0 and m1["last_error"] is None
+            assert m1["bus"] == f"tcp 127.0.0.1:{sim.port}" and m1["bus_down"] is None
+            assert (m2["online"], m2["unit"], m2["answers"]) == (False, 2, 0)
+            assert m2["timeouts"] >= 2 and m2["consecutive_failures"] >= 2 and m2["last_error"]
+            assert m2["latency_last_ms"] is None
+            lines = d.cli("status").stdout.splitlines()
+            header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["driver", "device", "state"])
+            row = {line.split()[1]: line.split() for line in lines[header + 2:header + 4]}
+            assert row["m1"][0] == "meters-a" and row["m1"][2] == "online" and row["m1"][4:7] == ["0", "0", "0"]
+            assert row["m2"][2] == "OFFLINE" and int(row["m2"][4]) >= 2
         finally:
             d.close()
     db = sqlite3.connect(base / "state" / "store.sqlite")

@@ -12,6 +12,7 @@ __all__ = ["Daemon", "run_daemon"]
 import asyncio
 import dataclasses
 import importlib
+import json
 import logging
 import os
 import signal
@@ -372,6 +373,7 @@ class Daemon:
                 "readings": t.get("counters", {}).get("readings", 0),
                 "last_reading_age_s": None if last is None else round(now_mono - last, 3),
                 "counters": t.get("counters", {}),
+                "devices": self._driver_health(driver_id),
             }
         points = None
         if req.get("points"):
@@ -405,6 +407,19 @@ class Daemon:
             "services": {k: v for k, v in self.service_status.items()},
             "points": points,
         }
+
+    def _driver_health(self, driver_id: str) -> dict[str, Any]:
+        """A running driver's per-device health; a driver's bug here must not break status."""
+        inst = self.driver_instances.get(driver_id)
+        if inst is None:
+            return {}
+        try:
+            health = inst.health()
+            json.dumps(health, default=str)  # the control socket speaks JSON: refuse what it cannot carry
+        except Exception as exc:  # noqa: BLE001  (third-party drivers)
+            log.warning("driver %s: health() failed: %s", driver_id, exc, extra={"fields": {"driver": driver_id}})
+            return {}
+        return health if isinstance(health, dict) else {}
 
     def _notice(self, item: Event | Alarm) -> None:
         self.hub.notice(item)

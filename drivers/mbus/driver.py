@@ -8,7 +8,9 @@ lock), shared with :meth:`MBusDriver.poll_now`.
 A meter that fails ``offline_after`` readouts in a row raises the alarm
 ``device.<meter id>.offline`` (and a ``device.offline`` event); the next good
 readout clears it. Counters: ``requests``, ``timeouts``, ``checksum_errors``,
-``truncated``, ``retries``, ``collisions``, ``polls``, ``poll_failures``.
+``truncated``, ``retries``, ``collisions``, ``polls``, ``poll_failures``; the same
+link counters are kept per meter as well, with its readout latency, for
+``health()`` (shown by ``zaas-edge status``).
 Readings are keyed ``<meter id>/<record key>`` in the codec's units (Wh,
 m3, W, degC, ...) unless the meter asks for another ``energy_unit``.
 """
@@ -33,6 +35,10 @@ from zaas_edge.errors import TransientError
 from zaas_edge.model import Point, Quality, Reading, Severity
 
 HEARTBEAT_EVERY_S = 5.0
+EWMA = 0.1  # weight of the newest readout latency in the running average
+# Link counters kept per meter too, under the names the status table knows.
+_PER_METER = {"requests": "requests", "timeouts": "timeouts", "checksum_errors": "crc_errors",
+              "truncated": "truncated", "retries": "retries", "collisions": "collisions"}
 
 
 @dataclass
@@ -44,6 +50,25 @@ class _Meter:
     secondary: str | None = None  # last identity seen, to notice a swapped meter
     status: int | None = None
     units: dict[str, str] = field(default_factory=dict)  # record key -> unit, as last emitted
+    counters: dict[str, int] = field(default_factory=dict)  # link counters of this meter's readouts
+    polls: int = 0
+    failed_polls: int = 0
+    answered: bool = False  # a first readout has succeeded (online is unknown before any)
+    last_error: str | None = None
+    latency_last_ms: float | None = None
+    latency_avg_ms: float | None = None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "address": str(self.options.target),
+            "online": False if self.offline else True if self.answered else None,
+            **{name: self.counters.get(name, 0) for name in _PER_METER.values()},
+            "polls": self.polls, "failed_polls": self.failed_polls,
+            "consecutive_failures": self.failures,
+            "latency_last_ms": None if self.latency_last_ms is None else round(self.latency_last_ms, 3),
+            "latency_avg_ms": None if self.latency_avg_ms is None else round(self.latency_avg_ms, 3),
+            "last_error": self.last_error,
+        }
 
 
 class MBusDriver(Driver):
@@ -57,6 +82,7 @@ class MBusDriver(Driver):
         self._link: MBusLink | None = None
         self._ctx: DriverContext | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._current: _Meter | None = None  # the meter whose readout holds the bus
 
     # -- declared points --------------------------------------------------------------
 
@@ -104,13 +130,17 @@ class MBusDriver(Driver):
             self._link = None
             await link.close()
 
-    @staticmethod
-    def _counter(ctx: DriverContext) -> Callable[[str, int], None]:
-        """Link counters go to the context; every exchange is also a sign of life (a readout
-        with retries at 300 baud can outlast the heartbeat timeout)."""
+    def _counter(self, ctx: DriverContext) -> Callable[[str, int], None]:
+        """Link counters go to the context, and to the meter being read (one readout holds the
+        bus at a time); every exchange is also a sign of life (a readout with retries at
+        300 baud can outlast the heartbeat timeout)."""
 
         def count(name: str, n: int = 1) -> None:
             ctx.count(name, n)
+            meter = self._current
+            if meter is not None and name in _PER_METER:
+                key = _PER_METER[name]
+                meter.counters[key] = meter.counters.get(key, 0) + n
             if name == "requests":
                 ctx.heartbeat()
 
@@ -120,6 +150,7 @@ class MBusDriver(Driver):
         """SND_NKE to each meter: some answer REQ_UD2 only after it, others start mid-readout without it."""
         for m in self._meters.values():
             async with self._lock:
+                self._current = m
                 try:
                     await link.reset(m.options.target)
                 except PortError:
@@ -128,6 +159,8 @@ class MBusDriver(Driver):
                     ctx.count("reset_failures")
                     ctx.log.warning("meter %s: %s", m.options.id, exc,
                                     extra={"fields": {"driver": self.id, "meter": m.options.id}})
+                finally:
+                    self._current = None
 
     async def poll_now(self) -> None:
         if self._link is None:
@@ -141,6 +174,9 @@ class MBusDriver(Driver):
             raise TransientError(f"driver {self.id!r} is not running")
         async with self._lock:
             ctx.count("polls")
+            meter.polls += 1
+            self._current = meter
+            t0 = time.monotonic()
             try:
                 readout = await link.read(meter.options.target)
             except PortError:
@@ -148,13 +184,25 @@ class MBusDriver(Driver):
             except TransientError as exc:
                 self._failed(ctx, meter, str(exc))
                 return
+            finally:
+                self._current = None
+        ms = (time.monotonic() - t0) * 1000.0
+        meter.latency_last_ms = ms
+        meter.latency_avg_ms = ms if meter.latency_avg_ms is None else meter.latency_avg_ms + EWMA * (
+            ms - meter.latency_avg_ms)
         self._succeeded(ctx, meter, readout)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per-meter counters, latency and availability, for ``zaas-edge status``."""
+        return {mid: m.health() for mid, m in self._meters.items()}
 
     # -- availability -----------------------------------------------------------------
 
     def _failed(self, ctx: DriverContext, meter: _Meter, reason: str) -> None:
         ctx.count("poll_failures")
         meter.failures += 1
+        meter.failed_polls += 1
+        meter.last_error = reason
         mid = meter.options.id
         ctx.log.warning("meter %s: %s", mid, reason, extra={"fields": {"driver": self.id, "meter": mid}})
         if meter.failures >= self.options.offline_after and not meter.offline:
@@ -174,6 +222,7 @@ class MBusDriver(Driver):
             ctx.event("device.online", text, Severity.NOTICE, data)
         meter.offline = False
         meter.failures = 0
+        meter.answered = True
         if not readout.complete:
             ctx.event("mbus.readout_cut", f"meter {mid} still announced more records after "
                       f"{len(readout.telegrams)} telegrams; the rest was not read", Severity.WARNING,

@@ -126,11 +126,14 @@ class ModbusDriver(Driver):
             except TimeoutError:
                 raise PermanentError(f"driver {self.id!r} is not running") from None
 
-    def health(self) -> dict[str, Any]:
-        """Per-device counters and state, for status and diagnostics."""
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per-device counters and state, for ``zaas-edge status`` and diagnostics.
+
+        Each device also names its bus and, while the bus itself is unreachable, why:
+        a technician reading one line sees whether the meter or the cable is at fault.
+        """
         bus = self.bus
-        return {
-            "bus": self.options.describe(),
-            "bus_down": bus.down_reason if bus else None,
-            "devices": {i: d.health.as_dict() for i, d in self.devices.items()},
-        }
+        where = self.options.describe()
+        down = bus.down_reason if bus else None
+        return {i: {**d.health.as_dict(), "unit": d.unit, "bus": where, "bus_down": down}
+                for i, d in self.devices.items()}

@@ -100,6 +100,7 @@ def _print_status(st: dict[str, Any]) -> None:
     rows = [(i, v["type"], v["state"], v["readings"], format_duration(v["last_reading_age_s"]) + (" ago" if v["last_reading_age_s"] is not None else ""),
              v["restarts"], v["last_error"] or "") for i, v in st["drivers"].items()]
     click.echo(table(["driver", "type", "state", "readings", "last reading", "restarts", "last error"], rows))
+    _print_devices(st["drivers"])
     click.echo()
     _print_store(st.get("store") or {}, st.get("backlog"))
     sync = st.get("sync")
@@ -115,6 +116,34 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(table(["point", "value", "unit", "quality", "age"],
                          [(k, f"{p['value']:.6g}", p["unit"], p["quality"], format_duration(p["age_s"]))
                           for k, p in st["points"].items()]))
+
+
+def _device_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _print_devices(drivers: dict[str, Any]) -> None:
+    """One line per device of the drivers that report per-device health (``Driver.health``)."""
+    rows = []
+    for driver_id, v in drivers.items():
+        for device_id, h in sorted((v.get("devices") or {}).items()):
+            if not isinstance(h, dict):
+                continue
+            online = h.get("online")
+            state = "online" if online is True else "OFFLINE" if online is False else "?"
+            latency = f"{_device_cell(h.get('latency_last_ms'))}/{_device_cell(h.get('latency_avg_ms'))}"
+            rows.append((driver_id, device_id, state, _device_cell(h.get("requests")),
+                         _device_cell(h.get("timeouts")), _device_cell(h.get("crc_errors")),
+                         _device_cell(h.get("exceptions")), latency, _device_cell(h.get("consecutive_failures")),
+                         (str(h.get("last_error") or "").splitlines() or [""])[0][:80]))  # --json has it whole
+    if rows:
+        click.echo()
+        click.echo(table(["driver", "device", "state", "requests", "timeouts", "crc", "exceptions",
+                          "latency ms last/avg", "fails in a row", "last error"], rows))
 
 
 def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -> None:
