@@ -1,90 +1,26 @@
-"""Recorded BLE adverts played back through the driver's ``AdvertSource`` seam.
+"""Recorded BLE adverts for the driver's ``AdvertSource`` seam, and sensors' test data.
 
-A JSON-lines file holds one advert per line::
-
-    {"mac": "CB:B8:33:4C:88:4F", "rssi": -61, "delay_s": 0.0,
-     "manufacturer_data": {"1177": "0512fc53..."},
-     "service_data": {"0000fcd2-0000-1000-8000-00805f9b34fb": "40 02 ca 09"}}
-
-Manufacturer data is keyed by the company id in decimal (1177 = 0x0499,
-Ruuvi), as bleak reports it; hex strings may contain spaces. ``delay_s`` is
-the pause before the advert (0 by default). After the last advert the source
-holds, as a quiet radio would, unless ``then="end"`` (the stream ends, which
-the driver treats like a lost adapter) or ``then="vanish"`` (the adapter
-disappears: ``TransientError``).
-
-``bthome_encrypt`` builds encrypted BTHome v2 adverts the way a sensor does
-(AES-CCM, 4-byte tag, nonce = MAC + UUID + device info + counter), for test
-data made from the specification rather than copied from elsewhere.
+The replay itself (``ReplaySource``, ``load_adverts``, the JSON-lines format)
+lives in ``zaas_edge.drivers.ble.replay`` so that the daemon can use it when
+``ZAAS_EDGE_BLE_REPLAY`` is set; it is re-exported here for tests and demos.
+This module adds ``MissingAdapterSource`` (an adapter that is absent for the
+first attempts) and ``bthome_encrypt``, which builds encrypted BTHome v2
+adverts the way a sensor does (AES-CCM, 4-byte tag, nonce = MAC + UUID +
+device info + counter), for test data made from the specification rather
+than copied from elsewhere.
 """
 
 from __future__ import annotations
 
 __all__ = ["ReplaySource", "MissingAdapterSource", "load_adverts", "bthome_encrypt"]
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from zaas_edge.drivers.ble.replay import ReplaySource, load_adverts
 from zaas_edge.drivers.ble.scanner import Advert
 
-from zaas_edge.errors import ProtocolError, TransientError
-
-
-def _hex(text: str) -> bytes:
-    return bytes.fromhex(text.replace(" ", ""))
-
-
-def load_adverts(path: str | Path) -> list[tuple[float, Advert]]:
-    """(delay, advert) pairs from a JSON-lines file; blank lines and ``#`` comments are skipped."""
-    out = []
-    for n, line in enumerate(Path(path).read_text("utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            rec: dict[str, Any] = json.loads(line)
-            advert = Advert(
-                mac=str(rec["mac"]).upper(),
-                rssi=rec.get("rssi"),
-                manufacturer_data={int(k): _hex(v) for k, v in rec.get("manufacturer_data", {}).items()},
-                service_data={str(k).lower(): _hex(v) for k, v in rec.get("service_data", {}).items()},
-                name=rec.get("name"),
-            )
-            out.append((float(rec.get("delay_s", 0.0)), advert))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProtocolError(f"{path}:{n}: not a recorded advert: {exc}") from None
-    return out
-
-
-class ReplaySource:
-    """An ``AdvertSource`` that plays recorded adverts, stamping them with the loop's clock."""
-
-    def __init__(self, adverts: Iterable[tuple[float, Advert]] | str | Path, *, then: str = "hold",
-                 repeat: int = 1) -> None:
-        self.adverts = load_adverts(adverts) if isinstance(adverts, (str, Path)) else list(adverts)
-        if then not in ("hold", "end", "vanish"):
-            raise ValueError("then must be hold, end or vanish")
-        self.then = then
-        self.repeat = repeat
-        self.streams = 0  # how many times the driver (re)opened the source
-        self.played = 0
-
-    async def stream(self) -> AsyncIterator[Advert]:
-        self.streams += 1
-        loop = asyncio.get_running_loop()
-        for _ in range(self.repeat):
-            for delay, advert in self.adverts:
-                await asyncio.sleep(delay)  # also yields to the loop between adverts
-                self.played += 1
-                yield Advert(advert.mac, advert.rssi, advert.manufacturer_data, advert.service_data,
-                             advert.name, loop.time())
-        if self.then == "vanish":
-            raise TransientError("Bluetooth adapter hci0 not found (replay: the adapter vanished)")
-        if self.then == "hold":
-            await asyncio.Event().wait()
+from zaas_edge.errors import TransientError
 
 
 class MissingAdapterSource:

@@ -164,3 +164,27 @@ async def test_a_bindkey_file_readable_by_others_is_refused(bindkey_file: Path) 
     rig = Rig(BleDriver(options(bindkey_file), source=ReplaySource(DATA)))
     with pytest.raises(ConfigError, match="chmod 600"):
         await rig.driver.run(rig.ctx)
+
+
+async def test_replay_env_feeds_the_driver_at_its_boundary_and_says_so(
+        bindkey_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ZAAS_EDGE_BLE_REPLAY", str(DATA))
+    driver = BleDriver(options(bindkey_file))
+    assert driver.replay_file == DATA and driver.source is None  # no bleak scanner is built
+    with caplog.at_level(logging.WARNING, logger="zaas_edge.driver.ble"):
+        async with running(driver) as rig:
+            await until(lambda: rig.counters.get("decode_errors") == 1)
+            assert rig.values("office/temperature") == [25.06]
+            assert rig.values("lab/temperature") == [25.06, 25.14]
+    [warning] = [r for r in caplog.records if "replaying recorded BLE adverts" in r.getMessage()]
+    assert str(DATA) in warning.getMessage() and "ZAAS_EDGE_BLE_REPLAY" in warning.getMessage()
+
+
+async def test_replay_env_naming_a_missing_file_is_a_clear_start_up_error(
+        bindkey_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zaas_edge.errors import ConfigError
+
+    monkeypatch.setenv("ZAAS_EDGE_BLE_REPLAY", str(tmp_path / "nope.jsonl"))
+    rig = Rig(BleDriver(options(bindkey_file)))
+    with pytest.raises(ConfigError, match="nope.jsonl cannot be read .*unset ZAAS_EDGE_BLE_REPLAY"):
+        await rig.driver.run(rig.ctx)

@@ -3,8 +3,8 @@
 It scans with bleak directly (stop the daemon's ble driver first if the
 adapter refuses two scanners) and shows every RuuviTag and BTHome device with
 its latest values. For tests and demos, ``ZAAS_EDGE_BLE_REPLAY=FILE`` (or the
-hidden ``--replay FILE``) plays recorded adverts instead (hil/ble_replay.py,
-available in the source tree).
+hidden ``--replay FILE``) plays recorded adverts instead (``replay.py``), as
+the daemon's ble driver does.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from zaas_edge.aio import wait_for
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, json_option, table
 
-REPLAY_ENV = "ZAAS_EDGE_BLE_REPLAY"
+REPLAY_ENV = "ZAAS_EDGE_BLE_REPLAY"  # the same name as zaas_edge.drivers.ble.replay.REPLAY_ENV
 
 
 @cli.group("ble")
@@ -76,18 +76,9 @@ async def _scan(source: Any, duration: float, live: bool) -> dict[str, dict[str,
 
 
 def _replay_source(path: str) -> Any:
-    """The source tree's replayer (hil/ is not installed with the package)."""
-    from pathlib import Path
+    from zaas_edge.drivers.ble.replay import ReplaySource
 
-    import zaas_edge
-
-    tree = Path(zaas_edge.__file__).resolve().parents[1]
-    if (tree / "hil" / "ble_replay.py").is_file() and str(tree) not in sys.path:
-        sys.path.append(str(tree))
-    try:
-        from hil.ble_replay import ReplaySource
-    except ImportError:
-        raise click.ClickException("replaying adverts needs the source tree (hil/ble_replay.py)") from None
+    click.echo(f"replaying recorded adverts from {path} ({REPLAY_ENV} or --replay), not the radio", err=True)
     return ReplaySource(path, then="end")
 
 

@@ -12,6 +12,11 @@ Adverts from devices not configured are counted and ignored, unless
 ``accept_unknown`` is set. When the adapter is missing or disappears the
 driver logs it once, raises the alarm ``ble.<driver id>.adapter`` and keeps
 retrying with a growing delay; the rest of the daemon carries on.
+
+With ``ZAAS_EDGE_BLE_REPLAY=FILE`` in the daemon's environment the driver
+plays recorded adverts from FILE instead of scanning (``replay.py``): a seam
+for tests and demos on machines with no radio, announced by a warning at
+every start so it cannot pass for a real scan.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from zaas_edge.secrets import read_secret
 
 from .bthome import BTHOME_UUID, BTHomeDevice
 from .options import BleDevice, BleOptions
+from .replay import REPLAY_ENV, ReplaySource, replay_path
 from .ruuvi import RUUVI_COMPANY_ID, decode_df5
 from .scanner import Advert, AdvertSource, BleakSource
 
@@ -85,7 +91,11 @@ class BleDriver(Driver):
     def __init__(self, options: BleOptions, *, source: AdvertSource | None = None,
                  clock: Any = time.monotonic) -> None:
         super().__init__(options)
-        self.source: AdvertSource = source or BleakSource(options.adapter, options.scanning_mode)
+        # The replay seam is chosen here, read when run() starts (a bad file is a start-up error).
+        self.replay_file = replay_path() if source is None else None
+        self.source: AdvertSource | None = source
+        if source is None and self.replay_file is None:
+            self.source = BleakSource(options.adapter, options.scanning_mode)
         self._clock = clock
         self._known: dict[str, _Known] = {}
         self._stats = _Stats()
@@ -95,11 +105,20 @@ class BleDriver(Driver):
     async def run(self, ctx: DriverContext) -> None:
         faults = RateLimitedLog(ctx.log, clock=self._clock)
         self._known = {d.mac: self._device(d) for d in self.options.devices}
+        if self.replay_file is not None:
+            ctx.log.warning("replaying recorded BLE adverts from %s instead of scanning %s (%s is set: "
+                            "a test and demo seam, unset it on a real gateway)", self.replay_file,
+                            self.options.adapter, REPLAY_ENV,
+                            extra={"fields": {"driver": self.id, "replay": str(self.replay_file)}})
+            if self.source is None:
+                self.source = ReplaySource(self.replay_file, then="hold")
+        source = self.source
+        assert source is not None
         delay = self.options.retry_initial_s
         alarm = f"ble.{self.id}.adapter"
         while True:
             try:
-                async for advert in self.source.stream():
+                async for advert in source.stream():
                     if self.state != "scanning":
                         if self.state == "unavailable":
                             ctx.alarm(alarm, False, f"Bluetooth adapter {self.options.adapter} is back")
