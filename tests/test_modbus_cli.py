@@ -68,6 +68,48 @@ def test_scan_finds_the_units_and_suggests_a_configuration(sim) -> None:
     assert "sunspec-inverter" in out.stdout and "SunS marker at 40000" in out.stdout
 
 
+def test_scan_progress_goes_to_a_terminal_on_stderr_and_json_stays_clean(sim) -> None:
+    import os
+    import select
+
+    meters, _ = sim
+    master, slave = os.openpty()  # stderr is a terminal, as for a technician; stdout a pipe
+    proc = subprocess.Popen([sys.executable, "-m", "zaas_edge", "scan", "modbus", "--host", "127.0.0.1",
+                             "--tcp-port", str(meters.port), "--units", "1-6", "--timeout", "0.2", "--json"],
+                            stdout=subprocess.PIPE, stderr=slave, cwd=ROOT, text=True)
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, "the scan wrote nothing to its terminal for 30 s"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out = proc.stdout.read()
+        assert proc.wait(30) == 0, shown
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = shown.decode(errors="replace")
+    assert f"scanning tcp 127.0.0.1:{meters.port}" in text
+    assert "100%" in text and "[" in text and "#" in text  # the bar itself, drawn to the end
+    data = json.loads(out)  # nothing but the JSON document on stdout
+    assert [f["unit"] for f in data["found"]] == [1, 2, 3] and data["probed"] == 6
+
+    piped = zaas("scan", "modbus", "--host", "127.0.0.1", "--tcp-port", str(meters.port), "--units", "4-5",
+                 "--timeout", "0.2", "--json")
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["found"] == []
+    # Not a terminal: the label once, no redraws.
+    assert piped.stderr.strip() == f"scanning tcp 127.0.0.1:{meters.port}"
+
+
 def test_raw_read_and_write(sim) -> None:
     meters, _ = sim
     conn = ["--host", "127.0.0.1", "--tcp-port", str(meters.port)]

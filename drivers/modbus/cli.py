@@ -17,6 +17,7 @@ __all__ = ["profiles_group", "scan_modbus", "read_device", "modbus_group"]
 
 import asyncio
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -260,20 +261,24 @@ def _scan(serial_port: str | None, host: str | None, tcp_port: int | None, rtu_o
     section = _bus_section(serial_port, host, tcp_port, rtu_over_tcp, baud, parity, stopbits, timeout)
     opts, bus = _make_bus(section)
 
-    async def go() -> list[dict[str, Any]]:
+    async def go(bar) -> list[dict[str, Any]]:  # noqa: ANN001
         found = []
         try:
             for unit in unit_ids:
                 answer = await _probe_unit(bus, unit, timeout, opts.frame_gap_s)
-                if answer is None:
-                    continue
-                names, how = await _identify(bus, unit, timeout, opts.frame_gap_s)
-                found.append({"unit": unit, "answer": answer, "profiles": names, "how": how})
+                if answer is not None:
+                    names, how = await _identify(bus, unit, timeout, opts.frame_gap_s)
+                    found.append({"unit": unit, "answer": answer, "profiles": names, "how": how})
+                bar.update(1)
         finally:
             bus.close()
         return found
 
-    found = _run(go())
+    # 247 silent units at 9600 baud take minutes: show where the scan is. On stderr, so that
+    # stdout stays clean JSON with --json (click draws only the label when stderr is not a terminal).
+    with click.progressbar(length=len(unit_ids), label=f"scanning {opts.describe()}", file=sys.stderr,
+                           show_eta=False) as bar:
+        found = _run(go(bar))
     snippet = _snippet(section, found)
     data = {"bus": opts.describe(), "probed": len(unit_ids), "found": found, "config": snippet}
 
