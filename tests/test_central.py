@@ -11,10 +11,13 @@ import aiohttp
 import pytest
 
 from hil.central import Central
-from tests.sync_fixtures import GATEWAY, enrolled_identity
-from zaas_edge.sync.batches import JSON_CONTENT_TYPE
+from tests.sync_fixtures import GATEWAY, enrolled_identity, event
+from zaas_edge.model import Lane, Reading
+from zaas_edge.store import Stored
+from zaas_edge.sync import codec
 
 ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000_000_000_000  # a fixed time: the same rows give the same body
 
 
 def test_every_platform_route_is_in_the_openapi_document(tmp_path: Path) -> None:
@@ -39,14 +42,17 @@ async def central(tmp_path: Path):
 
 
 def _body(first: int, last: int, lane: str = "reading") -> bytes:
-    rows = ",".join(f'{{"seq":{s},"point":"m/p","value":{s}}}' for s in range(first, last + 1))
-    return gzip.compress(f'{{"version":0,"lane":"{lane}","first_seq":{first},"last_seq":{last},"rows":[{rows}]}}'
-                         .encode(), mtime=0)
+    """A gzip-compressed batch in the gateway's codec: readings valued as their seq, or events."""
+    n = last - first + 1
+    items = ([Reading("meter-1/power", float(first + i), "W", T0 + i * 1000, i, "boot-1", True) for i in range(n)]
+             if lane == "reading" else [event() for _ in range(n)])
+    rows = [Stored(Lane(lane), first + i, item) for i, item in enumerate(items)]
+    return gzip.compress(codec.encode_batch(Lane(lane), rows, epoch="e1"), mtime=0)
 
 
 async def _post(session: aiohttp.ClientSession, central: Central, key: str, body: bytes, lane: str = "reading",
                 **headers: str) -> tuple[int, dict | str]:
-    h = {"Idempotency-Key": key, "Content-Type": JSON_CONTENT_TYPE, "Content-Encoding": "gzip",
+    h = {"Idempotency-Key": key, "Content-Type": codec.CONTENT_TYPE, "Content-Encoding": "gzip",
          "Zaas-Stream-Epoch": "e1", **headers}
     async with session.post(f"{central.url}/v1/gateways/{GATEWAY}/lanes/{lane}/batches", data=body,
                             headers=h) as r:
@@ -72,7 +78,10 @@ async def test_batches_are_stored_once_with_gaps_and_replays(tmp_path: Path, cen
         assert status == 415
         status, text = await _post(s, central, "k6", _body(1, 1, lane="event"))  # posted to the wrong lane
         assert status == 400 and "posted to lane" in text
-    assert [s for _e, _l, s, _r in central.rows(GATEWAY, "reading")] == [1, 2, 3, 4, 5, 6, 7, 8, 12, 13]
+    held = central.rows(GATEWAY, "reading")
+    assert [s for _e, _l, s, _r in held] == [1, 2, 3, 4, 5, 6, 7, 8, 12, 13]
+    assert [r["value"] for _e, _l, _s, r in held] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 12.0, 13.0]
+    assert {r["point"] for _e, _l, _s, r in held} == {"meter-1/power"}
     assert central.gaps() == [("reading", 9, 11)]
 
 

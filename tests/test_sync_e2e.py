@@ -63,9 +63,9 @@ config_pull_interval_s = 0
 
 def _source_lanes() -> dict[str, str]:
     """Which store lane feeds each wire lane, as the daemon's sync service sees it."""
-    from zaas_edge.sync.service import wire_format
+    from zaas_edge.sync.codec import SOURCE_LANE
 
-    return {str(k): str(v) for k, v in wire_format()[2].items()}
+    return {str(k): str(v) for k, v in SOURCE_LANE.items()}
 
 
 @pytest.mark.slow

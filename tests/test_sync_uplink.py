@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hil.central import Central
 from tests.sync_fixtures import GATEWAY, Gateway, alarm, enrolled_identity, event, make_config, open_writer, readings
-from zaas_edge.sync.batches import BatchStore
+from zaas_edge.sync import codec
+from zaas_edge.sync.batches import BatchStore, compress
+from zaas_edge.sync.identity import Identity
+from zaas_edge.sync.uplink import Refused, Uplink
 
 
 @pytest.fixture
@@ -148,3 +152,46 @@ async def test_sync_now_command_and_status(central: Central, gateway: Gateway) -
     assert answer["woken"] is True
     await gateway.wait_cursor("reading", 3, timeout=10)
     assert json.dumps(gateway.status)  # the status is plain JSON for the control socket
+
+
+async def test_415_on_zstd_sends_the_same_batch_once_more_as_gzip(central: Central, gateway: Gateway) -> None:
+    central.offer_zstd = False  # a platform that refuses zstd bodies with 415
+    gateway.config = make_config(gateway.state, central.url, compression="zstd", config_pull_interval_s=0)
+    gateway.writer.submit(readings(10))
+    assert await gateway.writer.flush()
+    gateway.start()
+    await gateway.wait_cursor("reading", 10)
+    sent = [b for b in central.batches_seen if b["lane"] == "reading"]
+    assert [(b["first_seq"], b["last_seq"], b["encoding"]) for b in sent] == [(1, 10, "gzip")]
+    assert not gateway.active("sync.quarantine")
+    assert BatchStore(gateway.state / "sync" / "batches").quarantined() == []
+    gateway.writer.submit(readings(5, start=10))  # later batches go as gzip straight away
+    assert await gateway.writer.flush()
+    await gateway.wait_cursor("reading", 15)
+    assert [b["encoding"] for b in central.batches_seen if b["lane"] == "reading"] == ["gzip", "gzip"]
+    assert seqs(central, "reading") == list(range(1, 16))
+    assert central.requests.get("/v1/gateways/{gateway}/lanes/{lane}/batches", 0) == 3  # one 415, two 200
+    assert gateway.status["encoding"] == "gzip"
+
+
+async def test_the_idempotency_key_covers_the_body_before_compression(central: Central, gateway: Gateway) -> None:
+    gateway.writer.submit(readings(10))
+    assert await gateway.writer.flush()
+    gateway.start()
+    await gateway.wait_cursor("reading", 10)
+    await gateway.stop()
+    sent = [b for b in central.batches_seen if b["lane"] == "reading"][0]
+    epoch = central.rows(GATEWAY, "reading")[0][0]
+    rows = await gateway.writer.read("reading", 0, 10)
+    body = codec.encode_batch("reading", rows, epoch=epoch)
+    store = BatchStore(gateway.state / "sync" / "batches")
+    async with Uplink(central.url, GATEWAY, Identity(gateway.state / "identity").context()) as up:
+        for enc in ("zstd", "gzip"):  # the same rows under the same key, compressed either way: a replay
+            b = replace(store.freeze("reading", 1, 10, 10, epoch, enc, codec.CONTENT_TYPE, body), id=sent["key"])
+            answer = await up.post_batch(b)
+            assert (answer.acked_through, answer.body["replayed"]) == (10, True)
+        other = replace(b, body=compress(codec.encode_batch("reading", rows[:9], epoch=epoch), "gzip"))
+        with pytest.raises(Refused) as refused:
+            await up.post_batch(other)  # the same key, another uncompressed body
+        assert refused.value.status == 422
+    assert seqs(central, "reading") == list(range(1, 11))

@@ -27,7 +27,8 @@ from aiohttp import web
 
 from hil.central.ca import TestCA, sign_bundle
 from zaas_edge.errors import ProtocolError
-from zaas_edge.sync.batches import JSON_CONTENT_TYPE, decompress, json_decode_batch
+from zaas_edge.sync import codec
+from zaas_edge.sync.batches import decompress
 
 LANES = ("alarm", "event", "reading")
 ACCEPT = "zstd, gzip"
@@ -50,12 +51,6 @@ CREATE TABLE IF NOT EXISTS batch (gateway TEXT NOT NULL, key TEXT NOT NULL, body
 def decode_body(content_type: str, body: bytes) -> dict[str, Any]:
     """A batch body as {version, lane, first_seq, last_seq, rows}; ProtocolError when unreadable."""
     ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype == JSON_CONTENT_TYPE:
-        return json_decode_batch(body)
-    try:
-        from zaas_edge.sync import codec
-    except ImportError:
-        raise ProtocolError(f"unsupported Content-Type {content_type!r}") from None
     if ctype != codec.CONTENT_TYPE.split(";")[0].strip().lower():
         raise ProtocolError(f"unsupported Content-Type {content_type!r}")
     d = codec.decode_batch(body)
@@ -268,7 +263,17 @@ class Central:
         body = await request.read()
         if (fault := self._fault()) is not None:
             return fault
-        digest = hashlib.sha256(body).hexdigest()
+        encoding = request.headers.get("Content-Encoding", "identity")
+        try:
+            if encoding.strip().lower() == "zstd" and not self.offer_zstd:
+                raise ProtocolError("unsupported Content-Encoding 'zstd' (this platform takes gzip)")
+            raw = _undo_encoding(body, encoding)
+        except ProtocolError as exc:
+            kind = web.HTTPUnsupportedMediaType if "unsupported" in str(exc) else web.HTTPBadRequest
+            raise kind(text=str(exc)) from None
+        # The Idempotency-Key covers the body before compression: a batch sent
+        # again with another Content-Encoding is the same batch.
+        digest = hashlib.sha256(raw).hexdigest()
         seen = self.db.execute("SELECT body_sha256, answer FROM batch WHERE gateway = ? AND key = ?",
                                (gateway, key)).fetchone()
         if seen is not None:
@@ -279,7 +284,6 @@ class Central:
             answer["acked_through"] = self._acked(gateway, epoch, lane)
             return web.json_response(answer)
         try:
-            raw = _undo_encoding(body, request.headers.get("Content-Encoding", "identity"))
             decoded = decode_body(request.headers.get("Content-Type", ""), raw)
         except ProtocolError as exc:
             kind = web.HTTPUnsupportedMediaType if "unsupported" in str(exc) else web.HTTPBadRequest

@@ -15,7 +15,9 @@ operator.
 
 The only case where a frozen batch is cut again is a ``413 Payload Too
 Large``: it is split in two halves by seq range, the halves frozen (new ids)
-before the original is removed.
+before the original is removed. A ``415`` on a zstd batch re-compresses it
+once as gzip: same id, same uncompressed body (the ``Idempotency-Key``
+covers the body before compression), so it is still the same batch.
 """
 
 from __future__ import annotations
@@ -25,27 +27,20 @@ __all__ = [
     "BatchStore",
     "compress",
     "decompress",
-    "JSON_CONTENT_TYPE",
-    "json_encode_batch",
-    "json_decode_batch",
 ]
 
 import gzip
 import json
-import math
 import os
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from zaas_edge.errors import ProtocolError
-from zaas_edge.model import Alarm, Event, Lane, Reading
 from zaas_edge.sync.identity import atomic_write
 
-JSON_CONTENT_TYPE = "application/vnd.zaas.batch+json"
 MAX_DECOMPRESSED = 64 * 1024 * 1024  # refuse decompression bombs
 
 
@@ -109,46 +104,6 @@ def decompress(body: bytes, encoding: str, limit: int = MAX_DECOMPRESSED) -> byt
     return out
 
 
-# ------------------------------------------------- the interim JSON body format
-
-def _row(stored: Any) -> dict[str, Any]:
-    item = stored.item
-    if isinstance(item, Reading):
-        return {"seq": stored.seq, "point": item.point, "value": None if math.isnan(item.value) else item.value,
-                "unit": item.unit, "quality": str(item.quality), "wall_ns": item.wall_ns,
-                "mono_ns": item.mono_ns, "boot_id": item.boot_id, "synced": item.synced}
-    base: dict[str, Any] = {"seq": stored.seq}
-    if isinstance(item, Alarm):
-        base.update(alarm_id=item.alarm_id, active=item.active)
-    elif isinstance(item, Event):
-        base["kind"] = item.kind
-    base.update(severity=str(item.severity), source=item.source, text=item.text, data=dict(item.data),
-                wall_ns=item.stamp.wall_ns, mono_ns=item.stamp.mono_ns, boot_id=item.stamp.boot_id,
-                synced=item.stamp.synced)
-    return base
-
-
-def json_encode_batch(lane: Lane, rows: Sequence[Any], *, epoch: str = "", **_: Any) -> bytes:
-    """A plain JSON body, one object per row: the format used when no compact codec is installed."""
-    if not rows:
-        raise ValueError("an empty batch")
-    doc = {"version": 0, "lane": str(lane), "epoch": epoch, "first_seq": rows[0].seq,
-           "last_seq": rows[-1].seq, "rows": [_row(r) for r in rows]}
-    return json.dumps(doc, separators=(",", ":"), default=str).encode()
-
-
-def json_decode_batch(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-        rows = doc["rows"]
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("seq"), int) for r in rows):
-            raise ValueError("rows must be objects with an integer seq")
-        return {"version": int(doc["version"]), "lane": str(doc["lane"]), "first_seq": int(doc["first_seq"]),
-                "last_seq": int(doc["last_seq"]), "rows": rows}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProtocolError(f"not a JSON batch: {exc}") from None
-
-
 # ---------------------------------------------------------------- persistence
 
 class BatchStore:
@@ -210,6 +165,17 @@ class BatchStore:
 
     def quarantined(self) -> list[FrozenBatch]:
         return [b for p in sorted(self.quarantine_dir.glob("*.batch")) if (b := self._load(p)) is not None]
+
+    def reencode(self, b: FrozenBatch, encoding: str) -> FrozenBatch:
+        """The same batch (id, rows, uncompressed body) compressed another way, replacing it on disk.
+
+        The Idempotency-Key covers the uncompressed body, so the platform
+        treats both encodings as the same batch.
+        """
+        raw = decompress(b.body, b.encoding)
+        new = replace(b, encoding=encoding, body=compress(raw, encoding))
+        atomic_write(self._path(new), json.dumps(new.header()).encode() + b"\n" + new.body, 0o600)
+        return new
 
     def split(self, b: FrozenBatch, halves: list[tuple[int, int, int, bytes]]) -> list[FrozenBatch]:
         """Replace ``b`` by batches cut from the same rows: (first, last, rows, raw body) each."""

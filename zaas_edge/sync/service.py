@@ -26,23 +26,25 @@ the clock is never set from it.
 
 from __future__ import annotations
 
-__all__ = ["SyncService", "WIRE_LANES", "CONSUMER", "wire_format"]
+__all__ = ["SyncService", "WIRE_LANES", "CONSUMER"]
 
 import asyncio
 import collections
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Severity
 from zaas_edge.service import Service, ServiceContext
-from zaas_edge.sync.batches import JSON_CONTENT_TYPE, BatchStore, FrozenBatch, compress, json_encode_batch
+from zaas_edge.sync import aggregate, codec
+from zaas_edge.sync.batches import BatchStore, FrozenBatch, compress
 from zaas_edge.sync.enroll import SIGNING_KEY_FILE, renew, store_bundle, verify_bundle
 from zaas_edge.sync.identity import Identity, renewal_due
 from zaas_edge.sync.uplink import (
@@ -70,16 +72,6 @@ SKEW_ALARM = "clock.skew"
 CONFIG_ALARM = "sync.config"
 
 
-def wire_format() -> tuple[Callable[..., bytes], str, dict[Any, Any]]:
-    """The compact batch codec when installed, else the plain JSON body."""
-    try:
-        from zaas_edge.sync import codec
-
-        return codec.encode_batch, codec.CONTENT_TYPE, dict(codec.SOURCE_LANE)
-    except (ImportError, AttributeError):
-        return json_encode_batch, JSON_CONTENT_TYPE, {lane: lane for lane in WIRE_LANES}
-
-
 class _LaneState:
     def __init__(self, target: int) -> None:
         self.target = target
@@ -104,14 +96,11 @@ class _LaneState:
 class SyncService(Service):
     name = "sync"
 
-    def __init__(self, ctx: ServiceContext, *, encoder: Callable[..., bytes] | None = None,
-                 content_type: str | None = None, source_lanes: dict[Any, Any] | None = None,
+    def __init__(self, ctx: ServiceContext, *, source_lanes: dict[Any, Any] | None = None,
                  aggregator: bool = True) -> None:
+        """``source_lanes`` (tests of the transport alone) maps a wire lane to the store lane it drains."""
         super().__init__(ctx)
-        enc, ctype, src = wire_format()
-        self.encode = encoder or enc
-        self.content_type = content_type or ctype
-        self.source: dict[Any, Any] = dict(source_lanes or src)
+        self.source: dict[Any, Any] = dict(source_lanes or codec.SOURCE_LANE)
         self.with_aggregator = aggregator
         cfg = ctx.config()
         self.cfg = cfg.sync
@@ -127,7 +116,7 @@ class SyncService(Service):
         self._alarms: set[str] = set()
         self._next_renew_try = 0.0
         self._next_config_pull = 0.0
-        self._encoding = "gzip"
+        self._zstd_refused = False  # a 415 on zstd: gzip from then on
         self._state = "starting"
         self._jitter = wait_random_exponential(multiplier=self.cfg.backoff_initial_s, max=self.cfg.backoff_max_s)
         self.skew_s: float | None = None
@@ -166,18 +155,9 @@ class SyncService(Service):
 
     def _start_aggregator(self) -> None:
         """The upload-policy aggregator (feeding the lane the reading wire lane reads) runs alongside."""
-        if not self.with_aggregator:
-            return
-        try:
-            from zaas_edge.sync import aggregate
-        except ImportError:
-            return
-        start = getattr(aggregate, "start_for_service", None)
-        if start is not None:
-            try:
-                start(self.ctx)
-            except Exception:  # never let the aggregator take delivery of alarms and events down
-                self.ctx.log.exception("the upload aggregator did not start")
+        if self.with_aggregator:
+            # Its own supervised task: a failing pass is retried there, alarms and events still go up.
+            aggregate.start_for_service(self.ctx)
 
     def lanes_quarantined_at_start(self) -> None:
         kept = self.batches.quarantined()
@@ -189,7 +169,7 @@ class SyncService(Service):
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
     async def _cmd_now(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -316,13 +296,15 @@ class SyncService(Service):
         return True
 
     def _choose_encoding(self) -> str:
+        if self._zstd_refused:
+            return "gzip"
         if self.cfg.compression != "auto":
             return self.cfg.compression
         up = self._uplink
         return "zstd" if up is not None and "zstd" in up.accept_encoding else "gzip"
 
     def _encode(self, lane: Lane, rows: Sequence[Any]) -> bytes:
-        return self.encode(lane, rows, epoch=self.epoch)
+        return codec.encode_batch(lane, rows, epoch=self.epoch)
 
     async def _freeze(self, lane: Lane, cursor: int) -> FrozenBatch | None:
         st = self.lanes[lane]
@@ -339,7 +321,7 @@ class SyncService(Service):
             rows = rows[:max(1, int(len(rows) * self.cfg.batch_max_bytes / len(body) * 0.9))]
         st.bytes_per_row = max(0.5, len(body) / len(rows))
         return self.batches.freeze(str(lane), rows[0].seq, rows[-1].seq, len(rows), self.epoch, encoding,
-                                   self.content_type, raw, body)
+                                   codec.CONTENT_TYPE, raw, body)
 
     def _wait(self, rs: RetryCallState) -> float:
         base = self._jitter(rs)
@@ -354,18 +336,33 @@ class SyncService(Service):
         await self._idle(seconds)
 
     async def _send(self, lane: Lane, batch: FrozenBatch) -> None:
-        retrying = AsyncRetrying(retry=retry_if_exception_type(UplinkError), wait=self._wait, sleep=self._sleep,
-                                 reraise=True)
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    answer = await self._attempt(lane, batch)
-        except Refused as exc:
-            await self._quarantine(lane, batch, str(exc))
-            return
+        while True:
+            retrying = AsyncRetrying(retry=retry_if_exception_type(UplinkError), wait=self._wait,
+                                     sleep=self._sleep, reraise=True)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        answer = await self._attempt(lane, batch)
+            except Refused as exc:
+                if exc.status == 415 and batch.encoding != "gzip":
+                    batch = self._fall_back_to_gzip(lane, batch, exc)
+                    continue
+                await self._quarantine(lane, batch, str(exc))
+                return
+            break
         if answer is None:
             return  # split on 413: the halves are on disk, sent next
         await self._settle(lane, batch, answer)
+
+    def _fall_back_to_gzip(self, lane: Lane, batch: FrozenBatch, exc: Refused) -> FrozenBatch:
+        """A 415 on a zstd batch: the platform does not take zstd after all; gzip is the encoding every
+        platform takes. The body is byte-identical before compression and keeps its Idempotency-Key
+        (which covers the uncompressed body), so the platform still stores its rows once."""
+        self._zstd_refused = True
+        self._error(lane, exc)
+        self.ctx.log.warning("the platform refused a zstd batch (415): %s batch %d-%d sent again as gzip, "
+                             "new batches go as gzip", lane, batch.first_seq, batch.last_seq)
+        return self.batches.reencode(batch, "gzip")
 
     async def _attempt(self, lane: Lane, batch: FrozenBatch) -> Answer | None:
         st = self.lanes[lane]
