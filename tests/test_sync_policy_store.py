@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 
 from zaas_edge.clock import FakeClock
 from zaas_edge.config_model import StoreSection
-from zaas_edge.model import Lane, Reading, UploadRecord
+from zaas_edge.model import Alarm, Lane, Reading, UploadRecord
 from zaas_edge.store import Store, Writer
-from zaas_edge.store.retention import expire
+from zaas_edge.store.retention import enforce, expire
 from zaas_edge.sync.aggregate import CONSUMER, Aggregator
 from zaas_edge.sync.codec import SOURCE_LANE, decode_batch, encode_batch
 from zaas_edge.sync.config import SyncSection
@@ -97,3 +99,58 @@ async def test_local_window_drops_only_what_the_aggregator_acknowledged(tmp_path
         assert expire(st, Lane.READING, T0 + 50 * S) == 20  # seqs 31..50: older than the window
         assert [s.seq for s in st.read(Lane.READING, 0, 1)] == [51]
         assert st.counters()["expired.reading"] == 50
+
+
+def _upload_blocks(st: Store, blocks: int, per_block: int, rnd: random.Random) -> None:
+    """Noisy records (they compress little), one block per commit as the aggregator makes them."""
+    for _ in range(blocks):
+        recs = [UploadRecord(f"m{rnd.randrange(500)}/p", "W", T0 + rnd.randrange(10**12), rnd.random() * 1e6)
+                for _ in range(per_block)]
+        st.save_uploads(recs, CONSUMER, st.cursor(CONSUMER, Lane.READING), "{}", T0)
+
+
+def test_retention_drops_oldest_unsent_upload_blocks_with_a_gap_never_alarms(tmp_path):
+    rnd = random.Random(3)
+    stamp = FakeClock(wall_ns=T0).now()
+    with Store(tmp_path / "s.db") as st:
+        st.register("sync", [Lane.UPLOAD, Lane.EVENT, Lane.ALARM])
+        st.append(alarms=[Alarm("a.one", True, "x" * 2000, "t", stamp)] * 20)
+        _upload_blocks(st, 40, 500, rnd)
+        st.ack("sync", Lane.UPLOAD, 250)  # sync delivered half of the first block
+        cap = st.used_bytes() // 2
+        done = enforce(st, cap, stamp)
+        assert done is not None and not done.blocked and done.used_after <= cap
+        assert done.dropped_acked == {} and Lane.READING not in done.dropped_unacked
+        lost = done.dropped_unacked[Lane.UPLOAD]
+        gaps = [g.item for g in st.read(Lane.EVENT)]
+        assert [g.kind for g in gaps] == ["store.gap"] * len(done.gaps) and gaps
+        assert {g.data["lane"] for g in gaps} == {"upload"}
+        assert gaps[0].data["first_seq"] == 251 and sum(g.data["count"] for g in gaps) == lost
+        last_dropped = gaps[-1].data["last_seq"]
+        assert lost == last_dropped - 250 and last_dropped % 500 == 0  # whole blocks
+        left = st.read(Lane.UPLOAD, 250, 1)
+        assert left[0].seq == last_dropped + 1  # the oldest went, the newest stay
+        assert st.counters()["dropped_unacked.upload"] == lost
+        assert len(st.read(Lane.ALARM, limit=100)) == 20  # never alarms
+
+
+def test_an_outage_far_beyond_a_week_keeps_the_store_bounded(tmp_path):
+    rnd = random.Random(4)
+    stamp = FakeClock(wall_ns=T0).now()
+    with Store(tmp_path / "s.db") as st:
+        st.register("sync", [Lane.UPLOAD, Lane.EVENT, Lane.ALARM])
+        _upload_blocks(st, 10, 500, rnd)
+        cap = st.used_bytes()
+        made = 10 * 500
+        for _ in range(30):  # three times what fits, nothing ever acknowledged
+            _upload_blocks(st, 1, 500, rnd)
+            made += 500
+            done = enforce(st, cap, stamp)
+            assert done is None or not done.blocked
+            assert st.used_bytes() <= cap
+        kept = len(st.read(Lane.UPLOAD, 0, 100_000))
+        gaps = [g.item.data for g in st.read(Lane.EVENT, 0, 1000)]
+        assert kept + sum(g["count"] for g in gaps) == made  # every record is either kept or in a gap
+        spans = sorted((g["first_seq"], g["last_seq"]) for g in gaps)
+        assert spans[0][0] == 1 and all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))
+        assert st.read(Lane.UPLOAD, 0, 1)[0].seq == spans[-1][1] + 1

@@ -1,11 +1,14 @@
 """Retention by size: keep the store under its cap with an explicit drop order.
 
 Order: first rows every consumer has acknowledged (any lane: nothing is lost),
-then the oldest unacknowledged readings (data lost: counted and written as a
-``store.gap`` event in the same transaction), never unacknowledged alarms or
-events. Used bytes are ``(page_count - freelist_count) * page_size``; the
-freed pages go back to the file system through ``incremental_vacuum`` (the
-database is created with ``auto_vacuum=INCREMENTAL``) and a WAL checkpoint.
+then the oldest unacknowledged raw readings, then the oldest unacknowledged
+upload blocks (the records the upload policies made; an outage far beyond a
+week ends here, so the store stays bounded instead of blocked). Data lost is
+counted and written as a ``store.gap`` event (lane and seq range) in the same
+transaction. Unacknowledged alarms and events are never dropped. Used bytes
+are ``(page_count - freelist_count) * page_size``; the freed pages go back to
+the file system through ``incremental_vacuum`` (the database is created with
+``auto_vacuum=INCREMENTAL``) and a WAL checkpoint.
 """
 
 from __future__ import annotations
@@ -94,6 +97,24 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
                     gaps.append(gap)
                     gap_first = first if gap_first is None else gap_first
                     gap_last = last
+            if done < budget:
+                n, span = _drop_upload_blocks(store, budget - done)
+                if n:
+                    done += n
+                    unacked_out[Lane.UPLOAD] += n
+                    counters["dropped_unacked.upload"] = n
+                    gap = Event(
+                        GAP_KIND,
+                        f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent upload records, "
+                        f"seq {span[0]} to {span[1]}",
+                        source, stamp, Severity.WARNING,
+                        {"lane": "upload", "first_seq": span[0], "last_seq": span[1], "count": n,
+                         "reason": "size_cap"},
+                    )
+                    first, last = store.insert_events([gap])  # type: ignore[misc]
+                    gaps.append(gap)
+                    gap_first = first if gap_first is None else gap_first
+                    gap_last = last
             if done == 0:
                 counters["retention_blocked"] = 1
             store.bump_counters(counters)
@@ -110,6 +131,28 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
         gap_seqs=(gap_first, gap_last) if gap_first is not None else None,
         blocked=blocked,
     )
+
+
+def _drop_upload_blocks(store: Store, budget: int) -> tuple[int, tuple[int, int]]:
+    """Delete the oldest upload blocks holding about ``budget`` unacknowledged records (at least one block).
+
+    Returns the unacknowledged records dropped and their seq range. A block
+    sync has partly acknowledged loses only its unacknowledged part.
+    """
+    acked = store.acked_through(Lane.UPLOAD)
+    cur = store.connection.execute("SELECT seq, first_seq FROM upload WHERE seq > ? ORDER BY seq", (acked,))
+    lost, first, upto = 0, None, None
+    while lost < budget and (row := cur.fetchone()) is not None:
+        last_seq, block_first = row
+        lo = max(block_first, acked + 1)
+        first = lo if first is None else first
+        lost += last_seq - lo + 1
+        upto = last_seq
+    cur.close()
+    if upto is None or first is None:
+        return 0, (0, 0)
+    store.connection.execute("DELETE FROM upload WHERE seq <= ?", (upto,))
+    return lost, (first, upto)
 
 
 def expire(store: Store, lane: Lane, before_ns: int) -> int:
