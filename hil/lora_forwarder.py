@@ -8,6 +8,12 @@ with its own EUI, socket and RSSI), so the same frame reaches the server
 several times as it does in a building with overlapping coverage; on request
 it replays an old frame or spoils a MIC.
 
+OTAA: ``SimOtaaDevice`` sends join requests and reads the join accept the
+way a device does (AES encrypt, MIC check, key derivation), then sends data
+frames with the session it got. Like a real forwarder, each gateway has a
+second socket for PULL_DATA; the server's PULL_RESP arrives there, is
+answered with TX_ACK and kept for the test (``SimForwarder.join``).
+
 From a shell, for commissioning practice::
 
     python -m hil.lora_forwarder --port 1700 --keys-file /tmp/lora-keys.toml
@@ -18,8 +24,8 @@ uplinks every few seconds to 127.0.0.1:1700.
 
 from __future__ import annotations
 
-__all__ = ["SimDevice", "SimGateway", "SimForwarder", "DEMO_DEVICES", "em300_di_payload", "am103_payload",
-           "em300_sld_payload"]
+__all__ = ["SimDevice", "SimOtaaDevice", "SimGateway", "SimForwarder", "Downlink", "DEMO_DEVICES",
+           "em300_di_payload", "am103_payload", "em300_sld_payload"]
 
 import argparse
 import asyncio
@@ -31,7 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaas_edge.drivers.lora import gwmp, lorawan
+from zaas_edge.drivers.lora import gwmp, join, lorawan
 from zaas_edge.drivers.lora.keys import DeviceKeys, load_keys, save_keys
 
 
@@ -72,15 +78,71 @@ class SimDevice:
         return frame
 
 
+@dataclass
+class SimOtaaDevice:
+    """An OTAA end device: root keys, DevNonces it used, and once joined a ``SimDevice`` for its session."""
+
+    id: str
+    dev_eui: bytes
+    app_eui: bytes
+    app_key: bytes
+    profile: str = "milesight-am103"
+    dev_nonce: int = 0x0100  # the last DevNonce drawn (a counter, as LoRaWAN 1.0.4 devices use)
+    last_nonce: int = 0  # the DevNonce of the last join request sent
+    session: SimDevice | None = None
+    accept: join.JoinAcceptFields | None = None
+
+    @property
+    def keys(self) -> DeviceKeys:
+        """The keys file entry before any join."""
+        return DeviceKeys(self.id, None, None, None, self.profile, self.dev_eui, self.app_eui, self.app_key)
+
+    def join_request(self, dev_nonce: int | None = None, *, bad_mic: bool = False) -> bytes:
+        if dev_nonce is None:
+            self.dev_nonce += 1
+            dev_nonce = self.dev_nonce
+        frame = join.build_join_request(self.app_key, self.app_eui, self.dev_eui, dev_nonce)
+        self.last_nonce = dev_nonce
+        return frame[:-4] + bytes(b ^ 0xFF for b in frame[-4:]) if bad_mic else frame
+
+    def on_join_accept(self, phy: bytes) -> SimDevice:
+        """Decrypt the accept (``ProtocolError`` if it is not for this device) and start the session."""
+        fields = join.open_join_accept(self.app_key, phy)
+        nwk, app = join.derive_session_keys(self.app_key, fields.app_nonce, fields.net_id, self.last_nonce)
+        self.accept = fields
+        self.session = SimDevice(DeviceKeys(self.id, fields.dev_addr, nwk, app, self.profile))
+        return self.session
+
+
+@dataclass(frozen=True, slots=True)
+class Downlink:
+    """A PULL_RESP as a gateway received it."""
+
+    gateway: bytes
+    token: bytes
+    txpk: gwmp.TxPacket
+
+
 class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    def __init__(self, eui: bytes = bytes(8), downlinks: asyncio.Queue[Downlink] | None = None) -> None:
         self.acks: asyncio.Queue[bytes] = asyncio.Queue()
+        self.eui = eui
+        self.downlinks = downlinks
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 4 and data[3] == gwmp.Identifier.PULL_RESP and self.downlinks is not None:
+            msg = gwmp.parse_datagram(data)
+            assert isinstance(msg, gwmp.PullResp)
+            self.downlinks.put_nowait(Downlink(self.eui, msg.token, msg.txpk))
+            if self.transport is not None:  # TX_ACK: sent (the simulator has no radio to refuse it)
+                self.transport.sendto(bytes([gwmp.PROTOCOL_VERSION]) + msg.token
+                                      + bytes([gwmp.Identifier.TX_ACK]) + self.eui
+                                      + b'{"txpk_ack":{"error":"NONE"}}')
+            return
         self.acks.put_nowait(data)
 
 
@@ -93,6 +155,7 @@ class SimGateway:
     snr: float = 7.5
     version: int = gwmp.PROTOCOL_VERSION
     _endpoint: _Endpoint | None = None
+    _pull: _Endpoint | None = None  # the PULL_DATA socket, where downlinks arrive
     _token: int = 0
     tmst: int = 1_000_000
 
@@ -108,18 +171,24 @@ class SimForwarder:
         self.host, self.port = host, port
         self.gateways = gateways or [SimGateway(bytes.fromhex("AA555A0000000001"))]
         self.acks_missing = 0
+        self.downlinks: asyncio.Queue[Downlink] = asyncio.Queue()
+        self.rx_tmst: dict[bytes, int] = {}  # gateway EUI -> tmst of the last packet it forwarded
 
     async def __aenter__(self) -> SimForwarder:
         loop = asyncio.get_running_loop()
         for gw in self.gateways:
             _, proto = await loop.create_datagram_endpoint(_Endpoint, remote_addr=(self.host, self.port))
             gw._endpoint = proto
+            _, pull = await loop.create_datagram_endpoint(lambda gw=gw: _Endpoint(gw.eui, self.downlinks),
+                                                          remote_addr=(self.host, self.port))
+            gw._pull = pull
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         for gw in self.gateways:
-            if gw._endpoint and gw._endpoint.transport:
-                gw._endpoint.transport.close()
+            for ep in (gw._endpoint, gw._pull):
+                if ep and ep.transport:
+                    ep.transport.close()
 
     async def _send(self, gw: SimGateway, data: bytes, expect: gwmp.Identifier | None, timeout: float) -> bool:
         assert gw._endpoint is not None and gw._endpoint.transport is not None
@@ -142,6 +211,7 @@ class SimForwarder:
         rxpk = []
         for frame in frames:
             gw.tmst = (gw.tmst + 1_000_000) & 0xFFFFFFFF
+            self.rx_tmst[gw.eui] = gw.tmst
             rxpk.append({"tmst": gw.tmst, "chan": 2, "rfch": 0, "freq": 868.5, "stat": 1, "modu": "LORA",
                          "datr": "SF7BW125", "codr": "4/5", "rssi": gw.rssi, "lsnr": gw.snr, "size": len(frame),
                          "data": base64.b64encode(frame).decode("ascii")})
@@ -167,9 +237,28 @@ class SimForwarder:
         return await self._send(gw, self.push_data(gw, stat=stat), gwmp.Identifier.PUSH_ACK, timeout)
 
     async def pull_data(self, gw: SimGateway | None = None, timeout: float = 2.0) -> bool:
+        """A PULL_DATA keepalive from the gateway's downlink socket (``serv_port_down``)."""
         gw = gw or self.gateways[0]
         data = bytes([gw.version]) + gw.next_token() + bytes([gwmp.Identifier.PULL_DATA]) + gw.eui
-        return await self._send(gw, data, gwmp.Identifier.PULL_ACK, timeout)
+        assert gw._pull is not None and gw._pull.transport is not None
+        gw._pull.transport.sendto(data)
+        try:
+            ack = await asyncio.wait_for(gw._pull.acks.get(), timeout)
+        except TimeoutError:
+            self.acks_missing += 1
+            return False
+        msg = gwmp.parse_datagram(ack)
+        if not (msg.identifier is gwmp.Identifier.PULL_ACK and msg.token == data[1:3]):
+            raise AssertionError(f"server answered {msg!r} to PULL_DATA token {data[1:3].hex()}")
+        return True
+
+    async def join(self, device: SimOtaaDevice, *, gateways: list[SimGateway] | None = None,
+                   timeout: float = 5.0, request: bytes | None = None) -> Downlink:
+        """Send a join request through the gateways, wait for the PULL_RESP, open the accept as the device."""
+        await self.uplink(request or device.join_request(), gateways=gateways)
+        down = await asyncio.wait_for(self.downlinks.get(), timeout)
+        device.on_join_accept(down.txpk.payload)
+        return down
 
     async def raw(self, data: bytes, gw: SimGateway | None = None) -> None:
         """Send any bytes (garbage, truncated or oversize datagrams) and expect no answer."""

@@ -55,7 +55,8 @@ def write_keys(path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running(keys_file: Path, state: MemoryState | None = None, **options: Any) -> AsyncIterator[Rig]:
+async def running(keys_file: Path, state: MemoryState | None = None, *, clock: Callable[[], float] | None = None,
+                  **options: Any) -> AsyncIterator[Rig]:
     opts = LoraOptions(id="lora", type="lora", port=0, keys_file=keys_file,
                        **{"dedup_window_s": 0.05, "state_save_interval_s": 0, **options})
     hub = Hub()
@@ -63,7 +64,7 @@ async def running(keys_file: Path, state: MemoryState | None = None, **options: 
     ctx = RunningDriver("lora", hub=hub, clock=SystemClock(assume_synced=True), heartbeat=lambda: None,
                         counters=counters, backlog=lambda: {}, state_dir=keys_file.parent,
                         state=state if state is not None else MemoryState())
-    rig = Rig(LoraDriver(opts), ctx, hub, counters=counters)
+    rig = Rig(LoraDriver(opts) if clock is None else LoraDriver(opts, clock=clock), ctx, hub, counters=counters)
     hub.on_readings("test", rig.readings.extend)
     hub.on_notice("test", rig.notices.append)
     task = asyncio.create_task(rig.driver.run(ctx))

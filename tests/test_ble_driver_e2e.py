@@ -1,4 +1,4 @@
-"""End to end: the real daemon runs the ble driver on recorded adverts (ZAAS_EDGE_BLE_REPLAY) into status and the store."""
+"""End to end: the real daemon's ble driver on recorded adverts (ZAAS_EDGE_BLE_REPLAY), into status and the store."""
 
 from __future__ import annotations
 

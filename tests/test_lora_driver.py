@@ -109,9 +109,11 @@ async def test_unknown_devaddr_and_join_requests_are_counted(keys_file: Path) ->
         join = bytes([0x00]) + bytes(8) + bytes(range(8)) + b"\x01\x00" + bytes(4)
         await fwd.uplink(stranger)
         await fwd.uplink(join)
-        await until(lambda: rig.counters.get("join_requests_ignored") == 1)
-        assert rig.counters["unknown_devaddr"] == 1
+        await until(lambda: rig.counters.get("unknown_dev_eui") == 1)
+        assert rig.counters["unknown_devaddr"] == 1 and rig.counters["join_requests"] == 1
         assert rig.readings == []
+        [event] = rig.events("lora.security")
+        assert event.data == {"reason": "unknown_dev_eui", "dev_eui": "0706050403020100"}
 
 
 async def test_frame_counters_survive_a_restart_of_the_driver(keys_file: Path) -> None:

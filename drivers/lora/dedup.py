@@ -94,6 +94,11 @@ class Deduplicator(Generic[T]):
     def __len__(self) -> int:
         return len(self._groups)
 
+    def remembers(self, key: Hashable, now: float) -> bool:
+        """Whether a frame with this key is pending or remembered (within ``memory`` of its first copy)."""
+        self._expire(now)
+        return key in self._groups
+
     def _expire(self, now: float) -> None:
         # Dicts keep insertion order, which is first_seen order for a monotonic clock,
         # so the scan stops at the first group still remembered.

@@ -12,6 +12,10 @@ readings, together with the RSSI, SNR and frame counter of the best copy.
 Frame counters survive restarts through ``ctx.save_state`` (the store), so
 a frame recorded and replayed after a reboot is still refused.
 
+OTAA devices join through ``otaa.py``: a join request heard by the
+forwarders opens a session, written to the keys file, after which the
+device's data frames take the path above like an ABP device's.
+
 Per-device error counters are kept in the driver's counters as
 ``<device id>.<counter>`` (shown by ``zaas-edge status`` and used by
 ``zaas-edge lora devices``).
@@ -38,6 +42,7 @@ from .dedup import Deduplicated, Deduplicator, frame_key
 from .fcnt import FcntStatus, FrameCounter
 from .keys import DeviceKeys, fingerprint, load_keys
 from .options import LoraOptions
+from .otaa import JoinHandler
 from .payloads import PayloadProfile, load_profile
 from .server import Forwarder, GwmpServer, RateLimitedLog, refuse_wildcard
 
@@ -64,7 +69,7 @@ class _Device:
 
     @property
     def session(self) -> str:
-        return fingerprint(self.keys.nwk_skey)
+        return fingerprint(self.keys.nwk_skey or b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,7 @@ class _Copy:
 
 
 class LoraDriver(Driver):
-    """Runs the GWMP server and turns ABP devices' uplinks into readings."""
+    """Runs the GWMP server, answers OTAA joins and turns devices' uplinks into readings."""
 
     Options = LoraOptions
     options: LoraOptions
@@ -84,7 +89,9 @@ class LoraDriver(Driver):
     def __init__(self, options: LoraOptions, *, clock: Any = time.monotonic) -> None:
         super().__init__(options)
         self._clock = clock
-        self._devices: dict[int, _Device] = {}
+        self._devices: dict[int, _Device] = {}  # devices with a session, by DevAddr
+        self._profiles: dict[str, PayloadProfile] = {}  # by device id, joined or not
+        self._joins = JoinHandler(options.id, options, clock=clock)
         self._dedup: Deduplicator[_Copy] = Deduplicator(options.dedup_window_s,
                                                         max(_DEDUP_MEMORY_S, options.dedup_window_s))
         self.server: GwmpServer | None = None
@@ -104,12 +111,12 @@ class LoraDriver(Driver):
 
     def points(self) -> list[Point]:
         out = []
-        for dev in self._devices.values():
-            for quantity, unit, resolution, description in dev.profile.points:
-                out.append(Point(dev.keys.id, quantity, unit, resolution, description))
-            out += [Point(dev.keys.id, "rssi", "dBm", 1, "Signal strength of the best copy"),
-                    Point(dev.keys.id, "snr", "dB", 0.1, "Signal to noise ratio of the best copy"),
-                    Point(dev.keys.id, "fcnt", "count", 1, "Uplink frame counter (32 bits)")]
+        for device_id, profile in self._profiles.items():
+            for quantity, unit, resolution, description in profile.points:
+                out.append(Point(device_id, quantity, unit, resolution, description))
+            out += [Point(device_id, "rssi", "dBm", 1, "Signal strength of the best copy"),
+                    Point(device_id, "snr", "dB", 0.1, "Signal to noise ratio of the best copy"),
+                    Point(device_id, "fcnt", "count", 1, "Uplink frame counter (32 bits)")]
         return out
 
     # -- run -------------------------------------------------------------------
@@ -118,12 +125,13 @@ class LoraDriver(Driver):
         self._ctx = ctx
         self._faults = RateLimitedLog(ctx.log, clock=self._clock)
         await self._load_devices(ctx, initial=True)
+        await self._joins.load(ctx)
         refuse_wildcard(self.options.bind, ctx.log, self.id)
         self.server = GwmpServer(self._on_push, count=ctx.count, log=ctx.log,
                                  max_datagram=self.options.max_datagram_bytes, clock=self._clock)
         self.address = await self.server.start(self.options.bind, self.options.port)
         ctx.log.info("GWMP server listening on %s:%d for %d LoRaWAN devices", self.address[0], self.address[1],
-                     len(self._devices), extra={"fields": {"driver": self.id, "port": self.address[1]}})
+                     len(self._profiles), extra={"fields": {"driver": self.id, "port": self.address[1]}})
         self.ready.set()
         try:
             await self._loop(ctx)
@@ -139,7 +147,8 @@ class LoraDriver(Driver):
     async def _loop(self, ctx: DriverContext) -> None:
         next_keys_check = self._clock() + KEYS_CHECK_EVERY_S
         while True:
-            deadline = self._dedup.next_deadline()
+            deadlines = [d for d in (self._dedup.next_deadline(), self._joins.dedup.next_deadline()) if d is not None]
+            deadline = min(deadlines) if deadlines else None
             timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self._clock()))
             try:
                 await wait_for(self._wake.wait(), timeout)
@@ -149,6 +158,8 @@ class LoraDriver(Driver):
             now = self._clock()
             for item in self._dedup.pop_due(now):
                 self._release(ctx, item)
+            for join_item in self._joins.dedup.pop_due(now):
+                await self._accept_join(ctx, join_item)
             ctx.heartbeat()
             if self._dirty and now - self._last_save >= self.options.state_save_interval_s:
                 await self._save(ctx)
@@ -182,7 +193,11 @@ class LoraDriver(Driver):
                             extra={"fields": {"driver": self.id}})
         saved = (await ctx.load_state(STATE_KEY) or {}) if initial else {}
         devices: dict[int, _Device] = {}
+        self._profiles = {k.id: profiles[k.profile] for k in keys.devices}
+        self._joins.devices = keys.by_eui()
         for k in keys.devices:
+            if k.dev_addr is None:
+                continue  # an OTAA device that has not joined yet
             old = self._devices.get(k.dev_addr)
             if old is not None and old.session == fingerprint(k.nwk_skey):
                 old.keys, old.profile = k, profiles[k.profile]
@@ -250,11 +265,8 @@ class LoraDriver(Driver):
                                  gateway=fwd.eui_hex)
             return
         if isinstance(frame, lorawan.JoinRequest):
-            ctx.count("join_requests_ignored")
-            self._faults.warning("join_request", (
-                f"OTAA join request from DevEUI {frame.dev_eui.hex().upper()} ignored: this gateway "
-                "decodes ABP devices only; provision the device for ABP and add it with `zaas-edge lora add-device`"),
-                dev_eui=frame.dev_eui.hex().upper())
+            if self._joins.on_request(ctx, frame, rx, fwd.eui, self._faults):
+                self._wake.set()
             return
         if not isinstance(frame, lorawan.DataFrame) or not frame.uplink:
             ctx.count("frames_ignored")
@@ -387,6 +399,20 @@ class LoraDriver(Driver):
             meta.append(("snr", copy.rx.snr_db, "dB"))
         readings += [ctx.reading(q, v, u, stamp=stamp, device_id=dev.keys.id) for q, v, u in meta]
         ctx.emit(readings)
+
+    async def _accept_join(self, ctx: DriverContext, item: Any) -> None:
+        assert self._faults is not None and self.server is not None
+        in_use = set(self._devices) | {d.dev_addr for d in load_keys(self.options.keys_file, missing_ok=True).devices
+                                       if d.dev_addr is not None}
+        session = await self._joins.accept(ctx, item, self.server, in_use, self._faults)
+        if session is None or session.dev_addr is None:
+            return
+        # The new session replaces the device's previous one (a rejoin): its counter starts again at 0.
+        for addr in [a for a, d in self._devices.items() if d.keys.id == session.id]:
+            del self._devices[addr]
+        self._devices[session.dev_addr] = _Device(session, self._profiles[session.id],
+                                                  FrameCounter(None, self.options.max_fcnt_gap))
+        self._dirty = True
 
     def _check_forwarders(self, ctx: DriverContext, now: float) -> None:
         if self.server is None:

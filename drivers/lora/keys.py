@@ -1,4 +1,4 @@
-"""The ABP keys file: each LoRaWAN device's DevAddr, session keys, profile and id.
+"""The keys file: each LoRaWAN device's keys, profile and id (ABP sessions and OTAA root keys).
 
 Session keys are secrets: the file must be mode 0600 (checked like every
 secret file, by ``zaas_edge.secrets``), is rewritten atomically with mode 0600,
@@ -14,21 +14,40 @@ Format (TOML)::
     nwk_skey = "<32 hex digits>"
     app_skey = "<32 hex digits>"
     profile = "milesight-em300-di"
+
+An OTAA device has its DevEUI, AppEUI (JoinEUI) and AppKey instead; after
+each accepted join the daemon writes the session it opened (``dev_addr``,
+``nwk_skey``, ``app_skey``) into the same entry::
+
+    [[device]]
+    id = "climate-b12"
+    dev_eui = "24E124710B423527"
+    app_eui = "24E124C0002A0001"
+    app_key = "<32 hex digits>"
+    profile = "milesight-am103"
+
+Every writer (``zaas-edge lora add-device`` and the daemon after a join) goes
+through ``update_keys``, which holds an exclusive lock on ``<file>.lock`` while
+it reads, changes and atomically replaces the file, so neither loses the
+other's change.
 """
 
 from __future__ import annotations
 
-__all__ = ["DeviceKeys", "KeysFile", "load_keys", "save_keys", "fingerprint", "parse_dev_addr", "parse_key"]
+__all__ = ["DeviceKeys", "KeysFile", "load_keys", "save_keys", "update_keys", "fingerprint", "parse_dev_addr",
+           "parse_eui", "parse_key"]
 
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zaas_edge.config import validation_issues
 from zaas_edge.driver import ID_PATTERN
@@ -38,8 +57,11 @@ from zaas_edge.secrets import read_secret
 
 _HEX32 = re.compile(r"^[0-9A-Fa-f]{32}$")
 _HEX8 = re.compile(r"^[0-9A-Fa-f]{8}$")
+_HEX16 = re.compile(r"^[0-9A-Fa-f]{16}$")
+_KEY_FIELDS = ("nwk_skey", "app_skey", "app_key")
 _HEADER = (
-    "# zaas-edge LoRaWAN ABP session keys: keep mode 0600, owned by the service user.\n"
+    "# zaas-edge LoRaWAN keys (ABP sessions, OTAA root keys and the sessions their joins opened):\n"
+    "# keep mode 0600, owned by the service user.\n"
     "# Managed with `zaas-edge lora add-device`; `zaas-edge lora devices` lists them without keys.\n"
 )
 
@@ -56,6 +78,13 @@ def parse_dev_addr(text: str) -> int:
     return int(text.strip(), 16)
 
 
+def parse_eui(text: str, name: str) -> bytes:
+    """A DevEUI or AppEUI as printed on the label: 16 hex digits, MSB first."""
+    if not isinstance(text, str) or not _HEX16.match(text.strip()):
+        raise ValueError(f"{name} must be 16 hex digits, as printed on the device label (e.g. 24E124710B423527)")
+    return bytes.fromhex(text.strip())
+
+
 def parse_key(text: str, name: str) -> bytes:
     """An AES-128 session key as 32 hex digits (the message never repeats the value)."""
     if not isinstance(text, str) or not _HEX32.match(text.strip()):
@@ -67,22 +96,49 @@ class _Device(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=ID_PATTERN)
-    dev_addr: str
-    nwk_skey: str = Field(repr=False)
-    app_skey: str = Field(repr=False)
+    dev_addr: str | None = None
+    nwk_skey: str | None = Field(default=None, repr=False)
+    app_skey: str | None = Field(default=None, repr=False)
+    dev_eui: str | None = None
+    app_eui: str | None = None
+    app_key: str | None = Field(default=None, repr=False)
     profile: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
     @field_validator("dev_addr")
     @classmethod
-    def _addr(cls, v: str) -> str:
+    def _addr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         parse_dev_addr(v)
         return v.strip().upper()
 
-    @field_validator("nwk_skey", "app_skey")
+    @field_validator("dev_eui", "app_eui")
     @classmethod
-    def _key(cls, v: str) -> str:
-        parse_key(v, "session key")
+    def _eui(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parse_eui(v, "EUI")
         return v.strip().upper()
+
+    @field_validator(*_KEY_FIELDS)
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parse_key(v, "key")
+        return v.strip().upper()
+
+    @model_validator(mode="after")
+    def _activation(self) -> _Device:
+        otaa = [f for f in ("dev_eui", "app_eui", "app_key") if getattr(self, f) is not None]
+        session = [f for f in ("dev_addr", "nwk_skey", "app_skey") if getattr(self, f) is not None]
+        if otaa and len(otaa) < 3:
+            raise ValueError("an OTAA device needs dev_eui, app_eui and app_key together")
+        if session and len(session) < 3:
+            raise ValueError("a session needs dev_addr, nwk_skey and app_skey together")
+        if not otaa and not session:
+            raise ValueError("give either dev_addr, nwk_skey and app_skey (ABP) or dev_eui, app_eui and app_key (OTAA)")
+        return self
 
 
 class _File(BaseModel):
@@ -93,32 +149,59 @@ class _File(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class DeviceKeys:
-    """One ABP device. ``repr`` shows fingerprints only."""
+    """One device: an ABP session, or OTAA root keys with the session of its last join (if any).
+
+    ``repr`` shows fingerprints only.
+    """
 
     id: str
-    dev_addr: int
-    nwk_skey: bytes
-    app_skey: bytes
+    dev_addr: int | None
+    nwk_skey: bytes | None
+    app_skey: bytes | None
     profile: str
+    dev_eui: bytes | None = None
+    app_eui: bytes | None = None
+    app_key: bytes | None = None
+
+    @property
+    def otaa(self) -> bool:
+        return self.app_key is not None
+
+    @property
+    def has_session(self) -> bool:
+        return self.dev_addr is not None and self.nwk_skey is not None and self.app_skey is not None
 
     @property
     def dev_addr_hex(self) -> str:
-        return f"{self.dev_addr:08X}"
+        return "" if self.dev_addr is None else f"{self.dev_addr:08X}"
 
-    def public(self) -> dict[str, str]:
+    @property
+    def dev_eui_hex(self) -> str:
+        return "" if self.dev_eui is None else self.dev_eui.hex().upper()
+
+    def with_session(self, dev_addr: int, nwk_skey: bytes, app_skey: bytes) -> DeviceKeys:
+        return replace(self, dev_addr=dev_addr, nwk_skey=nwk_skey, app_skey=app_skey)
+
+    def public(self) -> dict[str, str | None]:
         """What may be shown: everything but the keys, which appear as fingerprints."""
-        return {
+        def fp(key: bytes | None) -> str | None:
+            return None if key is None else f"sha256:{fingerprint(key)}"
+
+        out: dict[str, str | None] = {
             "id": self.id,
-            "dev_addr": self.dev_addr_hex,
+            "activation": "otaa" if self.otaa else "abp",
+            "dev_addr": self.dev_addr_hex or None,
             "profile": self.profile,
-            "nwk_skey": f"sha256:{fingerprint(self.nwk_skey)}",
-            "app_skey": f"sha256:{fingerprint(self.app_skey)}",
+            "nwk_skey": fp(self.nwk_skey),
+            "app_skey": fp(self.app_skey),
         }
+        if self.otaa:
+            out.update(dev_eui=self.dev_eui_hex, app_eui=(self.app_eui or b"").hex().upper(), app_key=fp(self.app_key))
+        return out
 
     def __repr__(self) -> str:
-        p = self.public()
-        return (f"DeviceKeys(id={self.id!r}, dev_addr={p['dev_addr']}, "
-                f"nwk_skey={p['nwk_skey']}, app_skey={p['app_skey']})")
+        shown = ", ".join(f"{k}={v}" for k, v in self.public().items() if k != "id" and v is not None)
+        return f"DeviceKeys(id={self.id!r}, {shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +210,12 @@ class KeysFile:
     devices: tuple[DeviceKeys, ...]
 
     def by_addr(self) -> dict[int, DeviceKeys]:
-        return {d.dev_addr: d for d in self.devices}
+        """Devices with a session (ABP, or OTAA once joined), by DevAddr."""
+        return {d.dev_addr: d for d in self.devices if d.dev_addr is not None}
+
+    def by_eui(self) -> dict[bytes, DeviceKeys]:
+        """OTAA devices, by DevEUI."""
+        return {d.dev_eui: d for d in self.devices if d.dev_eui is not None}
 
 
 def load_keys(path: str | Path, *, missing_ok: bool = False) -> KeysFile:
@@ -150,55 +238,67 @@ def load_keys(path: str | Path, *, missing_ok: bool = False) -> KeysFile:
     except ValidationError as exc:
         raise ConfigError(_without_values(validation_issues(exc, _File, file=str(p)))) from None
     issues: list[ConfigIssue] = []
-    seen_ids: dict[str, int] = {}
-    seen_addr: dict[str, int] = {}
+    seen: dict[str, dict[str, int]] = {"id": {}, "dev_addr": {}, "dev_eui": {}}
+    names = {"id": "id", "dev_addr": "DevAddr", "dev_eui": "DevEUI"}
     for i, d in enumerate(model.device):
-        if d.id in seen_ids:
-            issues.append(ConfigIssue(str(p), f"device[{i}].id",
-                                      f"duplicate id {d.id!r} (also device[{seen_ids[d.id]}])"))
-        if d.dev_addr in seen_addr:
-            issues.append(ConfigIssue(str(p), f"device[{i}].dev_addr",
-                                      f"duplicate DevAddr {d.dev_addr} (also device[{seen_addr[d.dev_addr]}])"))
-        seen_ids.setdefault(d.id, i)
-        seen_addr.setdefault(d.dev_addr, i)
+        for attr, where in seen.items():
+            value = getattr(d, attr)
+            if value is None:
+                continue
+            if value in where:
+                shown = repr(value) if attr == "id" else value
+                issues.append(ConfigIssue(str(p), f"device[{i}].{attr}",
+                                          f"duplicate {names[attr]} {shown} (also device[{where[value]}])"))
+            where.setdefault(value, i)
     if issues:
         raise ConfigError(issues)
     devices = []
     for d in model.device:
-        for k in (d.nwk_skey, d.app_skey):
-            register_secret(k)
-            register_secret(k.lower())
-        devices.append(DeviceKeys(d.id, int(d.dev_addr, 16), bytes.fromhex(d.nwk_skey),
-                                  bytes.fromhex(d.app_skey), d.profile))
+        for k in (d.nwk_skey, d.app_skey, d.app_key):
+            if k is not None:
+                register_secret(k)
+                register_secret(k.lower())
+        devices.append(DeviceKeys(
+            d.id, None if d.dev_addr is None else int(d.dev_addr, 16), _opt_hex(d.nwk_skey), _opt_hex(d.app_skey),
+            d.profile, _opt_hex(d.dev_eui), _opt_hex(d.app_eui), _opt_hex(d.app_key)))
     return KeysFile(p, tuple(devices))
+
+
+def _opt_hex(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
 
 
 def _without_values(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     # The project's wording quotes found values ("got '...'"): never for a key field.
     out = []
     for issue in issues:
-        if issue.path.endswith(("nwk_skey", "app_skey")):
+        if issue.path.endswith(_KEY_FIELDS):
             out.append(ConfigIssue(issue.file, issue.path, "must be 32 hex digits (value not shown)"))
         else:
             out.append(issue)
     return out
 
 
-def _render(devices: tuple[DeviceKeys, ...] | list[DeviceKeys]) -> str:
+def _render(devices: Sequence[DeviceKeys]) -> str:
     parts = [_HEADER]
     for d in devices:
-        parts.append(
-            "\n[[device]]\n"
-            f'id = "{d.id}"\n'
-            f'dev_addr = "{d.dev_addr_hex}"\n'
-            f'nwk_skey = "{d.nwk_skey.hex().upper()}"\n'
-            f'app_skey = "{d.app_skey.hex().upper()}"\n'
-            f'profile = "{d.profile}"\n'
-        )
+        lines = ["", "[[device]]", f'id = "{d.id}"']
+        if d.otaa:
+            assert d.dev_eui is not None and d.app_eui is not None and d.app_key is not None
+            lines += [f'dev_eui = "{d.dev_eui.hex().upper()}"', f'app_eui = "{d.app_eui.hex().upper()}"',
+                      f'app_key = "{d.app_key.hex().upper()}"']
+        if d.has_session:
+            assert d.nwk_skey is not None and d.app_skey is not None
+            if d.otaa:
+                lines.append("# session of the last accepted join, written by the daemon")
+            lines += [f'dev_addr = "{d.dev_addr_hex}"', f'nwk_skey = "{d.nwk_skey.hex().upper()}"',
+                      f'app_skey = "{d.app_skey.hex().upper()}"']
+        lines.append(f'profile = "{d.profile}"')
+        parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
 
-def save_keys(path: str | Path, devices: tuple[DeviceKeys, ...] | list[DeviceKeys]) -> None:
+def save_keys(path: str | Path, devices: Sequence[DeviceKeys]) -> None:
     """Write the keys file atomically with mode 0600: a power cut leaves the old or the new file, whole."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -222,3 +322,20 @@ def save_keys(path: str | Path, devices: tuple[DeviceKeys, ...] | list[DeviceKey
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
+
+
+def update_keys(path: str | Path, change: Callable[[list[DeviceKeys]], list[DeviceKeys]]) -> list[DeviceKeys]:
+    """Read, change and rewrite the keys file under an exclusive lock on ``<file>.lock``; return the new list.
+
+    Blocking (file lock, fsync): call it from a thread in async code.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(p.with_name(p.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        devices = change(list(load_keys(p, missing_ok=True).devices))
+        save_keys(p, devices)
+        return devices
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -50,6 +50,23 @@ class LoraOptions(DriverOptions):
         description="Frame counters are saved at most this often (and on stop)",
     )
 
+    net_id: str = Field(
+        default="000000", pattern=r"^[0-9A-Fa-f]{6}$",
+        description="NetID sent in OTAA join accepts; a type 0 NetID (000000 and 000001 are for private networks)",
+    )
+    join_cflist: bool = Field(
+        default=True,
+        description="Join accepts carry the EU868 CFList with channels 867.1 to 867.9 MHz (3 default ones + 5)",
+    )
+
+    @field_validator("net_id")
+    @classmethod
+    def _type0_net_id(cls, value: str) -> str:
+        if int(value, 16) >> 21:
+            raise ValueError(f"NetID {value.upper()} is not a type 0 NetID: use 000000 or 000001, "
+                             "or the type 0 NetID the LoRa Alliance assigned you")
+        return value.upper()
+
     @field_validator("bind")
     @classmethod
     def _explicit_wildcard(cls, value: str) -> str:

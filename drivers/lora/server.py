@@ -1,7 +1,9 @@
 """The GWMP server: the UDP end the Semtech packet forwarders talk to.
 
 It answers PUSH_DATA with PUSH_ACK and PULL_DATA with PULL_ACK (same
-version, same token), keeps track of every forwarder (gateway EUI, address,
+version, same token), sends downlinks (OTAA join accepts) as
+PULL_RESP to the address a forwarder's PULL_DATA came from, counts its
+TX_ACK answers, keeps track of every forwarder (gateway EUI, address,
 last seen, datagram counts) and hands each parsed PUSH_DATA to the driver.
 Anything that is not a valid datagram is counted and dropped; the log says so
 at most once a minute per kind of fault, so a noisy neighbour cannot flood the
@@ -17,6 +19,7 @@ __all__ = ["GwmpServer", "Forwarder", "RateLimitedLog", "refuse_wildcard"]
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +112,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         self._max = max_datagram
         self._clock = clock
         self.forwarders: dict[bytes, Forwarder] = {}
+        self.pending_tx: dict[bytes, bytes] = {}  # PULL_RESP token -> forwarder EUI, until its TX_ACK
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = asyncio.Event()
 
@@ -160,7 +164,7 @@ class GwmpServer(asyncio.DatagramProtocol):
             elif isinstance(msg, gwmp.PullData):
                 self._pull(msg, addr)
             elif isinstance(msg, gwmp.TxAck):
-                self._count("tx_ack", 1)
+                self._tx_ack(msg)
             else:  # an ACK or PULL_RESP sent to a server: a misdirected or looped datagram
                 self._drop("datagram_unexpected",
                            f"GWMP {msg.identifier.name} from {_show(addr)} is for a forwarder, not a server: dropped",
@@ -221,6 +225,34 @@ class GwmpServer(asyncio.DatagramProtocol):
         fwd.pull_addr = addr
         fwd.pull_data += 1
         self._count("pull_data", 1)
+
+
+    # -- downlinks ----------------------------------------------------------
+
+    def send_downlink(self, eui: bytes, txpk: gwmp.TxPacket) -> bool:
+        """Ask forwarder ``eui`` to transmit ``txpk``; False when it has no downlink path (no PULL_DATA yet)."""
+        fwd = self.forwarders.get(eui)
+        if fwd is None or fwd.pull_addr is None or self.transport is None:
+            return False
+        token = secrets.token_bytes(2)
+        self.pending_tx[token] = eui
+        if len(self.pending_tx) > 256:  # forwarders that never answer (protocol v1): forget the oldest
+            del self.pending_tx[next(iter(self.pending_tx))]
+        self._send(gwmp.pull_resp(token, txpk), fwd.pull_addr)
+        self._count("pull_resp", 1)
+        return True
+
+    def _tx_ack(self, msg: gwmp.TxAck) -> None:
+        self._count("tx_ack", 1)
+        self.pending_tx.pop(msg.token, None)
+        if not msg.ok:
+            eui = msg.gateway_eui.hex().upper()
+            self._count("tx_ack_errors", 1)
+            self._faults.warning(f"tx_ack.{msg.error}", (
+                f"packet forwarder {eui} did not transmit a downlink: {msg.error} (TOO_LATE: the answer came "
+                "after its time; TOO_EARLY, COLLISION_PACKET, TX_FREQ, TX_POWER, GPS_UNLOCKED: see the "
+                "forwarder's log)"),
+                gateway=eui)
 
 
 def _fault_kind(exc: ProtocolError, prefix: str = "datagram") -> str:
