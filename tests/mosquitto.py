@@ -4,8 +4,9 @@
 port 0, read it back), starts ``/usr/sbin/mosquitto`` and waits until it
 accepts MQTT connections (a CONNECT answered by a CONNACK, not a sleep). It can
 be stopped and started again on the same port, killed, and given a password
-file and an ACL. Persistence is off: a restart loses every retained message,
-which is what the reconnection tests want to see recovered.
+file, an ACL, and a TLS listener (``TlsFiles``) instead of the plain one.
+Persistence is off: a restart loses every retained message, which is what the
+reconnection tests want to see recovered.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,13 +35,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A TLS listener: the broker's chain, the CA it trusts for clients, and what probes and
+    subscribers present (``client_*``) when ``require_certificate`` is set."""
+
+    ca_file: Path  # CA of the client certificates the broker accepts; also what our subscribers trust
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert is not None:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
 def available() -> bool:
     return os.access(MOSQUITTO, os.X_OK)
 
 
 class Mosquitto:
     def __init__(self, directory: Path, *, port: int | None = None, users: dict[str, str] | None = None,
-                 acl: str | None = None, unix_socket: Path | None = None) -> None:
+                 acl: str | None = None, unix_socket: Path | None = None, tls: TlsFiles | None = None) -> None:
         if not available():
             pytest.skip(f"mosquitto not found at {MOSQUITTO}: apt-get install -y mosquitto")
         self.dir = Path(directory)
@@ -48,6 +70,7 @@ class Mosquitto:
         self.users = users
         self.acl = acl
         self.unix_socket = unix_socket
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "mosquitto.log"
         self.conf_path = self.dir / "mosquitto.conf"
@@ -57,6 +80,10 @@ class Mosquitto:
         lines = [f"listener {self.port} {self.host}", "persistence false", "log_dest stdout",
                  "log_type error", "log_type warning", "log_type notice", "log_type information",
                  "connection_messages true"]
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca_file}", f"certfile {self.tls.cert_file}",
+                      f"keyfile {self.tls.key_file}",
+                      f"require_certificate {'true' if self.tls.require_certificate else 'false'}"]
         if os.geteuid() == 0:
             lines.insert(0, "user root")  # otherwise it drops to a user that cannot read tmp files
         if self.unix_socket is not None:
@@ -96,16 +123,26 @@ class Mosquitto:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=1.0) as s:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as raw:
+                    s = raw
+                    if self.tls is not None:
+                        probe = self.tls.client_context()
+                        probe.check_hostname = False  # "is it up", not "is it who it says":
+                        probe.verify_mode = ssl.CERT_NONE  # tests also serve wrong certificates
+                        s = probe.wrap_socket(raw, server_hostname=self.host)
                     s.sendall(_PROBE)
                     if s.recv(4)[:1] == b"\x20":
                         return
-            except OSError:
+            except OSError:  # ssl.SSLError included: a listener not yet up may reset the handshake
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mosquitto did not accept connections on {self.port}:\n{self.log()}")
             time.sleep(delay)  # between connection attempts only
             delay = min(delay * 2, 0.1)
+
+    def client_tls(self) -> ssl.SSLContext | None:
+        """The TLS context a subscriber needs for this broker (None for a plain listener)."""
+        return self.tls.client_context() if self.tls is not None else None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -172,7 +209,7 @@ class Collector:
         self._changed = asyncio.Condition()
         self.client = aiomqtt.Client(self.broker.host, self.broker.port, username=self.username,
                                      password=self.password, identifier=self.client_id,
-                                     protocol=aiomqtt.ProtocolVersion.V5)
+                                     protocol=aiomqtt.ProtocolVersion.V5, tls_context=self.broker.client_tls())
         await self.client.__aenter__()
         for f in self.filters:
             await self.client.subscribe(f, qos=1)

@@ -41,6 +41,8 @@ class BrokerSettings:
     socket: Path | None = None  # a Unix socket replaces host and port
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None  # client certificate, with key_file, for brokers that require one
+    key_file: Path | None = None
     username: str | None = None
     password: str | None = None
     client_id: str = "zaas-edge"
@@ -65,7 +67,8 @@ def settings_from_config(cfg: object, will_topic: str | None = None) -> BrokerSe
     mqtt = cfg.mqtt  # type: ignore[attr-defined]
     gw = cfg.gateway  # type: ignore[attr-defined]
     return BrokerSettings(
-        host=mqtt.host, port=mqtt.port, socket=mqtt.socket, tls=mqtt.tls, ca_file=mqtt.ca_file,
+        host=mqtt.host, port=mqtt.port, socket=mqtt.socket, tls=mqtt.tls or mqtt.cert_file is not None,
+        ca_file=mqtt.ca_file, cert_file=mqtt.cert_file, key_file=mqtt.key_file,
         username=mqtt.username,
         password=read_secret(mqtt.password_file) if mqtt.password_file else None,
         client_id=mqtt.client_id or f"zaas-edge-{gw.site}-{gw.id}"[:64],
@@ -82,8 +85,30 @@ class Message:
     qos: int
 
 
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc``: aiomqtt re-raises paho's as a bare ``MqttError``, keeping it
+    only as the exception's context."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _translate(exc: Exception, settings: BrokerSettings) -> ZaasError:
     where = settings.describe
+    tls = _tls_failure(exc)
+    if tls is not None:
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            why = tls.verify_message or tls.reason or str(tls)
+            return PermanentError(f"broker {where}: its TLS certificate is not trusted ({why}): check [mqtt] "
+                                  "ca_file names the CA that signed the broker's certificate, and that the "
+                                  "certificate names the host in [mqtt] host")
+        return PermanentError(f"broker {where}: TLS failed ({tls.reason or tls}): check [mqtt] ca_file, "
+                              "cert_file and key_file against the broker's TLS listener")
     if isinstance(exc, MqttConnectError):
         rc = exc.rc
         code = getattr(rc, "value", rc)
@@ -92,9 +117,13 @@ def _translate(exc: Exception, settings: BrokerSettings) -> ZaasError:
                                   "password_file and the broker's password file and ACL")
         return TransientError(f"broker {where} refused the connection: {exc}")
     if isinstance(exc, aiomqtt.MqttError):
-        return TransientError(f"broker {where}: {exc or 'connection failed'}")
-    if isinstance(exc, ssl.SSLError):
-        return PermanentError(f"broker {where}: TLS failed ({exc}): check [mqtt] ca_file and the broker's certificate")
+        hint = ""
+        if settings.tls and settings.cert_file is None and "timed out" in str(exc):
+            # A TLS 1.3 broker that wants a client certificate says so after the handshake; the
+            # client library drops that alert and waits for a CONNACK that never comes.
+            hint = (" (no answer to CONNECT over TLS: if the broker requires client certificates, "
+                    "set [mqtt] cert_file and key_file)")
+        return TransientError(f"broker {where}: {exc or 'connection failed'}{hint}")
     return TransientError(f"broker {where}: {type(exc).__name__}: {exc}")
 
 
@@ -103,6 +132,15 @@ def _tls_context(settings: BrokerSettings) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
+    if settings.cert_file is not None:
+        try:
+            ctx.load_cert_chain(str(settings.cert_file), str(settings.key_file) if settings.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            # Named by path only: the key's content never reaches a message.
+            raise PermanentError(f"client certificate {settings.cert_file} or its key {settings.key_file} "
+                                 f"cannot be used ({getattr(exc, 'reason', None) or exc.strerror or exc}): "
+                                 "check [mqtt] cert_file and key_file (PEM, the key matching the "
+                                 "certificate)") from None
     return ctx
 
 

@@ -30,6 +30,9 @@ class MqttSection(Section):
     socket: AbsPath | None = Field(default=None, description="Unix socket of the broker; replaces host and port")
     tls: bool = False
     ca_file: AbsPath | None = Field(default=None, description="CA bundle for TLS (default: the system's)")
+    cert_file: AbsPath | None = Field(default=None,
+                                      description="Client certificate (PEM) for brokers that ask; turns TLS on")
+    key_file: SecretFile | None = Field(default=None, description="Private key of cert_file (PEM, mode 0600)")
     username: str | None = None
     password_file: SecretFile | None = None
     client_id: str | None = Field(default=None, min_length=1, max_length=64,
@@ -60,6 +63,8 @@ class MqttSection(Section):
         if self.min_interval_s > self.max_interval_s:
             raise ValueError(f"min_interval_s ({self.min_interval_s}) must not exceed max_interval_s "
                              f"({self.max_interval_s})")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
         if self.reconnect_initial_s > self.reconnect_max_s:
             raise ValueError("reconnect_initial_s must not exceed reconnect_max_s")
         return self

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from zaas_edge.aio import wait_for
-from zaas_edge.errors import TransientError, ZaasError
+from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler, LoadOverrides
@@ -35,6 +35,7 @@ HOUSEKEEPING_S = 1.0
 EVENT_BACKLOG = 100  # events kept while the broker is away; older ones are dropped and counted
 PUBLISH_CONCURRENCY = 64
 READ_BACK_S = 2.0  # retained discovery configurations arrive right after SUBACK; this is ample
+REFUSED_ALARM = "mqtt.broker_refused"  # the broker refuses who we are (login, TLS): an operator must act
 
 
 def _configured_loads(cfg: Any) -> Collection[str]:
@@ -58,7 +59,7 @@ class MqttService(Service):
         self.overrides = LoadOverrides(lambda: _configured_loads(ctx.config()))
         st = ctx.status
         st.update({"connected": False, "broker": None, "last_connect": None, "last_error": None,
-                   "reconnects": 0, "published": 0, "dropped": 0, "devices": 0,
+                   "reconnects": 0, "failures": 0, "retry_in_s": None, "published": 0, "dropped": 0, "devices": 0,
                    "discovery_removed": 0})
         st.setdefault("commands", {"accepted": 0, "refused": {}})
         self.commands = CommandHandler(ctx.drivers, self.overrides, rate_per_s=s.command_rate_per_min / 60,
@@ -73,6 +74,7 @@ class MqttService(Service):
         self._connected_at = 0.0
         self._connections = 0
         self._reannounce: asyncio.TimerHandle | None = None
+        self._refused: str | None = None  # the text of the active refusal alarm
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- hub sinks (synchronous, never raise into the hub) ----------------------------
@@ -130,19 +132,40 @@ class MqttService(Service):
                 st["broker"] = settings.describe
                 async with connect(settings) as conn:
                     failures = 0
+                    st.update(failures=0, retry_in_s=None)
                     last_logged = None
+                    self._refusal(None)
                     await self._session(conn)
             except ZaasError as exc:
                 st["connected"] = False
                 st["last_error"] = str(exc)
+                if isinstance(exc, PermanentError):
+                    self._refusal(str(exc))
                 if str(exc) != last_logged:  # once per distinct problem, not once per retry
                     self.ctx.log.warning("mqtt: %s; retrying", exc, extra={"fields": {"service": "mqtt"}})
                     last_logged = str(exc)
             finally:
                 self._conn = None
             delay = min(s.reconnect_max_s, s.reconnect_initial_s * 2 ** min(failures, 16))
+            delay *= random.uniform(0.5, 1.0)  # jitter: gateways do not reconnect in step
             failures += 1
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: gateways do not reconnect in step
+            st.update(failures=failures, retry_in_s=round(delay, 3))
+            await asyncio.sleep(delay)
+
+    def _refusal(self, text: str | None) -> None:
+        """Raise the refusal alarm (a wrong password, an untrusted certificate: retrying alone will
+        not fix it), or clear it once a connection succeeds. Retries go on meanwhile."""
+        if text == self._refused or (text is None and self._refused is None):
+            return
+        stamp = self.ctx.clock.now()
+        where = self.ctx.status.get("broker")
+        if text is not None:
+            alarm = Alarm(REFUSED_ALARM, True, text, "mqtt", stamp, Severity.ERROR, {"broker": where})
+        else:
+            alarm = Alarm(REFUSED_ALARM, False, f"broker {where} accepts the gateway again", "mqtt", stamp,
+                          Severity.ERROR, {"broker": where})
+        self._refused = text
+        self.ctx.notice(alarm)
 
     async def _session(self, conn: MqttConnection) -> None:
         st = self.ctx.status
