@@ -308,14 +308,20 @@ async def test_broker_restart_recovers_status_state_and_discovery(tmp_path: Path
     await h.start()
     try:
         h.emit(42.0)
-        await h.until(lambda: h.service.publisher.offered >= 1 and h.ctx.status["published"] >= 5)
+        h.hub.notice(Alarm("store.degraded", True, "storage is read-only", "store", h.clock.now(),
+                           Severity.ERROR))
+        await h.until(lambda: h.service.publisher.offered >= 1 and h.ctx.status["published"] >= 6)
         mosquitto.restart()  # same port, persistence off: every retained message is gone
         await h.until(lambda: h.ctx.status["reconnects"] >= 1 and h.ctx.status["connected"])
         async with Collector(mosquitto, "zaas/#", "homeassistant/#") as sub:
             assert await sub.wait_for(f"{BASE}/status") == b"online"
             assert json.loads(await sub.wait_for(f"{BASE}/device/meter-1/state"))["points"]["power"] == 42
             assert await sub.wait_for(f"{BASE}/device/meter-1/availability") == b"online"
-            assert "power" in json.loads(await sub.wait_for(DISCO))["cmps"]
+            disco = json.loads(await sub.wait_for(DISCO))
+            assert set(disco["cmps"]) == {"power", "energy"}
+            assert disco["cmps"]["energy"]["device_class"] == "energy"
+            alarm = json.loads(await sub.wait_for(f"{BASE}/alarm/store.degraded"))
+            assert alarm["active"] is True and alarm["text"] == "storage is read-only"
         assert h.ctx.status["broker"] == f"mqtt://127.0.0.1:{mosquitto.port}"
         assert h.ctx.status["last_connect"] is not None
     finally:
