@@ -95,20 +95,23 @@ def _dev(unit: int, **kw: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("kind,fault", [("tcp", "silent"), ("rtu", "silent"), ("rtu", "crc"),
-                                        ("rtu-over-tcp", "crc")])
+                                        ("rtu-over-tcp", "crc"), ("tcp", "slow")])
 async def test_offline_then_online_under_a_fault(kind: str, fault: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="zaas_edge")
     bus = SimBus.of_profile("eastron-sdm630", [1, 2])
     async with await SERVE[kind](bus) as srv:
         async with DriverRun(bus_options(srv, [_dev(1), _dev(2)], **FAST)) as run:
             await run.until(lambda: run.latest("m1/power") is not None and run.latest("m2/power") is not None)
-            (bus.faults.silent_units if fault == "silent" else bus.faults.crc_units).add(2)
+            if fault == "slow":
+                bus.faults.unit_delay_s[2] = 1.0  # answers, but long after the 0.15 s timeout
+            else:
+                (bus.faults.silent_units if fault == "silent" else bus.faults.crc_units).add(2)
             await run.until(lambda: run.alarms("device.m2.offline") == [True], what="the offline alarm")
             offline = [e for e in run.events("device.availability") if e.data["state"] == "offline"]
             assert [e.data["device"] for e in offline] == ["m2"]
             h = run.driver.health()["m2"]
             assert h["online"] is False
-            if fault == "silent":
+            if fault in ("silent", "slow"):
                 assert h["timeouts"] >= 2 and h["crc_errors"] == 0
             else:
                 assert h["crc_errors"] >= 2
