@@ -46,3 +46,26 @@ def test_bad_input_is_one_line_without_the_key(tmp_path: Path) -> None:
               "--app-skey", APP, "--profile", "nosuch", "--id", "c1")
     assert out.returncode == 2 and "available: milesight-am103" in out.stderr
     assert not keys.exists()
+
+
+def test_add_device_otaa_keeps_root_keys_hidden_and_refuses_mixed_modes(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    app_key = "5572404C696E6B4C6F52613230313823"
+    out = run("lora", "add-device", "--keys-file", str(keys), "--otaa", "--dev-eui", "24e124710b423527",
+              "--app-eui", "24E124C0002A0001", "--app-key", app_key, "--profile", "milesight-am103",
+              "--id", "climate-otaa", "--json")
+    assert out.returncode == 0, out.stderr
+    added = json.loads(out.stdout)["added"]
+    assert added["activation"] == "otaa" and added["dev_eui"] == "24E124710B423527" and added["dev_addr"] is None
+    assert added["app_key"].startswith("sha256:") and app_key not in out.stdout
+    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o600
+    assert f'app_key = "{app_key}"' in keys.read_text() and "dev_addr" not in keys.read_text()
+    listed = run("lora", "devices", "--keys-file", str(keys))
+    assert "climate-otaa  otaa" in listed.stdout and "(not joined)" in listed.stdout
+    mixed = run("lora", "add-device", "--keys-file", str(keys), "--otaa", "--dev-eui", "24E124710B423528",
+                "--app-eui", "24E124C0002A0001", "--app-key", app_key, "--dev-addr", "26011BDA",
+                "--profile", "milesight-am103", "--id", "c2")
+    assert mixed.returncode == 2 and "by joining" in mixed.stderr
+    again = run("lora", "add-device", "--keys-file", str(keys), "--otaa", "--dev-eui", "24E124710B423527",
+                "--app-eui", "24E124C0002A0001", "--app-key", app_key, "--profile", "milesight-am103", "--id", "c3")
+    assert again.returncode == 1 and "climate-otaa (24E124710B423527) already in" in again.stderr

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sqlite3
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 from zaas_edge.drivers.lora.keys import save_keys
 
-from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, am103_payload, em300_di_payload
-from tests.daemon_harness import DaemonProcess, write_config
+from hil.lora_forwarder import (DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, SimOtaaDevice, am103_payload,
+                                em300_di_payload)
+from tests.daemon_harness import CLI, DaemonProcess, write_config
 
 
 @pytest.fixture
@@ -96,3 +98,59 @@ def test_forwarder_uplinks_reach_status_points_and_the_store(base: Path) -> None
     assert sorted(stored) == [("climate-1/temperature", 23.5), ("water-1/pulse_count", 4320.0),
                               ("water-1/pulse_count", 4321.0)]
     assert security == 1  # the replay (one bad MIC stays under the threshold)
+
+
+def test_an_otaa_device_joins_through_the_daemon_and_its_uplinks_are_stored(base: Path) -> None:
+    keys = base / "lora-keys.toml"
+    dev = SimOtaaDevice("climate-otaa", bytes.fromhex("24E124710B423527"), bytes.fromhex("24E124C0002A0001"),
+                        bytes.fromhex("5572404C696E6B4C6F52613230313823"))
+    port = free_udp_port()
+    drivers = (f'[[drivers]]\nid = "lora"\ntype = "lora"\nport = {port}\nkeys_file = "{keys}"\n'
+               'dedup_window_s = 0.1\nstate_save_interval_s = 0\nnet_id = "000013"\n')
+    cfg = write_config(base / "config.toml", base, drivers=drivers)
+    add = subprocess.run([*CLI, "-c", str(cfg), "lora", "add-device", "--otaa", "--dev-eui", "24E124710B423527",
+                          "--app-eui", "24E124C0002A0001", "--app-key", dev.app_key.hex(), "--profile",
+                          "milesight-am103", "--id", "climate-otaa"], capture_output=True, text=True, timeout=60)
+    assert add.returncode == 0 and "OTAA" in add.stdout, add.stderr
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_notify("READY=1")
+        d.wait_status(lambda s: s["drivers"]["lora"]["state"] == "running")
+
+        async def join_and_send() -> tuple[bytes, int, int]:
+            async with SimForwarder("127.0.0.1", port, gateways()) as fwd:
+                for gw in fwd.gateways:
+                    assert await fwd.pull_data(gw, timeout=10)
+                down = await fwd.join(dev, timeout=10)
+                heard_at = fwd.rx_tmst[down.gateway]
+                assert dev.session is not None
+                assert await fwd.uplink(dev.session.uplink(am103_payload(19.5, 52.0, 1230)))
+                assert await fwd.uplink(dev.session.uplink(am103_payload(19.7, 51.5, 1250)))
+                return down.gateway, down.txpk.tmst or 0, heard_at
+
+        gateway, tmst, rx_tmst = asyncio.run(join_and_send())
+        assert gateway == bytes.fromhex("AA555A0000000002") and tmst == rx_tmst + 5_000_000
+        assert dev.accept is not None and dev.accept.net_id == 0x13 and dev.accept.dev_addr >> 25 == 0x13
+        st = d.wait_status(lambda s: s["drivers"]["lora"]["counters"].get("uplinks") == 2)
+        assert st["drivers"]["lora"]["counters"]["joins_accepted"] == 1
+        points = json.loads(d.cli("status", "--json", "--points").stdout)["points"]
+        assert points["climate-otaa/co2"]["value"] == 1250.0 and points["climate-otaa/fcnt"]["value"] == 1.0
+        listed = json.loads(d.cli("lora", "devices", "--json").stdout)
+        [row] = listed["devices"]
+        assert (row["activation"], row["dev_addr"], row["joins"], row["uplinks"]) == \
+            ("otaa", f"{dev.accept.dev_addr:08X}", 1, 2)
+        assert dev.app_key.hex().upper() not in json.dumps(listed).upper()
+        assert d.stop() == 0
+    finally:
+        d.close()
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+    assert f'dev_addr = "{dev.accept.dev_addr:08X}"' in keys.read_text()
+    db = sqlite3.connect(base / "state" / "store.sqlite")
+    try:
+        stored = db.execute(
+            "select r.value from reading r join point p on p.id = r.point_id "
+            "where p.key = 'climate-otaa/co2' order by r.seq").fetchall()
+        joins = db.execute("select count(*) from event where kind = 'lora.join'").fetchone()[0]
+    finally:
+        db.close()
+    assert stored == [(1230.0,), (1250.0,)] and joins == 1

@@ -1,10 +1,10 @@
-"""``zaas-edge lora``: provision ABP devices and see how each one is heard.
+"""``zaas-edge lora``: provision ABP and OTAA devices and see how each one is heard.
 
 ``lora devices`` joins two sources: the keys file (which devices exist; keys
 shown as fingerprints only) and the running daemon's ``status`` (the latest
 ``<id>/rssi``, ``<id>/snr``, ``<id>/fcnt`` readings and the driver's
 per-device counters ``<id>.uplinks``, ``<id>.bad_mic``, ``<id>.replayed``,
-``<id>.payload_errors``). Drivers register no control commands, so this is
+``<id>.payload_errors``, ``<id>.joins``). Drivers register no control commands, so this is
 all the CLI needs; with no daemon running it lists the keys file alone.
 """
 
@@ -22,7 +22,7 @@ from zaas_edge.errors import ConfigError
 
 @cli.group("lora")
 def lora() -> None:
-    """LoRaWAN devices heard through packet forwarders (ABP keys, signal, counters)."""
+    """LoRaWAN devices heard through packet forwarders (ABP and OTAA keys, signal, counters)."""
 
 
 def _driver_options(ctx: click.Context, driver_id: str | None) -> tuple[Any, Any]:
@@ -60,47 +60,83 @@ def _options(f: Any) -> Any:
 
 
 @lora.command("add-device")
-@click.option("--dev-addr", required=True, help="DevAddr, 8 hex digits as printed (e.g. 26011BDA).")
-@click.option("--nwk-skey", prompt="NwkSKey (32 hex digits)", hide_input=True,
-              help="Network session key, 32 hex digits (prompted, hidden, when omitted).")
-@click.option("--app-skey", prompt="AppSKey (32 hex digits)", hide_input=True,
-              help="Application session key, 32 hex digits (prompted, hidden, when omitted).")
+@click.option("--otaa", is_flag=True, help="An OTAA device (DevEUI, AppEUI, AppKey): it joins by itself.")
+@click.option("--dev-addr", default=None, help="ABP: DevAddr, 8 hex digits as printed (e.g. 26011BDA).")
+@click.option("--nwk-skey", default=None,
+              help="ABP: network session key, 32 hex digits (prompted, hidden, if omitted).")
+@click.option("--app-skey", default=None,
+              help="ABP: application session key, 32 hex digits (prompted, hidden, if omitted).")
+@click.option("--dev-eui", default=None, help="OTAA: DevEUI, 16 hex digits as on the label.")
+@click.option("--app-eui", default=None, help="OTAA: AppEUI (JoinEUI), 16 hex digits.")
+@click.option("--app-key", default=None, help="OTAA: AppKey, 32 hex digits (prompted, hidden, if omitted).")
 @click.option("--profile", required=True, help="Payload profile (see drivers/profiles/lora), e.g. milesight-am103.")
 @click.option("--id", "device_id", required=True, help="Device id: the device part of its point keys.")
-@click.option("--replace", is_flag=True, help="Replace a device with the same id or DevAddr.")
+@click.option("--replace", is_flag=True, help="Replace a device with the same id, DevAddr or DevEUI.")
 @_options
 @json_option
 @click.pass_context
-def add_device(ctx: click.Context, dev_addr: str, nwk_skey: str, app_skey: str, profile: str, device_id: str,
+def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: str | None, app_skey: str | None,
+               dev_eui: str | None, app_eui: str | None, app_key: str | None, profile: str, device_id: str,
                replace: bool, driver_id: str | None, keys_file: str | None, as_json: bool) -> None:
-    """Add an ABP device to the keys file (created with mode 0600); keys are never shown again."""
+    """Add an ABP or OTAA device to the keys file (created with mode 0600); keys are never shown again."""
     import re
 
-    from zaas_edge.drivers.lora.keys import DeviceKeys, load_keys, parse_dev_addr, parse_key, save_keys
+    from zaas_edge.drivers.lora.keys import DeviceKeys, parse_dev_addr, parse_eui, parse_key, update_keys
     from zaas_edge.drivers.lora.payloads import load_profile
 
     from zaas_edge.driver import ID_PATTERN
 
     path, _, _ = _keys_path(ctx, keys_file, driver_id)
-    try:
-        addr = parse_dev_addr(dev_addr)
-        nwk, app = parse_key(nwk_skey, "--nwk-skey"), parse_key(app_skey, "--app-skey")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
     if not re.match(ID_PATTERN, device_id):
         raise click.BadParameter("--id: lowercase letters, digits, '_', '.' or '-', 63 characters at most")
+    try:
+        if otaa:
+            if dev_addr or nwk_skey or app_skey:
+                raise click.UsageError("--otaa devices get their DevAddr and session keys by joining: "
+                                       "leave out --dev-addr, --nwk-skey and --app-skey")
+            if not dev_eui or not app_eui:
+                raise click.UsageError("--otaa needs --dev-eui and --app-eui")
+            key = app_key or click.prompt("AppKey (32 hex digits)", hide_input=True)
+            new = DeviceKeys(device_id, None, None, None, profile, parse_eui(dev_eui, "--dev-eui"),
+                             parse_eui(app_eui, "--app-eui"), parse_key(key, "--app-key"))
+        else:
+            if dev_eui or app_eui or app_key:
+                raise click.UsageError("--dev-eui, --app-eui and --app-key are for --otaa devices")
+            if not dev_addr:
+                raise click.UsageError("an ABP device needs --dev-addr (or pass --otaa for an OTAA device)")
+            addr = parse_dev_addr(dev_addr)
+            nwk = parse_key(nwk_skey or click.prompt("NwkSKey (32 hex digits)", hide_input=True), "--nwk-skey")
+            app = parse_key(app_skey or click.prompt("AppSKey (32 hex digits)", hide_input=True), "--app-skey")
+            new = DeviceKeys(device_id, addr, nwk, app, profile)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     load_profile(profile)  # ConfigError lists the available profiles
-    current = list(load_keys(path, missing_ok=True).devices)
-    clash = [d for d in current if d.id == device_id or d.dev_addr == addr]
-    if clash and not replace:
-        names = ", ".join(f"{d.id} ({d.dev_addr_hex})" for d in clash)
-        raise click.ClickException(f"{names} already in {path}: pass --replace to replace it")
-    new = DeviceKeys(device_id, addr, nwk, app, profile)
-    save_keys(path, [d for d in current if d not in clash] + [new])
-    emit({"added": new.public(), "keys_file": str(path), "replaced": [d.id for d in clash]}, as_json,
-         lambda data: click.echo(
-             f"added {device_id} (DevAddr {new.dev_addr_hex}, profile {profile}, NwkSKey {data['added']['nwk_skey']}, "
-             f"AppSKey {data['added']['app_skey']}) to {path}; a running daemon picks it up within a few seconds"))
+    replaced: list[str] = []
+
+    def change(current: list[DeviceKeys]) -> list[DeviceKeys]:
+        clash = [d for d in current if d.id == device_id
+                 or (new.dev_addr is not None and d.dev_addr == new.dev_addr)
+                 or (new.dev_eui is not None and d.dev_eui == new.dev_eui)]
+        if clash and not replace:
+            names = ", ".join(f"{d.id} ({d.dev_addr_hex or d.dev_eui_hex})" for d in clash)
+            raise click.ClickException(f"{names} already in {path}: pass --replace to replace it")
+        replaced.extend(d.id for d in clash)
+        return [d for d in current if d not in clash] + [new]
+
+    update_keys(path, change)
+    shown = new.public()
+    if otaa:
+        what = (f"DevEUI {shown['dev_eui']}, AppEUI {shown['app_eui']}, AppKey {shown['app_key']}, "
+                "OTAA: it joins by itself")
+    else:
+        what = f"DevAddr {shown['dev_addr']}, NwkSKey {shown['nwk_skey']}, AppSKey {shown['app_skey']}"
+    emit({"added": shown, "keys_file": str(path), "replaced": replaced}, as_json,
+         lambda data: click.echo(f"added {device_id} ({what}, profile {profile}) to {path}; a running daemon picks "
+                                 "it up within a few seconds"))
+
+
+_DRIVER_COUNTERS = ("unknown_devaddr", "bad_mic", "replayed", "duplicates", "datagrams_dropped", "frames_invalid",
+                    "joins_accepted", "unknown_dev_eui", "join_bad_mic", "join_replayed")
 
 
 def _age(point: dict[str, Any] | None) -> float | None:
@@ -144,19 +180,19 @@ def devices_cmd(ctx: click.Context, driver_id: str | None, keys_file: str | None
             "uplinks": counters.get(f"{d.id}.uplinks", 0), "bad_mic": counters.get(f"{d.id}.bad_mic", 0),
             "replayed": counters.get(f"{d.id}.replayed", 0),
             "payload_errors": counters.get(f"{d.id}.payload_errors", 0),
+            "joins": counters.get(f"{d.id}.joins", 0),
         })
     data = {"keys_file": str(path), "devices": rows, "note": note,
-            "driver": {k: counters.get(k, 0) for k in ("unknown_devaddr", "bad_mic", "replayed", "duplicates",
-                                                       "datagrams_dropped", "frames_invalid")} if counters else None}
+            "driver": {k: counters.get(k, 0) for k in _DRIVER_COUNTERS} if counters else None}
 
     def human(data: dict[str, Any]) -> None:
         if not rows:
             click.echo(f"no device in {path}: add one with 'zaas-edge lora add-device'")
         else:
             click.echo(table(
-                ["ID", "DEVADDR", "PROFILE", "LAST SEEN", "RSSI", "SNR", "FCNT", "UPLINKS", "BAD MIC", "REPLAYED",
-                 "PAYLOAD ERR"],
-                [[r["id"], r["dev_addr"], r["profile"],
+                ["ID", "ACT", "DEVADDR", "PROFILE", "LAST SEEN", "RSSI", "SNR", "FCNT", "UPLINKS", "BAD MIC",
+                 "REPLAYED", "PAYLOAD ERR"],
+                [[r["id"], r["activation"], r["dev_addr"] or "(not joined)", r["profile"],
                   "never" if r["last_seen_age_s"] is None else format_duration(r["last_seen_age_s"]) + " ago",
                   _num(r["rssi"]), _num(r["snr"]), _num(r["fcnt"]), r["uplinks"], r["bad_mic"], r["replayed"],
                   r["payload_errors"]] for r in rows]))
