@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 from zaas_edge.drivers.lora.keys import save_keys
 
-from hil.lora_forwarder import (DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, SimOtaaDevice, am103_payload,
-                                em300_di_payload)
+from hil.lora_forwarder import (
+    DEMO_DEVICES,
+    SimDevice,
+    SimForwarder,
+    SimGateway,
+    SimOtaaDevice,
+    am103_payload,
+    em300_di_payload,
+)
 from tests.daemon_harness import CLI, DaemonProcess, write_config
 
 
