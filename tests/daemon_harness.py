@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ class DaemonProcess:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.messages: list[str] = []
+        self.notify.settimeout(0.2)
+        self._closed = False
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._drain_notify, name="notify-reader", daemon=True)
+        self._reader.start()
         self.log_path = Path(self._dir) / "out.log"
         full_env = {**os.environ, "NOTIFY_SOCKET": self.notify_path, "WATCHDOG_USEC": "2000000",
                     "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -62,26 +68,38 @@ class DaemonProcess:
         self.proc = subprocess.Popen([*CLI, "-c", str(config), "run"], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
 
+    def _drain_notify(self) -> None:
+        """Read notifications as they come: an unread AF_UNIX datagram queue holds
+        only ~10 messages, after which the daemon's sends fail with EAGAIN."""
+        while not self._closed:
+            try:
+                msg = self.notify.recv(65536).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._cond:
+                self.messages.append(msg)
+                self._cond.notify_all()
+
     def wait_notify(self, predicate: str, timeout: float = 20.0) -> str:
         """Wait for a notification datagram containing ``predicate`` (e.g. READY=1)."""
         deadline = time.monotonic() + timeout
-        for msg in self.messages:
-            if predicate in msg:
-                return msg
-        while time.monotonic() < deadline:
-            exited = self.proc.poll() is not None  # read before draining: no datagram is missed
-            self.notify.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
-            try:
-                msg = self.notify.recv(65536).decode()
-            except TimeoutError:
-                if exited:
-                    raise AssertionError(f"daemon exited with {self.proc.returncode} before {predicate}; "
-                                         f"got {self.messages}:\n{self.output()}") from None
-                continue
-            self.messages.append(msg)
-            if predicate in msg:
-                return msg
-        raise AssertionError(f"no {predicate} within {timeout}s; got {self.messages}\n{self.output()}")
+        seen = 0
+        with self._cond:
+            while True:
+                for msg in self.messages[seen:]:
+                    if predicate in msg:
+                        return msg
+                seen = len(self.messages)
+                exited = self.proc.poll() is not None
+                left = deadline - time.monotonic()
+                if left <= 0 or (exited and not self._cond.wait(0.5)):
+                    state = f"exited with {self.proc.returncode}" if exited else "still running"
+                    raise AssertionError(f"no {predicate} within {timeout}s (daemon {state}); "
+                                         f"got {self.messages}\n{self.output()}")
+                if not exited:
+                    self._cond.wait(min(0.5, left))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         p = subprocess.run([*CLI, "-c", str(self.config), *args], capture_output=True, text=True, cwd=ROOT,
@@ -123,6 +141,8 @@ class DaemonProcess:
     def close(self) -> None:
         self.stop()
         self._log.close()
+        self._closed = True
+        self._reader.join(2)
         self.notify.close()
         for p in Path(self._dir).iterdir():
             p.unlink()
