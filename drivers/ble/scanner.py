@@ -2,7 +2,7 @@
 
 Below the driver sits a seam, ``AdvertSource``: anything whose ``stream()``
 yields ``Advert`` values. ``BleakSource`` is the real one (BlueZ through
-bleak); ``hil.ble_replay.ReplaySource`` plays recorded adverts for tests and
+bleak); ``replay.ReplaySource`` plays recorded adverts for tests and
 demos. Every bleak or D-Bus failure (no adapter, adapter unplugged or
 powered off, BlueZ not running) becomes ``TransientError`` with a sentence a
 technician can act on, so the driver retries on our error types only and an
