@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import ssl
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,26 @@ from zaas_edge.sync.identity import Identity
 from zaas_edge.sync.service import WIRE_LANES, SyncService
 
 GATEWAY = "gw-test"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CentralProcess:
+    """The reference central API in its own process on 127.0.0.1, for tests of the real daemon."""
+
+    def __init__(self, directory: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory), "--port", "0",
+                                      "--gateway", "gw-test"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        info = json.loads(self.proc.stdout.readline())
+        self.url, self.ca, self.token = info["url"], info["ca"], info["tokens"][0]
+        self.ctx = ssl.create_default_context(cafile=self.ca)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, context=self.ctx, timeout=10) as r:
+            return json.loads(r.read())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def make_config(state: Path, url: str, **sync: Any) -> Config:

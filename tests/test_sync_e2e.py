@@ -5,38 +5,18 @@ from __future__ import annotations
 import json
 import random
 import signal
-import ssl
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import ROOT, DaemonProcess, write_config
+from tests.daemon_harness import DaemonProcess, write_config
+from tests.sync_fixtures import CentralProcess
 from zaas_edge.model import Lane
 from zaas_edge.store import Store
 
 KILLS = 50
-
-
-class CentralProcess:
-    def __init__(self, directory: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory), "--port", "0",
-                                      "--gateway", "gw-test"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        info = json.loads(self.proc.stdout.readline())
-        self.url, self.ca, self.token = info["url"], info["ca"], info["tokens"][0]
-        self.ctx = ssl.create_default_context(cafile=self.ca)
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.url + path, context=self.ctx, timeout=10) as r:
-            return json.loads(r.read())
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture

@@ -104,7 +104,13 @@ def _print_status(st: dict[str, Any]) -> None:
     click.echo()
     _print_store(st.get("store") or {}, st.get("backlog"))
     sync = st.get("sync")
-    click.echo(f"sync: {'not configured' if not sync else sync}")
+    if not sync:
+        click.echo("sync: not configured")
+    else:
+        from zaas_edge.cli.sync_cmd import print_sync
+
+        click.echo()
+        print_sync({"running": True, **sync})
     alarms = st.get("alarms") or {}
     if alarms:
         click.echo()

@@ -120,12 +120,9 @@ def _offline_sync(cfg: Any) -> dict[str, Any]:
     from zaas_edge.sync.batches import BatchStore
 
     out: dict[str, Any] = {"running": False, "lanes": {}}
-    try:
-        from zaas_edge.sync.codec import SOURCE_LANE
+    from zaas_edge.sync.codec import SOURCE_LANE
 
-        source = {str(k): str(v) for k, v in SOURCE_LANE.items()}
-    except (ImportError, AttributeError):
-        source = {lane: lane for lane in LANES}
+    source = {str(k): str(v) for k, v in SOURCE_LANE.items()}
     batch_dir = cfg.gateway.state_dir / "sync" / "batches"
     frozen = BatchStore(batch_dir) if batch_dir.is_dir() else None
     if not cfg.store_path.exists():
@@ -156,7 +153,8 @@ def _when(ts: float | None) -> str:
     return format_duration(dt.datetime.now().timestamp() - ts) + " ago"
 
 
-def _print_sync(st: dict[str, Any]) -> None:
+def print_sync(st: dict[str, Any]) -> None:
+    """The sync status as text: one row per lane (``sync status``, and ``status`` under its sync line)."""
     if not st.get("running", True):
         click.echo(f"daemon: not running ({st.get('reason', '')}); from the store:")
         if st.get("error"):
@@ -195,7 +193,7 @@ def sync_status(ctx: click.Context, as_json: bool) -> None:
         sync = {"running": True, **sync}
     except DaemonNotRunning as exc:
         sync = {**_offline_sync(cfg), "reason": str(exc)}
-    emit(sync, as_json, _print_sync)
+    emit(sync, as_json, print_sync)
     if not sync.get("running", True):
         sys.exit(EXIT_NOT_RUNNING)
 
