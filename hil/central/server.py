@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = ["Central", "decode_body"]
 
 import asyncio
+import collections
 import hashlib
 import ipaddress
 import json
@@ -31,16 +32,21 @@ from zaas_edge.sync import codec
 from zaas_edge.sync.batches import decompress
 
 LANES = ("alarm", "event", "reading")
+SCHEMA_VERSION = 2
+_BODY_CACHE = 64  # decoded bodies kept for the test queries
 ACCEPT = "zstd, gzip"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS token (token TEXT PRIMARY KEY, gateway TEXT, used_ns INTEGER);
 CREATE TABLE IF NOT EXISTS gateway (id TEXT PRIMARY KEY, cert_sha256 TEXT, enrolled_ns INTEGER);
-CREATE TABLE IF NOT EXISTS row (gateway TEXT NOT NULL, epoch TEXT NOT NULL, lane TEXT NOT NULL,
-    seq INTEGER NOT NULL, data TEXT NOT NULL, received_ns INTEGER NOT NULL,
-    UNIQUE (gateway, epoch, lane, seq));
-CREATE TABLE IF NOT EXISTS stream (gateway TEXT NOT NULL, epoch TEXT NOT NULL, lane TEXT NOT NULL,
-    acked_through INTEGER NOT NULL, PRIMARY KEY (gateway, epoch, lane));
+-- A stream is one (gateway, epoch, lane); a row is stored once per (stream, seq), that is once per
+-- (gateway, epoch, lane, seq), and points at the batch body it came in (kept uncompressed, decoded on
+-- demand): ingestion costs one small index entry per row, not a document.
+CREATE TABLE IF NOT EXISTS stream (id INTEGER PRIMARY KEY, gateway TEXT NOT NULL, epoch TEXT NOT NULL,
+    lane TEXT NOT NULL, acked_through INTEGER NOT NULL, UNIQUE (gateway, epoch, lane));
+CREATE TABLE IF NOT EXISTS body (id INTEGER PRIMARY KEY, content_type TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS row (stream INTEGER NOT NULL, seq INTEGER NOT NULL, body INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gap (gateway TEXT NOT NULL, epoch TEXT NOT NULL, lane TEXT NOT NULL,
     first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, recorded_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS batch (gateway TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
@@ -57,9 +63,6 @@ def decode_body(content_type: str, body: bytes) -> dict[str, Any]:
     return {"version": d.version, "lane": str(d.lane), "first_seq": d.first_seq, "last_seq": d.last_seq,
             "rows": list(d.rows)}
 
-
-# One encoder for every row: json.dumps with options builds a new one per call.
-_row_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 _MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
 
@@ -96,7 +99,10 @@ class Central:
         # A committed batch survives the central's crash (WAL); a power cut of the test host may lose the
         # last ones, which the gateways then resend (they keep a batch until it is acknowledged).
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._set_aside_old_schema()
         self.db.executescript(_SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._bodies: collections.OrderedDict[int, dict[int, dict[str, Any]]] = collections.OrderedDict()
         # Fault injection, set by tests through /test/faults.
         self.faults: list[dict[str, Any]] = []  # each {status, retry_after, count}
         self.max_body_bytes = 1024 * 1024
@@ -106,6 +112,15 @@ class Central:
         self.batches_seen: list[dict[str, Any]] = []
         self.first_batch = asyncio.Event()
         self._runner: web.AppRunner | None = None
+
+    def _set_aside_old_schema(self) -> None:
+        """A directory from an older central (one JSON document per row): its tables are renamed, kept."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for t in ("row", "stream"):
+            if t in tables:
+                self.db.execute(f"ALTER TABLE {t} RENAME TO {t}_v1")
 
     # ------------------------------------------------------------ lifecycle
     def server_context(self) -> ssl.SSLContext:
@@ -296,7 +311,8 @@ class Central:
             raise kind(text=str(exc)) from None
         if decoded["lane"] != lane:
             raise web.HTTPBadRequest(text=f"batch of lane {decoded['lane']!r} posted to lane {lane!r}")
-        answer = self._store(gateway, epoch, lane, key, digest, decoded)
+        answer = self._store(gateway, epoch, lane, key, digest, decoded, request.headers.get("Content-Type", ""),
+                             raw)
         self.batches_seen.append({"key": key, "lane": lane, "first_seq": decoded["first_seq"],
                                   "last_seq": decoded["last_seq"], "bytes": len(body),
                                   "encoding": request.headers.get("Content-Encoding")})
@@ -308,25 +324,52 @@ class Central:
                               (gateway, epoch, lane)).fetchone()
         return row[0] if row else 0
 
+    def _stream(self, gateway: str, epoch: str, lane: str) -> tuple[int, int]:
+        """(id, acked_through) of the stream, created on its first batch (inside the caller's transaction)."""
+        self.db.execute("INSERT OR IGNORE INTO stream (gateway, epoch, lane, acked_through) VALUES (?, ?, ?, 0)",
+                        (gateway, epoch, lane))
+        return self.db.execute("SELECT id, acked_through FROM stream WHERE gateway = ? AND epoch = ? AND lane = ?",
+                               (gateway, epoch, lane)).fetchone()
+
+    def _body_rows(self, body_id: int) -> dict[int, dict[str, Any]]:
+        """The rows of a stored body by seq, decoded once (a few recent bodies are cached)."""
+        got = self._bodies.get(body_id)
+        if got is None:
+            ctype, data = self.db.execute("SELECT content_type, data FROM body WHERE id = ?", (body_id,)).fetchone()
+            got = {r["seq"]: r for r in decode_body(ctype, data)["rows"]}
+            self._bodies[body_id] = got
+            if len(self._bodies) > _BODY_CACHE:
+                self._bodies.popitem(last=False)
+        else:
+            self._bodies.move_to_end(body_id)
+        return got
+
+    def _rows(self, where: str, args: list[Any]) -> list[tuple[str, str, str, int, dict[str, Any]]]:
+        """(gateway, epoch, lane, seq, row) in stream and seq order."""
+        sql = ("SELECT s.gateway, s.epoch, s.lane, r.seq, r.body FROM row r JOIN stream s ON s.id = r.stream "
+               f"WHERE {where} ORDER BY s.gateway, s.epoch, s.lane, r.seq")
+        return [(g, e, ln, seq, self._body_rows(b)[seq]) for g, e, ln, seq, b in self.db.execute(sql, args)]
+
     def _store(self, gateway: str, epoch: str, lane: str, key: str, digest: str,
-               decoded: dict[str, Any]) -> dict[str, Any]:
+               decoded: dict[str, Any], content_type: str, raw: bytes) -> dict[str, Any]:
         now = time.time_ns()
         first, last = int(decoded["first_seq"]), int(decoded["last_seq"])
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            before = self._acked(gateway, epoch, lane)
-            cur = db.executemany(
-                "INSERT OR IGNORE INTO row VALUES (?, ?, ?, ?, ?, ?)",
-                [(gateway, epoch, lane, r["seq"], _row_json(r), now) for r in decoded["rows"]])
+            stream, before = self._stream(gateway, epoch, lane)
+            body = db.execute("INSERT INTO body (content_type, data) VALUES (?, ?)", (content_type, raw)).lastrowid
+            cur = db.executemany("INSERT OR IGNORE INTO row VALUES (?, ?, ?, ?)",
+                                 [(stream, r["seq"], body, now) for r in decoded["rows"]])
             stored = cur.rowcount
+            if not stored:
+                db.execute("DELETE FROM body WHERE id = ?", (body,))
             gap = None
             if first > before + 1:
                 gap = (before + 1, first - 1)
                 db.execute("INSERT INTO gap VALUES (?, ?, ?, ?, ?, ?)", (gateway, epoch, lane, *gap, now))
             acked = max(before, last)
-            db.execute("INSERT INTO stream VALUES (?, ?, ?, ?) ON CONFLICT (gateway, epoch, lane) DO UPDATE "
-                       "SET acked_through = excluded.acked_through", (gateway, epoch, lane, acked))
+            db.execute("UPDATE stream SET acked_through = ? WHERE id = ?", (acked, stream))
             answer = {"acked_through": acked, "stored": stored, "duplicates": len(decoded["rows"]) - stored,
                       "gap": list(gap) if gap else None}
             db.execute("INSERT INTO batch VALUES (?, ?, ?, ?)", (gateway, key, digest, json.dumps(answer)))
@@ -344,14 +387,13 @@ class Central:
     async def test_rows(self, request: web.Request) -> web.Response:
         self._test_only(request)
         q = request.query
-        sql, args = "SELECT gateway, epoch, lane, seq, data FROM row WHERE 1", []
+        where, args = "1", []
         for col in ("gateway", "epoch", "lane"):
             if col in q:
-                sql += f" AND {col} = ?"
+                where += f" AND s.{col} = ?"
                 args.append(q[col])
-        sql += " ORDER BY gateway, epoch, lane, seq"
-        rows = [{"gateway": g, "epoch": e, "lane": ln, "seq": s, "row": json.loads(d)}
-                for g, e, ln, s, d in self.db.execute(sql, args)]
+        rows = [{"gateway": g, "epoch": e, "lane": ln, "seq": s, "row": r}
+                for g, e, ln, s, r in self._rows(where, args)]
         return web.json_response({"rows": rows, "count": len(rows)})
 
     async def test_gaps(self, request: web.Request) -> web.Response:
@@ -364,12 +406,14 @@ class Central:
         self._test_only(request)
         return web.json_response({"streams": [
             {"gateway": g, "epoch": e, "lane": ln, "acked_through": a}
-            for g, e, ln, a in self.db.execute("SELECT * FROM stream ORDER BY 1, 2, 3")]})
+            for g, e, ln, a in self.db.execute("SELECT gateway, epoch, lane, acked_through FROM stream "
+                                               "ORDER BY 1, 2, 3")]})
 
     async def test_stats(self, request: web.Request) -> web.Response:
         self._test_only(request)
         rows = self.db.execute("SELECT count(*) FROM row").fetchone()[0]
-        by = {f"{g}/{ln}": n for g, ln, n in self.db.execute("SELECT gateway, lane, count(*) FROM row GROUP BY 1, 2")}
+        by = {f"{g}/{ln}": n for g, ln, n in self.db.execute(
+            "SELECT s.gateway, s.lane, count(*) FROM row r JOIN stream s ON s.id = r.stream GROUP BY 1, 2")}
         return web.json_response({"batches": len(self.batches_seen), "rows": rows, "requests": self.requests,
                                   "rows_by_gateway_lane": by})
 
@@ -396,14 +440,14 @@ class Central:
 
     # ------------------------------------------------------------ direct access for in-process tests
     def rows(self, gateway: str | None = None, lane: str | None = None) -> list[tuple[str, str, int, dict]]:
-        sql, args = "SELECT epoch, lane, seq, data FROM row WHERE 1", []
+        where, args = "1", []
         if gateway:
-            sql += " AND gateway = ?"
+            where += " AND s.gateway = ?"
             args.append(gateway)
         if lane:
-            sql += " AND lane = ?"
+            where += " AND s.lane = ?"
             args.append(lane)
-        return [(e, ln, s, json.loads(d)) for e, ln, s, d in self.db.execute(sql + " ORDER BY 1, 2, 3", args)]
+        return [(e, ln, s, r) for _g, e, ln, s, r in self._rows(where, args)]
 
     def gaps(self) -> list[tuple[str, int, int]]:
         return [(ln, a, b) for ln, a, b in self.db.execute("SELECT lane, first_seq, last_seq FROM gap ORDER BY rowid")]
