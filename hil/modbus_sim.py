@@ -11,7 +11,12 @@ can check the driver's bus discipline from the device side.
 Servers use pymodbus's framers and request PDUs (so the bytes are what a real
 meter sends) over asyncio transports of our own, which lets faults be injected
 where they happen on a real bus: a unit that never answers, exception 02 on
-any request touching an address range, a corrupted CRC, a slow answer.
+any request touching an address range, a corrupted CRC, a slow answer. A
+*slow* unit (``Faults.slow_units``) answers after its delay without holding
+the line: requests to other units meanwhile are answered at once, and the
+late answer lands in whatever exchange is on the line by then, as a slow
+meter's does on RS-485. (``unit_delay_s`` instead holds the connection while
+it waits, as a slow gateway does.)
 
 From a shell, for commissioning practice::
 
@@ -110,7 +115,7 @@ class RequestRecord:
     count: int
     t_rx: float  # time.monotonic() when the whole request had arrived
     t_tx: float | None  # when the answer was sent (None: no answer)
-    outcome: str  # "ok", "exception 02", "silent", "crc", ...
+    outcome: str  # "ok", "exception 02", "silent", "crc", "late", ...
 
 
 @dataclass
@@ -122,8 +127,10 @@ class Faults:
     # (table or None for any, first, end): a request overlapping [first, end) gets exception 02
     illegal_ranges: list[tuple[Table | None, int, int]] = field(default_factory=list)
     delay_s: float = 0.0  # every answer
-    unit_delay_s: dict[int, float] = field(default_factory=dict)
+    unit_delay_s: dict[int, float] = field(default_factory=dict)  # holding the connection meanwhile
+    slow_units: dict[int, float] = field(default_factory=dict)  # answer this late, the line free meanwhile
     ignore_writes: set[int] = field(default_factory=set)  # acknowledge writes but do not store them
+    exception_units: dict[int, int] = field(default_factory=dict)  # unit -> exception code for every request
 
     def clear(self) -> None:
         self.silent_units.clear()
@@ -131,7 +138,9 @@ class Faults:
         self.illegal_ranges.clear()
         self.delay_s = 0.0
         self.unit_delay_s.clear()
+        self.slow_units.clear()
         self.ignore_writes.clear()
+        self.exception_units.clear()
 
 
 class SimMeter:
@@ -261,22 +270,28 @@ class SimBus:
     async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # noqa: N802
         m = self.meters[device_id]
         table = _FC_TABLE[func_code]
-        if self._illegal(table, address, count):
-            from pymodbus.constants import ExcCodes
-
-            return ExcCodes.ILLEGAL_ADDRESS
+        if (refused := self._refusal(device_id, table, address, count)) is not None:
+            return refused
         values = m.read(table, address, count)
         return [bool(v) for v in values] if table.is_bits else values
 
     async def async_setValues(self, device_id: int, func_code: int, address: int, values):  # noqa: N802
         m = self.meters[device_id]
         table = _FC_TABLE[func_code]
-        if self._illegal(table, address, len(values)):
-            from pymodbus.constants import ExcCodes
-
-            return ExcCodes.ILLEGAL_ADDRESS
+        if (refused := self._refusal(device_id, table, address, len(values))) is not None:
+            return refused
         if device_id not in self.faults.ignore_writes:
             m.write(table, address, [int(v) for v in values])
+        return None
+
+    def _refusal(self, unit: int, table: Table, address: int, count: int):  # noqa: ANN202
+        """The exception code a request gets, or None (pymodbus turns the code into the answer)."""
+        from pymodbus.constants import ExcCodes
+
+        if unit in self.faults.exception_units:
+            return ExcCodes(self.faults.exception_units[unit])
+        if self._illegal(table, address, count):
+            return ExcCodes.ILLEGAL_ADDRESS
         return None
 
     def _illegal(self, table: Table, address: int, count: int) -> bool:
@@ -320,6 +335,7 @@ class _Conn:
         self.framer = (FramerRTU if rtu else FramerSocket)(DecodePDU(True))
         self.write = write
         self.buf = b""
+        self._late: set[asyncio.Task] = set()
 
     async def feed(self, data: bytes) -> None:
         self.buf += data
@@ -338,16 +354,35 @@ class _Conn:
                 return
             self.buf = self.buf[used:]
             t_rx = time.monotonic()
-            answer = await self.bus.handle(pdu, t_rx, self.rtu)
-            if answer is None:
+            late = self.bus.faults.slow_units.get(pdu.dev_id)
+            if late is not None and pdu.dev_id in self.bus.meters:
+                task = asyncio.create_task(self._answer(pdu, t_rx, late), name="modbus-sim.late")
+                self._late.add(task)
+                task.add_done_callback(self._late.discard)
                 continue
-            response, outcome = answer
-            frame = self.framer.buildFrame(response)
-            if outcome == "crc":
-                frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
+            await self._answer(pdu, t_rx)
+
+    async def _answer(self, pdu, t_rx: float, late: float | None = None) -> None:  # noqa: ANN001
+        if late is not None:
+            await asyncio.sleep(late)
+        answer = await self.bus.handle(pdu, t_rx, self.rtu)
+        if answer is None:
+            return
+        response, outcome = answer
+        frame = self.framer.buildFrame(response)
+        if outcome == "crc":
+            frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
+        try:
             self.write(frame)
-            self.bus.log.append(RequestRecord(pdu.dev_id, pdu.function_code, getattr(pdu, "address", 0),
-                                              getattr(pdu, "count", 1), t_rx, time.monotonic(), outcome))
+        except OSError:
+            return  # the link closed while a late answer was due
+        self.bus.log.append(RequestRecord(pdu.dev_id, pdu.function_code, getattr(pdu, "address", 0),
+                                          getattr(pdu, "count", 1), t_rx, time.monotonic(),
+                                          "late" if late is not None and outcome == "ok" else outcome))
+
+    def close(self) -> None:
+        for task in list(self._late):
+            task.cancel()
 
 
 @dataclass
@@ -406,6 +441,7 @@ async def _serve_stream(bus: SimBus, rtu: bool, kind: str, host: str, port: int)
             pass
         finally:
             conns.discard(task)
+            conn.close()
             writer.close()
 
     server = await asyncio.start_server(client, host, port)
@@ -469,6 +505,7 @@ async def serve_rtu_pty(bus: SimBus) -> SimServer:
     loop.add_reader(master, readable)
 
     def close() -> None:
+        conn.close()
         loop.remove_reader(master)
         os.close(master)
         os.close(slave)
@@ -521,6 +558,10 @@ async def _main(args: argparse.Namespace) -> None:
                  log_size=10_000)
     for spec in args.silent or ():
         bus.faults.silent_units.update(parse_units(spec))
+    for spec in args.slow or ():
+        units, _, ms = spec.partition(":")
+        for u in parse_units(units):
+            bus.faults.slow_units[u] = float(ms or 0) / 1000
     if args.transport == "rtu":
         srv = await serve_rtu_pty(bus)
         print(f"pty={srv.pty_path}", flush=True)
@@ -545,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0, help="TCP port (0: any free port, printed)")
     ap.add_argument("--shift", type=int, default=0, help="move every register by this many addresses")
     ap.add_argument("--silent", action="append", help="unit ids that never answer")
+    ap.add_argument("--slow", action="append", metavar="UNITS:MS",
+                    help="unit ids that answer this many ms late, the line free meanwhile (e.g. 2:300)")
     ap.add_argument("--still", action="store_true", help="keep values constant")
     args = ap.parse_args(argv)
     try:
