@@ -13,10 +13,19 @@ in a row the device is *offline*: an availability event, the alarm
 backoff (``retry_initial_s`` doubling to ``retry_max_s``) instead of on its
 schedule. Its first good answer clears the alarm and restarts the schedule.
 
-An exception response is an answer: the device is alive. Exception 02
-(illegal data address) on a block splits the block at its widest gap and
-remembers the cut (``Plan.split``); the learnt barriers and unreadable points
-are saved as driver state so a restart does not learn them again.
+An exception response is an answer: the device is alive, so it counts for
+availability like any answer (it never makes a poll fail, and it needs no
+resync of a serial line). Every exception is counted per device
+(``exceptions``). Exception 02 (illegal data address) on a block splits the
+block at its widest gap and remembers the cut (``Plan.split``); the learnt
+barriers and unreadable points are saved as driver state so a restart does
+not learn them again. Any other code (01 illegal function, 04 device
+failure, 06 busy...) says something about the device rather than the plan:
+the blocks it refused give no reading this poll, ``last_exception`` holds the
+code, and a ``modbus.exception`` event (and one log line) is raised once per
+change: when the device starts answering with a code, when the code changes,
+and when a poll passes without one again. A device answering exception 04 to
+every request therefore stays online, reads nothing, and says so once.
 
 Missing values (sentinels, NaN, a missing scale factor) produce **no
 reading**: the store, the sync encoder and MQTT all carry numbers, and a NaN
@@ -56,7 +65,7 @@ from .decode import (
 from .options import DeviceOptions, ModbusOptions
 from .plan import Block, Plan, Scheduler, Table
 from .profile import Profile, ProfilePoint, sf_key
-from .transport import CrcError, ExceptionResponse, LinkDown, NoResponse
+from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, NoResponse
 
 log = logging.getLogger("zaas_edge.drivers.modbus")
 
@@ -84,6 +93,7 @@ class Health:
     latency_avg_ms: float | None = None
     online: bool | None = None  # None until the first poll has said
     last_error: str | None = None
+    last_exception: int | None = None  # exception code (other than 02) of the last poll, if any
     offline_since: float | None = None
 
     def latency(self, seconds: float) -> None:
@@ -194,6 +204,7 @@ class Device:
         self._poll_lock = asyncio.Lock()  # a poll-now and a scheduled poll do not interleave
         self._retry_delay = bus_opts.retry_initial_s
         self._state_loaded = False
+        self._exception_code: int | None = None  # announced state, for one event per change
 
     # -- layout ---------------------------------------------------------------------
 
@@ -328,6 +339,7 @@ class Device:
     async def read(self, keys: frozenset[str] | set[str]) -> PollResult:
         """Read ``keys`` (point quantities) once; never raises for bus problems."""
         res = PollResult()
+        refused: int | None = None  # an exception code other than 02 met in this poll
         if self.shift is None:
             if not await self.detect():
                 res.error = self.health.last_error or "no answer"
@@ -348,7 +360,9 @@ class Device:
                 self.health.exceptions += 1
                 self._count("exceptions")
                 self.health.last_error = str(exc)
-                if exc.code == 2 and splits < MAX_SPLITS_PER_POLL:
+                if exc.code != 2:
+                    refused = exc.code
+                elif splits < MAX_SPLITS_PER_POLL:
                     splits += 1
                     await self._split(block)
                     done = set(raw)
@@ -368,12 +382,34 @@ class Device:
                 res.stamps[p.key] = stamp
         if not res.answered and res.error is None:
             res.error = self.health.last_error
+        if res.answered:
+            self._exception_state(refused)
         for q in keys:
             e = self.entries.get(q)
             if e is None or q not in raw:
                 continue
             res.values[q] = self._decode(e, raw)
         return res
+
+    def _exception_state(self, code: int | None) -> None:
+        """Announce a change in the exception the device answers with (02 is the planner's business)."""
+        self.health.last_exception = code
+        if code == self._exception_code:
+            return
+        before, self._exception_code = self._exception_code, code
+        if code is not None:
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            text = f"{self.id} (unit {self.unit}) answers exception {code:02d} ({name})"
+            self._log(logging.WARNING, f"device {text}; those points give no reading")
+            data = {"device": self.id, "unit": self.unit, "code": code, "name": name}
+            severity = Severity.WARNING
+        else:
+            text = f"{self.id} (unit {self.unit}) answers without exceptions again"
+            self._log(logging.INFO, f"device {text}")
+            data = {"device": self.id, "unit": self.unit, "code": None, "previous": before}
+            severity = Severity.INFO
+        if self.ctx is not None:
+            self.ctx.event("modbus.exception", text, severity, data)
 
     def _decode(self, e: DecodeEntry, raw: Mapping[str, list[int]]) -> Decoded | str:
         regs = raw[e.quantity]

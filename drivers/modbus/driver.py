@@ -81,7 +81,7 @@ class ModbusDriver(Driver):
     def build(self, ctx: DriverContext | None) -> None:
         """Make the bus and the devices (``run`` does it; tools and tests may call it)."""
         self._ctx = ctx
-        self.bus = make_bus(self.options, self._bus_state)
+        self.bus = make_bus(self.options, self._bus_state, ctx.count if ctx is not None else None)
         self.devices = {d.id: Device(d, self.options, self.bus, ctx) for d in self.options.devices if d.enabled}
         self._ready.set()
 

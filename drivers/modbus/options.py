@@ -166,6 +166,10 @@ class ModbusOptions(DriverOptions):
     inter_frame_delay_ms: float | None = Field(
         default=None, ge=0, le=1000,
         description="Silence between frames (RTU); default: 3.5 character times at the baud rate")
+    resync_s: float | None = Field(
+        default=None, ge=0, le=30,
+        description="After a failed request on a serial line, how long to listen for a late answer before the "
+                    "next request (default: the request's timeout, at most 0.5 s)")
     max_concurrency: int = Field(
         default=2, ge=1, le=16, description="Requests in flight at once to a TCP endpoint (tcp only)")
     offline_after: int = Field(default=3, ge=1, le=100, description="Failed polls in a row that mark a device offline")

@@ -5,13 +5,36 @@ behind ``Link``; the rest of the driver sees our error types only, so a
 pymodbus upgrade (its API moves between minor versions) touches this file
 alone. A ``Link`` is one connection: a TCP socket or a serial port, carrying
 Modbus TCP (MBAP) or RTU frames. It sends one request at a time; the bus
-discipline (how many links, who waits for whom) lives in ``bus.py``.
+discipline (how many links, who waits for whom, when the line is quiet enough
+to talk after a failure) lives in ``bus.py``.
+
+RTU frames carry no transaction id, so on a serial line (and RTU over TCP) an
+answer is matched to its request by unit id and function code alone. A meter
+that answers after its timeout puts a stray frame on the line, which would
+otherwise be taken for (or garble) the answer to the next request, to another
+unit. ``Link`` therefore frames RTU itself (``_LineFramer``, in place of
+pymodbus's RTU framer, which discards the whole receive buffer when it meets a
+frame for another unit or a bad CRC, swallowing the real answer behind it):
+
+* a complete frame with a valid CRC whose unit id or function code does not
+  match the request in flight (or that arrives with no request in flight) is
+  discarded, counted in ``stray_frames``, and the wait for the real answer
+  goes on until the timeout;
+* bytes that do not form a frame are skipped one at a time while hunting for
+  a valid frame behind them, and if none comes they make the failure a
+  ``CrcError`` rather than a ``NoResponse``;
+* ``last_rx`` says when the last byte arrived and ``discard_input()`` drops
+  everything received but not yet used (pymodbus's buffer, a partial frame,
+  the serial driver's input queue), so the bus can wait for the line to go
+  quiet after a failure and start the next exchange clean.
 
 Error mapping:
 
 * no answer within the timeout: ``NoResponse`` (transient);
 * an answer that arrived garbled (RTU CRC mismatch): ``CrcError`` (protocol);
-* an answer of the wrong shape (count, unit): ``BadResponse`` (protocol);
+* an answer of the wrong shape (count, unit, function): ``BadResponse``
+  (protocol); on RTU links frames for another unit or function never get this
+  far: they are stray frames, discarded while the wait goes on;
 * a Modbus exception response: ``ExceptionResponse`` (permanent as asked;
   ``code`` 2 is "illegal data address", which the planner learns from);
 * the port or endpoint cannot be opened: ``LinkDown`` (transient), with the
@@ -37,6 +60,7 @@ __all__ = [
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -136,6 +160,68 @@ def _serial_problem(path: str) -> str:
     return f"serial port {path} could not be opened"
 
 
+def _line_framer(decoder):  # noqa: ANN001, ANN202 (pymodbus types stay in this module)
+    """An RTU framer that keeps the real answer when a stray frame or noise comes first."""
+    from pymodbus.framer import FramerRTU
+
+    class _LineFramer(FramerRTU):
+        """Frames RTU answers for one request at a time; see the module docstring.
+
+        ``handleFrame`` receives pymodbus's whole receive buffer each time bytes
+        arrive and returns how many bytes it used and the answer, if complete.
+        """
+
+        def __init__(self, dec) -> None:  # noqa: ANN001
+            super().__init__(dec)
+            self.expect: tuple[int, int] | None = None  # (unit, function) of the request in flight
+            self.stray_frames = 0
+            self.pending = 0  # bytes held that are not (yet) a frame
+
+        def begin(self, unit: int, function: int) -> None:
+            self.expect = (unit, function)
+            self.pending = 0
+
+        def end(self) -> None:
+            self.expect = None
+
+        def _next_frame(self, data: bytes, pos: int) -> tuple[int, int] | None:
+            """(start, size) of the first complete frame with a valid CRC at or after ``pos``."""
+            for start in range(pos, len(data) - self.MIN_SIZE + 1):
+                try:
+                    cls = self.decoder.lookupPduClass(data[start:])
+                    size = cls.calculateRtuFrameSize(data[start:]) if cls is not None else 0
+                except Exception:  # an unknown or malformed function byte: not a frame start
+                    continue
+                if not size or start + size > len(data):
+                    continue  # not a frame, or not complete yet: a later start may be
+                crc = (data[start + size - 2] << 8) | data[start + size - 1]
+                if self.check_CRC(data[start:start + size - 2], crc):
+                    return start, size
+            return None
+
+        def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int):  # noqa: ANN201, N802
+            used = 0
+            while (found := self._next_frame(data, used)) is not None:
+                start, size = found
+                used = start + size
+                unit, function = data[start], data[start + 1]
+                if self.expect is None or unit != self.expect[0] or (function & 0x7F) != self.expect[1]:
+                    self.stray_frames += 1  # a late answer, or one for another master's request
+                    continue
+                pdu = self.decoder.decode(data[start + 1:start + size - 2])
+                if pdu is None:
+                    self.stray_frames += 1
+                    continue
+                pdu.dev_id = unit
+                pdu.transaction_id = 0
+                self.pending = len(data) - used
+                return used, pdu
+            self.pending = len(data) - used
+            return used, None
+
+    return _LineFramer(decoder)
+
+
 class Link:
     """One connection to a bus through pymodbus, one request at a time."""
 
@@ -143,8 +229,10 @@ class Link:
         _quiet_pymodbus()
         self.spec = spec
         self._client = None  # built lazily: needs a running loop
-        self._rx = b""  # raw bytes received for the current request (CRC diagnosis)
+        self._framer = None  # our RTU framer, on RTU links
         self.connects = 0
+        self.last_rx = 0.0  # time.monotonic() when the last bytes arrived
+        self._stray_before = 0
 
     # -- connection ---------------------------------------------------------------
 
@@ -168,12 +256,46 @@ class Link:
             client = AsyncModbusTcpClient(self.spec.host, port=int(self.spec.port), framer=framer, **common)
         # A silent unit must not make pymodbus drop a connection the other units use.
         client.set_max_no_responses(1_000_000)
+        if self.spec.kind != "tcp":
+            from pymodbus.pdu import DecodePDU
+
+            self._framer = _line_framer(DecodePDU(False))
+            client.ctx.framer = self._framer
         return client
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
-            self._rx = data
+            self.last_rx = time.monotonic()
         return data
+
+    @property
+    def stray_frames(self) -> int:
+        """Answers discarded because no request of that unit and function was waiting for them."""
+        return self._framer.stray_frames if self._framer is not None else 0
+
+    def discard_input(self) -> int:
+        """Drop whatever was received and not used; returns how many bytes that was.
+
+        Covers pymodbus's receive buffer and, on a serial port, the bytes the
+        driver holds that the event loop has not read yet. (On a TCP stream
+        those are read by the loop as they come and land in the buffer.)
+        """
+        client = self._client
+        if client is None:
+            return 0
+        ctx = client.ctx
+        dropped = len(ctx.recv_buffer)
+        ctx.recv_buffer = b""
+        port = getattr(ctx.transport, "sync_serial", None)
+        if port is not None:
+            try:
+                dropped += port.in_waiting
+                port.reset_input_buffer()
+            except Exception:  # a port going away is reported by the next request
+                pass
+        if self._framer is not None:
+            self._framer.pending = 0
+        return dropped
 
     @property
     def connected(self) -> bool:
@@ -215,30 +337,44 @@ class Link:
         await self.connect()
         assert self._client is not None
         self._client.ctx.comm_params.timeout_connect = timeout
-        self._rx = b""
+        framer = self._framer
+        if framer is not None:
+            framer.begin(unit, function)
+            self._stray_before = framer.stray_frames
         try:
             response = await call(self._client)
         except ConnectionException as exc:
             self.close()
             raise LinkDown(f"{self.spec.describe()}: connection lost ({exc})") from exc
         except ModbusException as exc:
-            if self._rx:
-                raise CrcError(f"unit {unit}: answer with a bad CRC or framing ({len(self._rx)} bytes)") from exc
+            if framer is not None and framer.pending:
+                raise CrcError(f"unit {unit}: answer with a bad CRC or framing ({framer.pending} bytes)") from exc
             if self._client is None or not self._client.connected:
                 self.close()
                 raise LinkDown(f"{self.spec.describe()}: connection lost") from exc
-            raise NoResponse(f"unit {unit}: no answer within {timeout:g} s") from exc
+            raise NoResponse(f"unit {unit}: no answer within {timeout:g} s{self._strays_seen()}") from exc
         except (TimeoutError, OSError) as exc:
             self.close()
             raise LinkDown(f"{self.spec.describe()}: {exc}") from exc
+        finally:
+            if framer is not None:
+                framer.end()
         if response is None:
             raise NoResponse(f"unit {unit}: no answer within {timeout:g} s")
+        # Checked here for every transport; on RTU links the framer already skipped such frames.
+        if response.dev_id not in (0, unit):
+            raise BadResponse(f"asked unit {unit}, unit {response.dev_id} answered")
+        if (response.function_code & 0x7F) != function:
+            raise BadResponse(f"unit {unit}: asked function {function}, "
+                              f"the answer is for function {response.function_code & 0x7F}")
         if response.isError():
             code = getattr(response, "exception_code", 0)
             raise ExceptionResponse(int(code), function, unit)
-        if response.dev_id not in (0, unit):
-            raise BadResponse(f"asked unit {unit}, unit {response.dev_id} answered")
         return response
+
+    def _strays_seen(self) -> str:
+        n = self.stray_frames - self._stray_before
+        return f" ({n} frame(s) for another unit or function discarded)" if n > 0 else ""
 
     async def read(self, unit: int, table: Table, start: int, count: int, timeout: float) -> list[int]:
         """Read ``count`` registers (or bits, as 0/1) of ``table`` from ``start``."""
