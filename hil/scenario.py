@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hil.buildings import BUILDINGS, Building, get_building
+from zaas_edge.tomlw import toml_key, toml_value
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / ".demo"
@@ -61,27 +61,6 @@ class ScenarioError(Exception):
 
 # --- configuration ------------------------------------------------------------------------
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else json.dumps(k)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
 def to_toml(doc: dict[str, Any]) -> str:
     """A configuration document as TOML: top-level tables, ``[[drivers]]`` entries, inline values below."""
     out: list[str] = []
@@ -91,24 +70,24 @@ def to_toml(doc: dict[str, Any]) -> str:
         tables = {k: v for k, v in body.items() if isinstance(v, dict)}
         if plain or not tables:
             out.append(f"\n[{prefix}]")
-            out.extend(f"{_key(k)} = {_value(v)}" for k, v in plain.items())
+            out.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in plain.items())
         for k, v in tables.items():
-            table(f"{prefix}.{_key(k)}", v)
+            table(f"{prefix}.{toml_key(k)}", v)
 
     for name, body in doc.items():
         if isinstance(body, dict):
-            table(_key(name), body)
+            table(toml_key(name), body)
         elif isinstance(body, list) and all(isinstance(x, dict) for x in body):
             for entry in body:
-                out.append(f"\n[[{_key(name)}]]")
+                out.append(f"\n[[{toml_key(name)}]]")
                 for k, v in entry.items():
                     if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
                         # one device per line: a long inline array is unreadable
-                        out.append(f"{_key(k)} = [\n" + "".join(f"  {_value(x)},\n" for x in v) + "]")
+                        out.append(f"{toml_key(k)} = [\n" + "".join(f"  {toml_value(x)},\n" for x in v) + "]")
                     elif v is not None:
-                        out.append(f"{_key(k)} = {_value(v)}")
+                        out.append(f"{toml_key(k)} = {toml_value(v)}")
         else:
-            out.insert(0, f"{_key(name)} = {_value(body)}")
+            out.insert(0, f"{toml_key(name)} = {toml_value(body)}")
     return "\n".join(out).lstrip("\n") + "\n"
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 __all__ = ["config_group", "render_toml"]
 
-import json
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +21,7 @@ from zaas_edge.cli.output import emit, json_option
 from zaas_edge.config import DEFAULTS_LABEL, LoadedConfig, check_config, load_config
 from zaas_edge.errors import ConfigError
 from zaas_edge.secrets import redacted
+from zaas_edge.tomlw import toml_key, toml_value
 
 
 def _global_path(ctx: click.Context) -> str | None:
@@ -97,25 +96,6 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
 
 # --- TOML rendering ----------------------------------------------------------
 
-def _key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k, ensure_ascii=False)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, Mapping):
-        inner = ", ".join(f"{_key(str(k))} = {_value(x)}" for k, x in v.items() if x is not None)
-        return "{ " + inner + " }" if inner else "{}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
-    return json.dumps(str(v))
-
-
 def render_toml(loaded: LoadedConfig, data: Mapping[str, Any]) -> str:
     """``data`` (from ``redacted``) as TOML, sources listed first.
 
@@ -141,15 +121,15 @@ def render_toml(loaded: LoadedConfig, data: Mapping[str, Any]) -> str:
         for k, v in body.items():
             here = loc + (k,)
             if v is None:
-                lines.append(f"# {_key(k)} is not set")
+                lines.append(f"# {toml_key(k)} is not set")
             elif isinstance(v, Mapping) and header.startswith("[") and not header.startswith("[["):
                 subtables.append((k, v))
             elif (k == "mode" or k.endswith("_mode")) and isinstance(v, int) and not isinstance(v, bool):
-                lines.append(f"{_key(k)} = 0o{v:03o}{note(here)}")  # file modes read best in octal
+                lines.append(f"{toml_key(k)} = 0o{v:03o}{note(here)}")  # file modes read best in octal
             else:
-                lines.append(f"{_key(k)} = {_value(v)}{note(here)}")
+                lines.append(f"{toml_key(k)} = {toml_value(v)}{note(here)}")
         for k, v in subtables:
-            table(f"[{header[1:-1]}.{_key(k)}]", v, loc + (k,))
+            table(f"[{header[1:-1]}.{toml_key(k)}]", v, loc + (k,))
 
     # Top-level keys first: after a [table] header a key belongs to that table.
     tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
@@ -160,10 +140,10 @@ def render_toml(loaded: LoadedConfig, data: Mapping[str, Any]) -> str:
     if plain:
         lines.append("")
     for k, v in plain:
-        lines.append(f"# {_key(k)} is not set" if v is None else f"{_key(k)} = {_value(v)}")
+        lines.append(f"# {toml_key(k)} is not set" if v is None else f"{toml_key(k)} = {toml_value(v)}")
     for k, v in tables:
-        table(f"[{_key(k)}]", v, (k,))
+        table(f"[{toml_key(k)}]", v, (k,))
     for k, v in arrays:
         for i, entry in enumerate(v):
-            table(f"[[{_key(k)}]]", entry, (k, i))
+            table(f"[[{toml_key(k)}]]", entry, (k, i))
     return "\n".join(lines) + "\n"
