@@ -202,8 +202,28 @@ class CentralProcess:
             self.proc.wait()
 
 
-async def drain(records: list[UploadRecord], state: Path, central: CentralProcess, gateway: str) -> dict[str, float]:
-    """Buffer ``records`` in a real store's upload lane, then time the sync service sending them all."""
+def commits(records: list[UploadRecord], seconds: float) -> list[list[UploadRecord]]:
+    """``records`` cut as the aggregator commits them (one store block each): by pass, every ``seconds``.
+
+    A record is made in the pass after its reading (raw) or after its window closed (aggregates); the
+    store keeps each commit as its own block(s), so the blocks sync reads are this size, not larger.
+    """
+    step = int(seconds * S)
+    out: list[list[UploadRecord]] = []
+    key = None
+    for r in records:
+        k = (r.wall_ns + r.window_s * S) // step
+        if k != key:
+            out.append([])
+            key = k
+        out[-1].append(r)
+    return out
+
+
+async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralProcess,
+                gateway: str) -> dict[str, float]:
+    """Buffer the records in a real store's upload lane, one commit per chunk, then time the sync service
+    sending them all."""
     from zaas_edge.store import Writer
     from zaas_edge.sync.enroll import enroll
     from zaas_edge.sync.identity import Identity
@@ -223,13 +243,13 @@ async def drain(records: list[UploadRecord], state: Path, central: CentralProces
     await writer.start()
     try:
         t = time.perf_counter()
-        for i in range(0, len(records), 50_000):
-            chunk = records[i:i + 50_000]
+        records = [r for c in chunks for r in c]
 
-            def put(st: Store, chunk: list[UploadRecord] = chunk) -> None:
+        def put(st: Store) -> None:
+            for chunk in chunks:
                 with st.transaction("buffering upload records"):
                     st.insert_uploads(chunk)
-            await writer.call(put)
+        await writer.call(put)
         buffer_s = time.perf_counter() - t
 
         def measure(st: Store) -> tuple[int, int]:
@@ -258,6 +278,7 @@ async def drain(records: list[UploadRecord], state: Path, central: CentralProces
             raise SystemExit(f"the central holds {held} records of {gateway}, {len(records)} were sent")
         return {"records": len(records), "drain_s": drain_s, "wire_bytes": lane.bytes_sent,
                 "batches": lane.batches_sent, "store_bytes": used, "buffer_rps": len(records) / buffer_s,
+                "blocks": len(chunks),
                 "encoding": svc._choose_encoding()}
     finally:
         await writer.close()
@@ -299,8 +320,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         central = CentralProcess(Path(d) / "central", tokens=2)
         try:
-            raw = asyncio.run(drain(raw_recs, Path(d) / "gw-raw", central, "gw-raw"))
-            dflt = asyncio.run(drain(def_recs, Path(d) / "gw-default", central, "gw-default"))
+            passes = cfg.aggregate_interval_s
+            raw = asyncio.run(drain(commits(raw_recs, passes), Path(d) / "gw-raw", central, "gw-raw"))
+            dflt = asyncio.run(drain(commits(def_recs, passes), Path(d) / "gw-default", central, "gw-default"))
         finally:
             central.close()
         per_raw_store = store_bytes_per_reading(readings[:300_000], Path(d))
@@ -320,6 +342,9 @@ def main() -> int:
           f"{dflt['wire_bytes'] / n:.3f} wire bytes/raw reading represented")
 
     per_upload_store = dflt["store_bytes"] / dflt["records"]
+    print(f"upload lane blocks as the aggregator commits them (a pass every {cfg.aggregate_interval_s:g} s): "
+          f"raw policy {raw['records'] / raw['blocks']:.0f} records each, defaults "
+          f"{dflt['records'] / dflt['blocks']:.0f}")
     print(f"store: {per_raw_store:.1f} bytes per buffered raw reading (reading lane, measured); "
           f"{per_upload_store:.1f} bytes per upload record under the defaults, "
           f"{raw['store_bytes'] / n:.1f} under the raw policy (upload lane, measured)")

@@ -11,6 +11,7 @@ from zaas_edge.config_model import StoreSection
 from zaas_edge.model import Alarm, Lane, Reading, UploadRecord
 from zaas_edge.store import Store, Writer
 from zaas_edge.store.retention import enforce, expire
+from zaas_edge.store.store import UPLOAD_BLOCK
 from zaas_edge.sync.aggregate import CONSUMER, Aggregator
 from zaas_edge.sync.codec import SOURCE_LANE, decode_batch, encode_batch
 from zaas_edge.sync.config import SyncSection
@@ -39,8 +40,24 @@ def test_upload_lane_round_trips_records_in_blocks(tmp_path):
         got = st.read(Lane.UPLOAD, 0, 10_000)
         assert [s.seq for s in got] == list(range(1, 5002))
         assert [s.item for s in got] == recs
-        assert [s.seq for s in st.read(Lane.UPLOAD, 4094, 3)] == [4095, 4096, 4097]  # across a block edge
+        assert [s.seq for s in st.read(Lane.UPLOAD, 4094, 3)] == [4095, 4096, 4097]  # inside a block
         assert st.backlog()[Lane.UPLOAD] == 5001
+        more = [UploadRecord("m/v", "V", T0 + i * S, 231.0, resolution=0.1) for i in range(UPLOAD_BLOCK + 3)]
+        assert st.save_uploads(more, "aggregate", 0, "{}", T0) == (5002, 5001 + len(more))
+        edge = 5001 + UPLOAD_BLOCK  # the last record of the first block of that commit
+        assert [(s.seq, s.item) for s in st.read(Lane.UPLOAD, edge - 2, 4)] == [
+            (edge - 1, more[-5]), (edge, more[-4]), (edge + 1, more[-3]), (edge + 2, more[-2])]  # across a block edge
+        assert st.read(Lane.UPLOAD, 0, edge + 1)[-1].seq == edge + 1  # the limit holds across blocks
+        wire = st.read_for_wire(Lane.UPLOAD, edge - 2, 4)  # what sync encodes: the same rows, as tuples
+        assert [(w.seq, UploadRecord(*w.item)) for w in wire] == [
+            (edge - 1, more[-5]), (edge, more[-4]), (edge + 1, more[-3]), (edge + 2, more[-2])]
+        assert encode_batch(Lane.READING, st.read_for_wire(Lane.UPLOAD, 0, 20_000)) == encode_batch(
+            Lane.READING, st.read(Lane.UPLOAD, 0, 20_000))
+        assert [s.item for s in st.read(Lane.UPLOAD, 5001, 100_000)] == more
+        st.ack("sync", Lane.UPLOAD, 5001)
+        assert st.backlog()[Lane.UPLOAD] == len(more)
+        st.connection.execute("DELETE FROM upload WHERE seq > 5001")  # back to the records the test follows
+        st.connection.execute("UPDATE cursor SET seq = 0 WHERE consumer = 'sync'")
         st.ack("sync", Lane.UPLOAD, 4100)
         assert st.backlog()[Lane.UPLOAD] == 901
         stats = st.stats()

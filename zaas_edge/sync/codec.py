@@ -30,6 +30,8 @@ __all__ = [
     "WIRE_LANES",
     "DEFAULT_TOLERANCE",
     "DecodedBatch",
+    "RecordRow",
+    "WireRow",
     "encode_batch",
     "decode_batch",
     "split_resolution",
@@ -41,7 +43,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from zaas_edge.errors import ProtocolError
 from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, UploadRecord
@@ -67,6 +69,39 @@ _CODE_QUALITY = {v: k for k, v in _QUALITY_CODE.items()}
 _SYNCED, _CORRECTED, _HAS_MONO = 1, 2, 4
 _MAX_INT = 1 << 53  # quantised integers stay exact as float64 on the way back
 _F64 = struct.Struct(">d")
+
+
+class RecordRow(NamedTuple):
+    """An upload record as the encoder reads it: UploadRecord's fields, in a tuple.
+
+    The store hands sync its upload blocks back in this form: a tuple costs a
+    fifth of a frozen dataclass to build, and draining a backlog builds one
+    per record (see ``Store.read_for_wire``).
+    """
+
+    point: str
+    unit: str
+    wall_ns: int
+    value: float
+    quality: Quality = Quality.OK
+    synced: bool = True
+    corrected: bool = False
+    mono_ns: int | None = None
+    boot_id: str = ""
+    resolution: float = 0.0
+    window_s: int = 0
+    count: int = 1
+    min: float | None = None
+    max: float | None = None
+    last: float | None = None
+    last_ns: int | None = None
+
+
+class WireRow(NamedTuple):
+    """A row to encode: its seq and its item (what ``Stored`` carries, lighter)."""
+
+    seq: int
+    item: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +184,33 @@ class _Reader:
         if not chunk or max(chunk) < 0x80:  # the common case: every value fits one byte
             self.pos = pos + count
             return list(chunk)
-        return [self.u() for _ in range(count)]
+        return self._varints(count)
+
+    def rest(self) -> list[int]:
+        """Every varint left in the section (a column read in one go)."""
+        return self._varints(None)
+
+    def _varints(self, count: int | None) -> list[int]:
+        # One tight loop for a whole column: a method call per value costs more than the decoding.
+        buf, pos, end = self.buf, self.pos, self.end
+        out: list[int] = []
+        append = out.append
+        while (pos < end) if count is None else (len(out) < count):
+            shift = result = 0
+            while True:
+                if pos >= end:
+                    raise ProtocolError(f"truncated varint at byte {pos}")
+                b = buf[pos]
+                pos += 1
+                result |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+                if shift > 63:
+                    raise ProtocolError(f"varint longer than 64 bits at byte {pos}")
+            append(result)
+        self.pos = pos
+        return out
 
     def z(self) -> int:
         return _unzz(self.u())
@@ -227,7 +288,7 @@ def encode_batch(
 
     ``rows`` are :class:`zaas_edge.store.Stored` (anything with ``seq`` and
     ``item``), in increasing seq order. For the reading lane an item is an
-    :class:`UploadRecord` or a plain :class:`Reading`; ``resolution(key)``
+    :class:`UploadRecord` (or its tuple form :class:`RecordRow`) or a plain :class:`Reading`; ``resolution(key)``
     overrides a record's own resolution (``None``: keep it; a plain reading
     has none, so goes lossless).
     """
@@ -254,8 +315,8 @@ def encode_batch(
     return bytes(out)
 
 
-def _record(item: Any) -> UploadRecord:
-    if isinstance(item, UploadRecord):
+def _record(item: Any) -> UploadRecord | RecordRow:
+    if isinstance(item, (UploadRecord, RecordRow)):
         return item
     if isinstance(item, Reading):
         return UploadRecord(item.point, item.unit, item.wall_ns, item.value, item.quality, item.synced,
@@ -511,22 +572,59 @@ def _decode(body: bytes) -> DecodedBatch:
     return DecodedBatch(version, lane, first if n else 0, seqs[-1] if n else 0, rows, epoch, resolutions)
 
 
+_SCALES: dict[tuple[int, int], tuple[float, float, float]] = {}  # (m, e) -> multiplier, divisor, resolution
+
+
+def _read_dictionary(sec: _Reader, npts: int, resolutions: dict[str, float]
+                     ) -> tuple[list[tuple[str, str]], list[tuple[float, float]]]:
+    """The point dictionary: (key, unit) and (multiplier, divisor) per entry.
+
+    Hot when the store reads its upload blocks back (each block has its own
+    dictionary): an entry whose lengths and resolution fit one byte each, the
+    usual case, is read without the general varint reader.
+    """
+    points: list[tuple[str, str]] = []
+    mults: list[tuple[float, float]] = []
+    buf, pos, end = sec.buf, sec.pos, sec.end
+    for _ in range(npts):
+        kl = buf[pos] if pos < end else 0x80
+        ks = pos + 1
+        us = ks + kl
+        ul = buf[us] if kl < 0x80 and us < end else 0x80
+        ue = us + 1 + ul
+        if ul < 0x80 and ue + 2 <= end and buf[ue] < 0x80 and buf[ue + 1] < 0x80:
+            try:
+                key, unit = buf[ks:us].decode("utf-8"), buf[us + 1:ue].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(f"string is not UTF-8 before byte {ue}") from None
+            m, e = buf[ue], _unzz(buf[ue + 1])
+            pos = ue + 2
+        else:  # the general path: long strings, large mantissas, or a truncated entry (raises)
+            sec.pos = pos
+            key, unit = sec.text(), sec.text()
+            m, e = sec.u(), sec.z()
+            pos = sec.pos
+        scale = _SCALES.get((m, e))
+        if scale is None:
+            if m and not -30 <= e <= 30:
+                raise ProtocolError(f"resolution exponent {e} of {key!r} out of range")
+            scale = (*_scale(m, e), m * 10.0**e) if m else (0.0, 0.0, 0.0)
+            if len(_SCALES) < 4096:
+                _SCALES[(m, e)] = scale
+        points.append((key, unit))
+        mults.append(scale[:2])
+        resolutions[key] = scale[2]
+    sec.pos = pos
+    return points, mults
+
+
 def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]) -> list[dict[str, Any]]:
     n = len(seqs)
     sec = rd.section()
     npts = sec.u()
     if npts > sec.end - sec.pos:
         raise ProtocolError(f"{npts} points announced in a dictionary of {sec.end - sec.pos} bytes")
-    points: list[tuple[str, str]] = []
-    mults: list[tuple[float, float]] = []
-    for _ in range(npts):
-        key, unit = sec.text(), sec.text()
-        m, e = sec.u(), sec.z()
-        if m and not -30 <= e <= 30:
-            raise ProtocolError(f"resolution exponent {e} of {key!r} out of range")
-        points.append((key, unit))
-        mults.append(_scale(m, e) if m else (0.0, 0.0))
-        resolutions[key] = m * 10.0**e if m else 0.0
+    points, mults = _read_dictionary(sec, npts, resolutions)
     sec.done("point dictionary")
     if n and not points:
         raise ProtocolError("rows without a point dictionary")
@@ -586,6 +684,7 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
     if prev >= n:
         raise ProtocolError(f"fallback row {prev} beyond the {n} rows")
     ints, aggs, floats = rd.section(), rd.section(), rd.section()
+    int_values = iter(ints.rest())  # one per row on the integer grid, in row order
     unpack = _F64.unpack_from
     prev_q = [0] * npts
     rows: list[dict[str, Any]] = []
@@ -602,7 +701,10 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
             row["window_s"], row["count"] = window, count
             row["last_ns"] = times[i] + aggs.z() * unit
         if mul and i not in fallback:
-            q = prev_q[j] + ints.z()
+            z = next(int_values, None)
+            if z is None:
+                raise ProtocolError(f"integer values end before row {i}")
+            q = prev_q[j] + ((z >> 1) ^ -(z & 1))
             prev_q[j] = q
             row["value"] = q * mul / div
             if agg:
@@ -615,7 +717,8 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
         if agg:
             row["avg"] = row["value"]
         rows.append(row)
-    ints.done("integer values")
+    if next(int_values, None) is not None:
+        raise ProtocolError("unexpected bytes after the integer values")
     aggs.done("aggregate columns")
     floats.done("float64 values")
 

@@ -324,13 +324,17 @@ class SyncService(Service):
         up = self._uplink
         return "zstd" if up is not None and "zstd" in up.accept_encoding else "gzip"
 
+    async def _rows(self, lane: Lane, after: int, limit: int) -> list[Any]:
+        src = self._source(lane)
+        return await self.ctx.writer.call(lambda s: s.read_for_wire(src, after, limit))
+
     def _encode(self, lane: Lane, rows: Sequence[Any]) -> bytes:
         return codec.encode_batch(lane, rows, epoch=self.epoch)
 
     async def _freeze(self, lane: Lane, cursor: int) -> FrozenBatch | None:
         st = self.lanes[lane]
         limit = max(1, min(MAX_ROWS, int(st.target / max(st.bytes_per_row, 0.5))))
-        rows = await self.ctx.writer.read(self._source(lane), cursor, limit)
+        rows = await self._rows(lane, cursor, limit)
         if not rows:
             return None
         encoding = self._choose_encoding()
@@ -416,7 +420,7 @@ class SyncService(Service):
         """413: re-cut the frozen batch in two by seq range (the only re-cut there is)."""
         if batch.epoch != self.epoch:
             return False
-        rows = await self.ctx.writer.read(self._source(lane), batch.first_seq - 1, batch.rows)
+        rows = await self._rows(lane, batch.first_seq - 1, batch.rows)
         rows = [r for r in rows if r.seq <= batch.last_seq]
         if len(rows) < 2:
             return False
