@@ -171,3 +171,29 @@ def test_an_outage_far_beyond_a_week_keeps_the_store_bounded(tmp_path):
         spans = sorted((g["first_seq"], g["last_seq"]) for g in gaps)
         assert spans[0][0] == 1 and all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))
         assert st.read(Lane.UPLOAD, 0, 1)[0].seq == spans[-1][1] + 1
+
+
+async def test_a_box_that_never_gets_ntp_still_uploads_after_the_hold_flagged_unsynchronised(tmp_path):
+    """The defaults on a box whose kernel never reports the clock synchronised (no NTP reachable)."""
+    clock = FakeClock(wall_ns=T0, synced=False)  # the box's own, untrusted, wall clock
+    cfg = SyncSection(enabled=True)  # clock_hold_s, windows, grace: the defaults
+    async with Writer(StoreSection(), tmp_path / "s.db", clock) as w:
+        agg = Aggregator(w, cfg, clock)
+        await agg.start()
+        for _ in range(int(cfg.clock_hold_s) // 60 - 1):  # up to just before the hold ends
+            w.submit(readings(clock, 60))
+            await w.flush()
+            await agg.step()
+        assert await w.read(Lane.UPLOAD, 0, 10) == []  # held: synchronisation may still come
+        assert agg.status["aggregate_held_since_seq"] == 1
+        for _ in range(3):  # past the hold: given up on, they go up as they are
+            w.submit(readings(clock, 60))
+            await w.flush()
+            await agg.step()
+        recs = [s.item for s in await w.read(Lane.UPLOAD, 0, 1000)]
+        minutes = int(cfg.clock_hold_s) // 60 + 1  # closed windows so far (the last minute is still open)
+        assert len(recs) == 2 * minutes
+        assert all(not r.synced and not r.corrected and r.boot_id == clock.boot_id for r in recs)
+        assert all(r.mono_ns is not None for r in recs)  # the platform can place them itself
+        assert [(r.point, r.wall_ns, r.count) for r in recs[:2]] == [("m/p", T0, 60), ("m/q", T0, 60)]
+        assert agg.status["aggregate_held_since_seq"] is None
