@@ -54,14 +54,27 @@ CREATE TABLE IF NOT EXISTS batch (gateway TEXT NOT NULL, key TEXT NOT NULL, body
 """
 
 
-def decode_body(content_type: str, body: bytes) -> dict[str, Any]:
-    """A batch body as {version, lane, first_seq, last_seq, rows}; ProtocolError when unreadable."""
+def decode_body(content_type: str, body: bytes, *, rows: bool = True) -> dict[str, Any]:
+    """A batch body as {lane, first_seq, last_seq, seqs, rows}; ProtocolError when unreadable.
+
+    ``rows=False`` (ingestion): the whole body is still read and checked, but
+    reading rows are not turned into dicts, only their seqs are kept.
+    """
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != codec.CONTENT_TYPE.split(";")[0].strip().lower():
         raise ProtocolError(f"unsupported Content-Type {content_type!r}")
+    if not rows:
+        try:
+            recs = codec.decode_records(body)
+        except ProtocolError:
+            pass  # another lane, or a bad body: decode_batch says which
+        else:
+            seqs = [r.seq for r in recs]
+            return {"lane": "reading", "first_seq": seqs[0] if seqs else 0, "last_seq": seqs[-1] if seqs else 0,
+                    "seqs": seqs, "rows": None}
     d = codec.decode_batch(body)
-    return {"version": d.version, "lane": str(d.lane), "first_seq": d.first_seq, "last_seq": d.last_seq,
-            "rows": list(d.rows)}
+    return {"lane": str(d.lane), "first_seq": d.first_seq, "last_seq": d.last_seq,
+            "seqs": [r["seq"] for r in d.rows], "rows": list(d.rows)}
 
 
 _MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
@@ -305,7 +318,7 @@ class Central:
             answer["acked_through"] = self._acked(gateway, epoch, lane)
             return web.json_response(answer)
         try:
-            decoded = decode_body(request.headers.get("Content-Type", ""), raw)
+            decoded = decode_body(request.headers.get("Content-Type", ""), raw, rows=False)
         except ProtocolError as exc:
             kind = web.HTTPUnsupportedMediaType if "unsupported" in str(exc) else web.HTTPBadRequest
             raise kind(text=str(exc)) from None
@@ -360,7 +373,7 @@ class Central:
             stream, before = self._stream(gateway, epoch, lane)
             body = db.execute("INSERT INTO body (content_type, data) VALUES (?, ?)", (content_type, raw)).lastrowid
             cur = db.executemany("INSERT OR IGNORE INTO row VALUES (?, ?, ?, ?)",
-                                 [(stream, r["seq"], body, now) for r in decoded["rows"]])
+                                 [(stream, seq, body, now) for seq in decoded["seqs"]])
             stored = cur.rowcount
             if not stored:
                 db.execute("DELETE FROM body WHERE id = ?", (body,))
@@ -370,7 +383,7 @@ class Central:
                 db.execute("INSERT INTO gap VALUES (?, ?, ?, ?, ?, ?)", (gateway, epoch, lane, *gap, now))
             acked = max(before, last)
             db.execute("UPDATE stream SET acked_through = ? WHERE id = ?", (acked, stream))
-            answer = {"acked_through": acked, "stored": stored, "duplicates": len(decoded["rows"]) - stored,
+            answer = {"acked_through": acked, "stored": stored, "duplicates": len(decoded["seqs"]) - stored,
                       "gap": list(gap) if gap else None}
             db.execute("INSERT INTO batch VALUES (?, ?, ?, ?)", (gateway, key, digest, json.dumps(answer)))
             db.execute("COMMIT")

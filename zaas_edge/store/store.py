@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zaas_edge.errors import PermanentError, StoreUnavailable, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, Severity, Stamp, UploadRecord
@@ -40,24 +40,13 @@ from zaas_edge.store.schema import (
 )
 
 DEFAULT_CONSUMER_LANES = tuple(Lane)
+T = TypeVar("T")
 UPLOAD_BLOCK = 4096  # upload records per stored block (at most; a commit of fewer makes a smaller one)
 # Rows after a seq: the upload lane counts the records of its blocks, a partly acknowledged one in part.
 _COUNT_AFTER = {Lane.UPLOAD: "SELECT coalesce(sum(min(n, seq - ?1)), 0) FROM upload WHERE seq > ?1"}
 
 
 _QUALITY = {str(q): q for q in Quality}  # a dict lookup: Quality(text) costs more than the rest of a row
-
-
-def _record_row(row: dict[str, Any], resolution: float) -> Any:
-    """A decoded upload row as ``codec.RecordRow`` (what sync encodes)."""
-    from zaas_edge.sync.codec import RecordRow
-    if row["kind"] != "agg":
-        return RecordRow(row["point"], row["unit"], row["wall_ns"], row["value"], _QUALITY[row["quality"]],
-                         row["synced"], row["corrected"], row.get("mono_ns"), row.get("boot_id", ""), resolution)
-    return RecordRow(
-        row["point"], row["unit"], row["wall_ns"], row["value"], _QUALITY[row["quality"]], row["synced"],
-        row["corrected"], row.get("mono_ns"), row.get("boot_id", ""), resolution,
-        row["window_s"], row["count"], row.get("min"), row.get("max"), row.get("last"), row.get("last_ns"))
 
 
 def _upload_record(row: dict[str, Any], resolution: float) -> UploadRecord:
@@ -392,34 +381,40 @@ class Store:
         return Alarm(alarm_id, bool(active), text, source, Stamp(wall, mono, self._boot_name(boot), bool(synced)),
                      Severity(sev), json.loads(data))
 
-    def _upload_blocks(self, after_seq: int) -> Iterator[tuple[list[dict[str, Any]], dict[str, float]]]:
-        """Decoded upload blocks holding seqs > ``after_seq``, in seq order: (rows, resolutions) each."""
-        from zaas_edge.sync.codec import decode_batch
+    def _upload_blocks(self, after_seq: int, decode: Callable[[bytes], T]) -> Iterator[T]:
+        """``decode(body)`` of each upload block holding seqs > ``after_seq``, in seq order."""
         cur = self._conn.execute("SELECT body FROM upload WHERE seq > ? ORDER BY seq", (int(after_seq),))
         while chunk := cur.fetchmany(4):
             for (body,) in chunk:
                 try:
-                    d = decode_batch(zlib.decompress(body))
+                    yield decode(zlib.decompress(body))
                 except (zlib.error, ZaasError) as exc:
                     raise PermanentError(f"store {self.path}: an upload block is unreadable: {exc}") from exc
-                yield d.rows, d.resolutions
+
+    def _upload_rows(self, after_seq: int) -> Iterator[tuple[list[dict[str, Any]], dict[str, float]]]:
+        """(decoded rows, resolutions) of each upload block holding seqs > ``after_seq``."""
+        from zaas_edge.sync.codec import decode_batch
+
+        def rows(body: bytes) -> tuple[list[dict[str, Any]], dict[str, float]]:
+            d = decode_batch(body)
+            return d.rows, d.resolutions
+        return self._upload_blocks(after_seq, rows)
 
     def _uploads(self, after_seq: int) -> Iterator[tuple[int, UploadRecord, dict[str, Any]]]:
         """Upload records with seq > ``after_seq``, in seq order, with their decoded rows."""
-        for rows, res in self._upload_blocks(after_seq):
+        for rows, res in self._upload_rows(after_seq):
             for row in rows:
                 if row["seq"] > after_seq:
                     yield row["seq"], _upload_record(row, res.get(row["point"], 0.0)), row
 
-    def _read_uploads(self, after_seq: int, limit: int, row: Callable[[int, Any], Any],
-                      make: Callable[[dict[str, Any], float], Any]) -> list[Any]:
-        # Hot (sync drains the lane through it): a plain loop, no generator per record.
-        out: list[Any] = []
-        for rows, res in self._upload_blocks(after_seq):
+    def _read_uploads(self, after_seq: int, limit: int) -> list[Stored]:
+        out: list[Stored] = []
+        lane = Lane.UPLOAD
+        for rows, res in self._upload_rows(after_seq):
             if rows and rows[0]["seq"] <= after_seq:
                 rows = [r for r in rows if r["seq"] > after_seq]
             rows = rows[:limit - len(out)]
-            out.extend([row(r["seq"], make(r, res.get(r["point"], 0.0))) for r in rows])
+            out.extend([Stored(lane, r["seq"], _upload_record(r, res.get(r["point"], 0.0))) for r in rows])
             if len(out) >= limit:
                 break
         return out
@@ -434,16 +429,24 @@ class Store:
         lane = Lane(lane)
         if lane is not Lane.UPLOAD:
             return self.read(lane, after_seq, limit)
-        from zaas_edge.sync.codec import WireRow
+        from zaas_edge.sync.codec import decode_records
+        out: list[Any] = []
         with guarded(self.path, "reading the upload lane"):
-            return self._read_uploads(after_seq, limit, WireRow, _record_row)
+            # Hot (sync drains a backlog through it): tuples straight from the decoder, no dict per record.
+            for rows in self._upload_blocks(after_seq, decode_records):
+                if rows and rows[0].seq <= after_seq:
+                    rows = [r for r in rows if r.seq > after_seq]
+                out.extend(rows[:limit - len(out)])
+                if len(out) >= limit:
+                    break
+        return out
 
     def read(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored]:
         """Rows of ``lane`` with seq > ``after_seq``, in seq order, at most ``limit``."""
         lane = Lane(lane)
         if lane is Lane.UPLOAD:
             with guarded(self.path, "reading the upload lane"):
-                return self._read_uploads(after_seq, limit, lambda seq, rec: Stored(lane, seq, rec), _upload_record)
+                return self._read_uploads(after_seq, limit)
         make = {Lane.READING: self._reading, Lane.EVENT: self._event, Lane.ALARM: self._alarm}[lane]
         with guarded(self.path, f"reading the {lane} lane"):
             rows = self._conn.execute(f"SELECT * FROM {LANE_TABLES[lane]} WHERE seq > ? ORDER BY seq LIMIT ?",

@@ -34,6 +34,7 @@ __all__ = [
     "WireRow",
     "encode_batch",
     "decode_batch",
+    "decode_records",
     "split_resolution",
 ]
 
@@ -541,7 +542,7 @@ def decode_batch(body: bytes) -> DecodedBatch:
         raise ProtocolError(f"malformed batch body: {type(exc).__name__}: {exc}") from exc
 
 
-def _decode(body: bytes) -> DecodedBatch:
+def _decode(body: bytes, records: bool = False) -> DecodedBatch:
     if len(body) < 4 or body[:2] != MAGIC:
         raise ProtocolError("not a zaas batch body (missing the 'ZB' magic)")
     version = body[2]
@@ -564,7 +565,11 @@ def _decode(body: bytes) -> DecodedBatch:
         seqs[i] = s
     sec.done("seq column")
     resolutions: dict[str, float] = {}
-    if lane is Lane.READING:
+    if lane is Lane.READING and records:
+        fields, _kinds = _reading_fields(rd, seqs, resolutions)
+        new = tuple.__new__
+        rows = [new(WireRow, (seq, new(RecordRow, r))) for seq, r in zip(seqs, fields, strict=True)]
+    elif lane is Lane.READING:
         rows = _decode_readings(rd, seqs, resolutions)
     else:
         rows = _decode_json(rd, lane, seqs)
@@ -618,7 +623,51 @@ def _read_dictionary(sec: _Reader, npts: int, resolutions: dict[str, float]
     return points, mults
 
 
+# Field positions of a row while it is decoded (RecordRow's order).
+(_POINT, _UNIT, _WALL, _VALUE, _QUAL, _SYNC, _CORR, _MONO, _BOOT, _RES, _WIN, _COUNT, _MIN, _MAX, _LAST,
+ _LAST_NS) = range(16)
+
+
 def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]) -> list[dict[str, Any]]:
+    """The reading rows as dicts (the documented decoded form)."""
+    rows, kinds = _reading_fields(rd, seqs, resolutions)
+    out: list[dict[str, Any]] = []
+    for seq, r, agg in zip(seqs, rows, kinds, strict=True):
+        row: dict[str, Any] = {"seq": seq, "point": r[_POINT], "unit": r[_UNIT], "wall_ns": r[_WALL],
+                               "quality": str(r[_QUAL]), "synced": r[_SYNC], "corrected": r[_CORR],
+                               "kind": "agg" if agg else "raw"}
+        if agg:
+            row["window_s"], row["count"], row["last_ns"] = r[_WIN], r[_COUNT], r[_LAST_NS]
+        row["value"] = r[_VALUE]
+        if agg:
+            row["min"], row["max"], row["last"], row["avg"] = r[_MIN], r[_MAX], r[_LAST], r[_VALUE]
+        if r[_MONO] is not None:
+            row["mono_ns"], row["boot_id"] = r[_MONO], r[_BOOT]
+        out.append(row)
+    return out
+
+
+def decode_records(body: bytes) -> list[WireRow]:
+    """A reading-lane body read back as ``WireRow(seq, RecordRow)`` tuples (no dict per row).
+
+    What the store uses to hand its upload blocks to sync; :func:`decode_batch`
+    is the general form. Raises :class:`ProtocolError` (only) on bytes off
+    the format, or on a body of another lane.
+    """
+    try:
+        d = _decode(bytes(body), records=True)
+    except ProtocolError:
+        raise
+    except (ValueError, IndexError, KeyError, OverflowError, TypeError, struct.error, RecursionError) as exc:
+        raise ProtocolError(f"malformed batch body: {type(exc).__name__}: {exc}") from exc
+    if d.lane is not Lane.READING:
+        raise ProtocolError(f"a {d.lane} body where reading records were expected")
+    return d.rows  # type: ignore[return-value]
+
+
+def _reading_fields(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
+                    ) -> tuple[list[list[Any]], list[bool]]:
+    """Each row as a list of RecordRow's fields, and whether it is an aggregate."""
     n = len(seqs)
     sec = rd.section()
     npts = sec.u()
@@ -687,36 +736,36 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
     int_values = iter(ints.rest())  # one per row on the integer grid, in row order
     unpack = _F64.unpack_from
     prev_q = [0] * npts
-    rows: list[dict[str, Any]] = []
+    point_res = [resolutions[key] for key, _unit in points]
+    ok = Quality.OK
+    rows: list[list[Any]] = []
     for i in range(n):
         j = pidx[i]
         key, unit_s = points[j]
         mul, div = mults[j]
         agg = kinds[i]
-        row: dict[str, Any] = {"seq": seqs[i], "point": key, "unit": unit_s, "wall_ns": times[i],
-                               "quality": "ok", "synced": True, "corrected": False,
-                               "kind": "agg" if agg else "raw"}
         if agg:
             window, count = aggs.u(), aggs.u()
-            row["window_s"], row["count"] = window, count
-            row["last_ns"] = times[i] + aggs.z() * unit
+            last_ns = times[i] + aggs.z() * unit
+        else:
+            window, count, last_ns = 0, 1, None
+        lo = hi = last = None
         if mul and i not in fallback:
             z = next(int_values, None)
             if z is None:
                 raise ProtocolError(f"integer values end before row {i}")
             q = prev_q[j] + ((z >> 1) ^ -(z & 1))
             prev_q[j] = q
-            row["value"] = q * mul / div
+            value = q * mul / div
             if agg:
-                row["min"], row["max"], row["last"] = ((q + aggs.z()) * mul / div for _ in range(3))
+                lo, hi, last = ((q + aggs.z()) * mul / div for _ in range(3))
         else:
             vals = [unpack(floats.take(8))[0] for _ in range(4 if agg else 1)]
-            row["value"] = vals[0]
+            value = vals[0]
             if agg:
-                row["min"], row["max"], row["last"] = vals[1:]
-        if agg:
-            row["avg"] = row["value"]
-        rows.append(row)
+                lo, hi, last = vals[1:]
+        rows.append([key, unit_s, times[i], value, ok, True, False, None, "", point_res[j], window, count,
+                     lo, hi, last, last_ns])
     if next(int_values, None) is not None:
         raise ProtocolError("unexpected bytes after the integer values")
     aggs.done("aggregate columns")
@@ -729,7 +778,7 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
         code = sec.byte()
         if prev >= n or code not in _CODE_QUALITY:
             raise ProtocolError(f"quality exception (row {prev}, code {code}) out of range")
-        rows[prev]["quality"] = str(_CODE_QUALITY[code])
+        rows[prev][_QUAL] = _CODE_QUALITY[code]
     sec.done("quality exceptions")
 
     sec = rd.section()
@@ -741,16 +790,16 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
         if prev >= n or flags > 7:
             raise ProtocolError(f"clock exception (row {prev}, flags {flags}) out of range")
         row = rows[prev]
-        row["synced"] = bool(flags & _SYNCED)
-        row["corrected"] = bool(flags & _CORRECTED)
+        row[_SYNC] = bool(flags & _SYNCED)
+        row[_CORR] = bool(flags & _CORRECTED)
         if flags & _HAS_MONO:
             mono += sec.z()
             b = sec.u()
             if b >= len(boots):
                 raise ProtocolError(f"boot index {b} outside the {len(boots)} boots")
-            row["mono_ns"], row["boot_id"] = mono, boots[b]
+            row[_MONO], row[_BOOT] = mono, boots[b]
     sec.done("clock exceptions")
-    return rows
+    return rows, kinds
 
 
 def _bounded(sec: _Reader, count: int) -> int:
