@@ -265,3 +265,42 @@ def test_mutated_bodies_raise_protocol_error_only(rows, data):
 def test_source_lane_maps_every_wire_lane():
     assert set(codec.SOURCE_LANE) == {Lane.READING, Lane.EVENT, Lane.ALARM}
     assert codec.SOURCE_LANE[Lane.EVENT] is Lane.EVENT and codec.SOURCE_LANE[Lane.ALARM] is Lane.ALARM
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(records())
+def test_decode_records_gives_the_rows_decode_batch_gives_and_encodes_back_to_the_same_bytes(rows):
+    body = encode_batch(Lane.READING, rows, epoch="ep")
+    got = codec.decode_records(body)
+    d = decode_batch(body)
+    assert [w.seq for w in got] == [r["seq"] for r in d.rows] == [s.seq for s in rows]
+    for w, row in zip(got, d.rows, strict=True):
+        r = w.item
+        assert isinstance(r, codec.RecordRow)
+        assert (r.point, r.unit, r.wall_ns, str(r.quality), r.synced, r.corrected) == (
+            row["point"], row["unit"], row["wall_ns"], row["quality"], row["synced"], row["corrected"])
+        assert struct.pack(">d", r.value) == struct.pack(">d", row["value"])
+        assert r.resolution == d.resolutions[r.point]
+        if row["kind"] == "agg":
+            assert (r.window_s, r.count, r.last_ns) == (row["window_s"], row["count"], row["last_ns"])
+            assert [r.min, r.max, r.last] == [row["min"], row["max"], row["last"]]
+        else:
+            assert (r.window_s, r.count, r.min, r.max, r.last, r.last_ns) == (0, 1, None, None, None, None)
+        assert (r.mono_ns, r.boot_id) == (row.get("mono_ns"), row.get("boot_id", ""))
+    # What the store hands sync encodes to the very body it was read from.
+    assert encode_batch(Lane.READING, got, epoch="ep") == body
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_decode_records_raises_protocol_error_only_on_garbage(data):
+    try:
+        codec.decode_records(data)
+    except ProtocolError:
+        pass
+
+
+def test_decode_records_refuses_another_lane():
+    body = encode_batch(Lane.EVENT, stored([Event("k", "t", "s", Stamp(T0, 1, "b", True))], lane=Lane.EVENT))
+    with pytest.raises(ProtocolError, match="reading records were expected"):
+        codec.decode_records(body)
