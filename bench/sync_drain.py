@@ -163,16 +163,34 @@ def store_bytes_per_reading(readings: list[Reading], directory: Path) -> float:
         return st.used_bytes() / len(readings)
 
 
-def upload_records(readings: list[Reading], building: Building, policies: PolicySet,
-                   cfg: SyncSection) -> tuple[list[UploadRecord], float]:
-    """The records the aggregator makes of ``readings`` under ``policies``, and how fast (readings/s)."""
+def upload_commits(readings: list[Reading], building: Building, policies: PolicySet,
+                   cfg: SyncSection) -> tuple[list[list[UploadRecord]], float]:
+    """The records the aggregator makes of ``readings`` under ``policies``, as it commits them, and how
+    fast (readings/s).
+
+    Pass by pass, as the aggregator runs: the readings of each ``aggregate_interval_s`` are fed, the
+    windows due are closed, and what the pass made is one commit (one or more store blocks; sync reads
+    these blocks back, so their size is part of what a drain costs).
+    """
     agg = Aggregation(policies, grace_s=cfg.aggregate_grace_s, resolution=building.resolution.get)
-    stored = [Stored(Lane.READING, i + 1, r) for i, r in enumerate(readings)]
+    step = int(cfg.aggregate_interval_s * S)
+    out: list[list[UploadRecord]] = []
     t = time.perf_counter()
-    recs, _ = agg.feed(stored)
-    end = readings[-1].wall_ns + 3600 * S
-    recs += agg.close(Stamp(end, end, BOOT, True), everything=True)
-    return recs, len(readings) / (time.perf_counter() - t)
+    i, n = 0, len(readings)
+    end = readings[0].wall_ns - readings[0].wall_ns % step + step
+    while i < n:
+        j = i
+        while j < n and readings[j].wall_ns < end:
+            j += 1
+        recs, _ = agg.feed([Stored(Lane.READING, k + 1, readings[k]) for k in range(i, j)])
+        recs += agg.close(Stamp(end, end, BOOT, True))
+        if recs:
+            out.append(recs)
+        i, end = j, end + step
+    rest = agg.close(Stamp(end + 3600 * S, end + 3600 * S, BOOT, True), everything=True)
+    if rest:
+        out.append(rest)
+    return out, n / (time.perf_counter() - t)
 
 
 class CentralProcess:
@@ -201,24 +219,6 @@ class CentralProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def commits(records: list[UploadRecord], seconds: float) -> list[list[UploadRecord]]:
-    """``records`` cut as the aggregator commits them (one store block each): by pass, every ``seconds``.
-
-    A record is made in the pass after its reading (raw) or after its window closed (aggregates); the
-    store keeps each commit as its own block(s), so the blocks sync reads are this size, not larger.
-    """
-    step = int(seconds * S)
-    out: list[list[UploadRecord]] = []
-    key = None
-    for r in records:
-        k = (r.wall_ns + r.window_s * S) // step
-        if k != key:
-            out.append([])
-            key = k
-        out[-1].append(r)
-    return out
 
 
 async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralProcess,
@@ -316,19 +316,19 @@ def main() -> int:
     print(f"baseline JSON lines, gzip:         {jsonl_gz:8.2f} bytes/reading")
 
     cfg = SyncSection()
-    raw_recs, raw_agg_rps = upload_records(readings, building, PolicySet(default_policy="raw",
-                                                                         counter_policy="raw"), cfg)
-    def_recs, def_agg_rps = upload_records(readings, building, PolicySet(window_s=cfg.window_s), cfg)
-    assert len(raw_recs) == n
-    print(f"upload policies: raw makes {len(raw_recs)} records ({raw_agg_rps:,.0f} readings/s); "
+    raw_commits, raw_agg_rps = upload_commits(readings, building, PolicySet(default_policy="raw",
+                                                                            counter_policy="raw"), cfg)
+    def_commits, def_agg_rps = upload_commits(readings, building, PolicySet(window_s=cfg.window_s), cfg)
+    def_recs = [r for c in def_commits for r in c]
+    assert sum(len(c) for c in raw_commits) == n
+    print(f"upload policies: raw makes {n} records ({raw_agg_rps:,.0f} readings/s); "
           f"defaults make {len(def_recs)} ({n / len(def_recs):.1f} readings each, {def_agg_rps:,.0f} readings/s)")
 
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         central = CentralProcess(Path(d) / "central", tokens=2)
         try:
-            passes = cfg.aggregate_interval_s
-            raw = asyncio.run(drain(commits(raw_recs, passes), Path(d) / "gw-raw", central, "gw-raw"))
-            dflt = asyncio.run(drain(commits(def_recs, passes), Path(d) / "gw-default", central, "gw-default"))
+            raw = asyncio.run(drain(raw_commits, Path(d) / "gw-raw", central, "gw-raw"))
+            dflt = asyncio.run(drain(def_commits, Path(d) / "gw-default", central, "gw-default"))
         finally:
             central.close()
         per_raw_store = store_bytes_per_reading(readings[:300_000], Path(d))
