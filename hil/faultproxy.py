@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Any
 
+from zaas_edge.aio import wait_for
+
 CHUNK = 16 * 1024
 
 
@@ -74,7 +76,7 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await wait_for(self._server.wait_closed(), 2)
 
     def reset_all(self) -> None:
         for client, upstream in list(self._open):
