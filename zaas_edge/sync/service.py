@@ -1,6 +1,6 @@
 """The sync service: drains the store's lanes to the platform, alarms first.
 
-One loop, one batch at a time, over one keep-alive mTLS connection:
+One loop, one batch in flight at a time, over one keep-alive mTLS connection:
 
 1. After each batch it starts again from the alarm lane, so lanes are drained
    in the order alarm, event, reading and an alarm never waits behind a
@@ -9,6 +9,8 @@ One loop, one batch at a time, over one keep-alive mTLS connection:
    after the store's ``sync`` cursor, sized to the lane's current target
    (grown on success up to ``batch_max_bytes`` compressed, halved on a timeout
    or a 413) and frozen before its first send (:mod:`zaas_edge.sync.batches`).
+   With a backlog, the next one is frozen while the current one travels, so
+   reading the store and encoding overlap the platform's work.
 3. It is sent until acknowledged: tenacity backoff with full jitter, at least
    the server's ``Retry-After``; ``sync now`` cuts a wait short.
 4. ``acked_through`` >= the batch's last seq moves the store cursor, *then*
@@ -16,7 +18,8 @@ One loop, one batch at a time, over one keep-alive mTLS connection:
    platform answers from its idempotency record).
 5. A refusal of the batch itself (a 4xx other than 401/403/404/408/409/413/
    421/429) quarantines it: kept on disk, not resent, the cursor moved past
-   it, alarm ``sync.quarantine``.
+   it, alarm ``sync.quarantine``. A 415 on a zstd batch is not a refusal of
+   its rows: it is compressed again as gzip once and resent.
 
 It never drops data on TLS or identity failures: alarms ``sync.tls`` and
 ``sync.identity`` say what to do, batches wait. The server's ``Date`` header
