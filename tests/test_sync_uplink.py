@@ -195,3 +195,24 @@ async def test_the_idempotency_key_covers_the_body_before_compression(central: C
             await up.post_batch(other)  # the same key, another uncompressed body
         assert refused.value.status == 422
     assert seqs(central, "reading") == list(range(1, 11))
+
+
+async def test_an_alarm_goes_before_the_reading_batch_frozen_ahead(central: Central, gateway: Gateway) -> None:
+    gateway.config = make_config(gateway.state, central.url, batch_initial_bytes=512, batch_max_bytes=1024,
+                                 config_pull_interval_s=0)
+    central.faults = [{"status": 503, "count": 2, "retry_after": 1}]  # the first reading batch waits ~2 s
+    gateway.writer.submit(readings(3000))
+    assert await gateway.writer.flush()
+    gateway.start()
+    await gateway.wait_for(lambda: central.requests.get("/v1/gateways/{gateway}/lanes/{lane}/batches", 0) >= 1,
+                           what="a first reading batch")
+    frozen = BatchStore(gateway.state / "sync" / "batches")
+    await gateway.wait_for(lambda: len(frozen.pending("reading")) == 2, what="the next batch frozen ahead")
+    gateway.writer.alarm(alarm("test.urgent"))
+    assert await gateway.writer.flush()
+    await gateway.wait_cursor("alarm", 1)
+    await gateway.wait_cursor("reading", 3000)
+    lanes = [b["lane"] for b in central.batches_seen]
+    assert lanes[:3] == ["reading", "alarm", "reading"]  # the frozen-ahead batch waited for the alarm
+    assert seqs(central, "reading") == list(range(1, 3001))
+    assert central.gaps() == []
