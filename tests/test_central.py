@@ -8,7 +8,6 @@ import ssl
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from hil.central import Central
 from tests.sync_fixtures import GATEWAY, enrolled_identity, event
@@ -31,14 +30,6 @@ def test_every_platform_route_is_in_the_openapi_document(tmp_path: Path) -> None
         central.db.close()
     assert documented == served
     assert "openapi: 3.1.0" in doc
-
-
-@pytest.fixture
-async def central(tmp_path: Path):
-    c = Central(tmp_path / "central")
-    await c.start()
-    yield c
-    await c.stop()
 
 
 def _body(first: int, last: int, lane: str = "reading") -> bytes:

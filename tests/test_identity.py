@@ -111,14 +111,6 @@ def test_cli_init_enroll_show_end_to_end(tmp_path: Path, central_process: dict) 
     assert stat.S_IMODE((tmp_path / "state" / "identity" / "key.pem").stat().st_mode) == 0o600
 
 
-@pytest.fixture
-async def central(tmp_path: Path):
-    c = Central(tmp_path / "central")
-    await c.start()
-    yield c
-    await c.stop()
-
-
 def _uplink_for(central: Central):
     return lambda ctx: Uplink(central.url, GATEWAY, ctx, request_timeout_s=5)
 

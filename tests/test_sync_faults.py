@@ -15,14 +15,6 @@ from zaas_edge.sync.batches import BatchStore
 
 
 @pytest.fixture
-async def central(tmp_path: Path):
-    c = Central(tmp_path / "central")
-    await c.start()
-    yield c
-    await c.stop()
-
-
-@pytest.fixture
 async def proxy(central: Central):
     p = FaultProxy("127.0.0.1", central.port)
     await p.start()

@@ -6,8 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from hil.central import Central, TestCA
 from tests.sync_fixtures import GATEWAY, Gateway, enrolled_identity, make_config, open_writer, readings
 from zaas_edge.clock import FakeClock
@@ -15,14 +13,6 @@ from zaas_edge.model import Event
 from zaas_edge.sync.enroll import verify_bundle
 
 DAY = 86400
-
-
-@pytest.fixture
-async def central(tmp_path: Path):
-    c = Central(tmp_path / "central")
-    await c.start()
-    yield c
-    await c.stop()
 
 
 async def _gateway(tmp_path: Path, central: Central, clock: FakeClock | None = None, **sync) -> Gateway:

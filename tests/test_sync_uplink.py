@@ -17,14 +17,6 @@ from zaas_edge.sync.uplink import Refused, Uplink
 
 
 @pytest.fixture
-async def central(tmp_path: Path):
-    c = Central(tmp_path / "central")
-    await c.start()
-    yield c
-    await c.stop()
-
-
-@pytest.fixture
 async def gateway(tmp_path: Path, central: Central):
     state = tmp_path / "gw"
     state.mkdir()
