@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from zaas_edge.errors import PermanentError
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity, Stamp
-from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler, LoadOverrides, TokenBucket
+from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler, LoadOverrides
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.discovery import PointSpec, component_key, device_config, sensor_classes
 from zaas_edge.mqtt.payloads import alarm_event_payload, alarm_payload, event_payload, state_payload
@@ -299,13 +299,6 @@ async def test_loadshed_overrides_seam() -> None:
     await run(h, "loadshed/boiler", body(mode="restore", ttl_s=60), mono=100.0)
     await run(h, "loadshed/boiler", body(mode="auto", ttl_s=1), mono=101.0)
     assert h.overrides.effective("boiler", 102.0) == "auto" and h.overrides.snapshot(102.0) == {}
-
-
-def test_token_bucket() -> None:
-    b = TokenBucket(rate=0.5, burst=2, now=0.0)
-    assert [b.take(0.0), b.take(0.0), b.take(0.0)] == [True, True, False]
-    assert b.take(1.0) is False and b.take(2.0) is True  # one token every two seconds
-    assert b.take(100.0) and b.take(100.0) and not b.take(100.0)  # never more than the burst
 
 
 async def test_rate_limit_is_per_target() -> None:

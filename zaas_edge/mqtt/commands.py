@@ -41,6 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zaas_edge.errors import ZaasError
+from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.service import DriverControl
 
 log = logging.getLogger("zaas_edge.mqtt")
@@ -83,24 +84,6 @@ class Ack:
 
         return dumps({"req_id": self.req_id, "accepted": self.accepted, "code": self.code,
                       "reason": self.reason, "state": self.state})
-
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; pure: the caller passes monotonic time."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.at = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class LoadOverrides:
@@ -227,7 +210,7 @@ class CommandHandler:
         bucket = self._buckets.get(target)
         if bucket is None:
             bucket = self._buckets[target] = TokenBucket(self.rate_per_s, self.burst, mono_s)
-        if not bucket.take(mono_s):
+        if not bucket.try_take(mono_s):
             raise _Refused("rate_limited", f"too many commands for {target}: at most {self.burst} at once "
                            f"and {self.rate_per_s * 60:g} per minute", req_id)
         if isinstance(cmd, DriverCommand):

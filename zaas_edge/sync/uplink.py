@@ -25,7 +25,6 @@ from __future__ import annotations
 __all__ = [
     "Uplink",
     "Answer",
-    "TokenBucket",
     "UplinkError",
     "Refused",
     "TooLarge",
@@ -51,6 +50,7 @@ from typing import Any
 import aiohttp
 
 from zaas_edge.errors import PermanentError, TransientError
+from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.sync.batches import FrozenBatch
 
 ACCEPT_ENCODING_HEADER = "Accept-Encoding"  # sent by the server in its answers: what it can decompress
@@ -122,23 +122,6 @@ class Answer:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class TokenBucket:
-    """An upload cap in bytes per second, with one second of burst."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = float(rate)
-        self.tokens = self.rate
-        self.stamp = time.monotonic()
-
-    async def take(self, n: int) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= n
-        if self.tokens < 0:  # in debt: wait until it is paid
-            await asyncio.sleep(-self.tokens / self.rate)
-
-
 def _server_time(resp: aiohttp.ClientResponse) -> float | None:
     date = resp.headers.get("Date")
     if not date:
@@ -208,7 +191,9 @@ class Uplink:
         self.gateway_id = gateway_id
         self.ssl = ssl_context
         self.timeout = aiohttp.ClientTimeout(total=request_timeout_s, sock_connect=connect_timeout_s)
-        self.bucket = TokenBucket(bandwidth_limit_bytes_s) if bandwidth_limit_bytes_s else None
+        # One second of burst: a metered link is paced, never flooded.
+        self.bucket = (TokenBucket(bandwidth_limit_bytes_s, bandwidth_limit_bytes_s, time.monotonic())
+                       if bandwidth_limit_bytes_s else None)
         self.bytes_sent = 0
         self.accept_encoding: frozenset[str] = frozenset()
         self._session: aiohttp.ClientSession | None = None
@@ -237,7 +222,9 @@ class Uplink:
                        json_body: Any = None) -> tuple[dict[str, Any], aiohttp.ClientResponse]:
         url = f"{self.base}{path}"
         if data is not None and self.bucket is not None:
-            await self.bucket.take(len(data))
+            wait = self.bucket.debit(len(data), time.monotonic())
+            if wait:
+                await asyncio.sleep(wait)
         try:
             async with self._get_session().request(method, url, data=data, json=json_body,
                                                    headers=headers) as resp:
