@@ -74,7 +74,7 @@ class DaemonProcess:
         while not self._closed:
             try:
                 msg = self.notify.recv(65536).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

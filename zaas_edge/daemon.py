@@ -235,7 +235,8 @@ class Daemon:
     def _driver(self, driver_id: str) -> Driver:
         inst = self.driver_instances.get(driver_id)
         if inst is None:
-            raise PermanentError(f"no running driver {driver_id!r} (running: {', '.join(sorted(self.driver_instances)) or 'none'})")
+            running = ", ".join(sorted(self.driver_instances)) or "none"
+            raise PermanentError(f"no running driver {driver_id!r} (running: {running})")
         return inst
 
     async def poll_now(self, driver_id: str) -> None:

@@ -94,11 +94,17 @@ def _print_status(st: dict[str, Any]) -> None:
         return
     d = st["daemon"]
     click.echo(f"daemon: running  pid {d['pid']}  version {d['version']}  up {format_duration(d['uptime_s'])}")
-    click.echo(f"gateway: {d['gateway']}  site: {d['site']}  clock: {'synchronised' if d['clock_synced'] else 'NOT synchronised'}")
-    click.echo(f"config: {', '.join(d['config']) or 'embedded defaults'}  reloads: {d['reloads']} (refused {d['reload_failures']})")
+    clock = "synchronised" if d["clock_synced"] else "NOT synchronised"
+    click.echo(f"gateway: {d['gateway']}  site: {d['site']}  clock: {clock}")
+    sources = ", ".join(d["config"]) or "embedded defaults"
+    click.echo(f"config: {sources}  reloads: {d['reloads']} (refused {d['reload_failures']})")
     click.echo()
-    rows = [(i, v["type"], v["state"], v["readings"], format_duration(v["last_reading_age_s"]) + (" ago" if v["last_reading_age_s"] is not None else ""),
-             v["restarts"], v["last_error"] or "") for i, v in st["drivers"].items()]
+
+    def ago(age: float | None) -> str:
+        return "-" if age is None else f"{format_duration(age)} ago"
+
+    rows = [(i, v["type"], v["state"], v["readings"], ago(v["last_reading_age_s"]), v["restarts"],
+             v["last_error"] or "") for i, v in st["drivers"].items()]
     click.echo(table(["driver", "type", "state", "readings", "last reading", "restarts", "last error"], rows))
     _print_devices(st["drivers"])
     click.echo()
