@@ -13,6 +13,7 @@ from zaas_edge.cli.output import emit, format_bytes, format_duration, json_optio
 from zaas_edge.config import load_config
 from zaas_edge.control import ControlClient, DaemonNotRunning
 from zaas_edge.errors import ConfigError
+from zaas_edge.model import Lane
 
 EXIT_NOT_RUNNING = 3  # as systemctl status: the service is not running
 
@@ -167,7 +168,9 @@ def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -
     backlog = backlog or {lane: v.get("backlog", 0) for lane, v in lanes.items()}
     state = "DEGRADED (in-memory ring)" if store.get("degraded") else "ok"
     click.echo(f"store: {state}  {store.get('path', '')}  size {format_bytes(store.get('file_bytes'))}")
-    click.echo("backlog: " + ", ".join(f"{lane} {backlog.get(lane, 0)}" for lane in ("alarm", "event", "reading")))
+    # Raw readings wait for the aggregator; upload records for the platform.
+    lanes = [str(lane) for lane in Lane]
+    click.echo("backlog: " + ", ".join(f"{lane} {backlog.get(lane, 0)}" for lane in lanes))
 
 
 @cli.command("status")
