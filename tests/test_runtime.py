@@ -171,3 +171,28 @@ async def test_failing_alarm_clears_once_the_task_runs_stable(monkeypatch: pytes
     assert states == [("task.drv.failing", True), ("task.drv.failing", False)]
     assert sup.health["drv"].consecutive_failures == 0
     await sup.stop_all()
+
+
+async def test_checkpoint_stops_a_loop_whose_cancellation_a_library_swallowed() -> None:
+    from zaas_edge.aio import checkpoint
+
+    turns = 0
+    swallowed = asyncio.Event()
+
+    async def loop_with_a_leaky_library() -> None:
+        nonlocal turns
+        while True:
+            checkpoint()
+            turns += 1
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed.set()  # what a library with the 3.11 wait_for race does
+
+    task = asyncio.create_task(loop_with_a_leaky_library())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait_for(swallowed.wait(), 5)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert turns == 1

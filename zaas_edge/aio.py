@@ -9,7 +9,7 @@ the helpers below.
 
 from __future__ import annotations
 
-__all__ = ["wait_event", "wait_for"]
+__all__ = ["wait_event", "wait_for", "checkpoint"]
 
 import asyncio
 from collections.abc import Awaitable
@@ -34,3 +34,16 @@ async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:
     """``asyncio.wait_for`` without the lost-cancellation race; raises TimeoutError."""
     async with asyncio.timeout(timeout):
         return await aw
+
+
+def checkpoint() -> None:
+    """Raise CancelledError if this task was asked to stop and a library swallowed it.
+
+    A library that uses ``wait_for`` internally (pymodbus does) can return a
+    result instead of the cancellation on 3.11; the task's ``cancelling()``
+    count still says a stop was requested. Long-running loops call this once
+    per turn, so a swallowed stop costs one iteration, not a hung shutdown.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

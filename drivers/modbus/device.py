@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaas_edge.aio import checkpoint
 from zaas_edge.driver import DriverContext
 from zaas_edge.errors import PermanentError, ProtocolError, TransientError
 from zaas_edge.model import Point, Quality, Reading, Severity
@@ -527,6 +528,7 @@ class Device:
         """Poll on schedule while online, with backoff while offline, until cancelled."""
         assert self.ctx is not None
         while True:
+            checkpoint()  # pymodbus can swallow a cancellation: never loop on after a stop
             if self.health.online is False:
                 await asyncio.sleep(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, self.bus_opts.retry_max_s)
