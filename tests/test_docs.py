@@ -36,3 +36,15 @@ def test_command_is_documented_in_readme(path: str, cmd: click.Command) -> None:
 def test_readme_names_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_the_daemon_loads_only_the_commands_it_needs() -> None:
+    """``run`` must not import every driver's CLI: that memory stays resident for the daemon's life."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from zaas_edge.cli import _register, cli; _register(['-c', 'x.toml', 'run']); "
+            "print(sorted(cli.commands)); print('zaas_edge.drivers.modbus.cli' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert "run" in out[0] and "scan" not in out[0]
+    assert out[1] == "False"

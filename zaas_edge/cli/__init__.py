@@ -35,14 +35,36 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to ``cli``.
+def _register(argv: list[str] | None = None) -> None:
+    """Add the commands to ``cli`` (each module registers its own on import).
+
+    ``run`` is the daemon: it needs none of the technicians' commands, and
+    importing every driver's CLI would cost the daemon megabytes of RSS for
+    its whole life on a 1 GB box.
+    """
+    if _subcommand(sys.argv[1:] if argv is None else argv) == "run":
+        from zaas_edge.cli import daemon_cmd  # noqa: F401
+        return
     from zaas_edge.cli import commands  # noqa: F401
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The first word that is not a global option or its value."""
+    takes_value = {"-c", "--config"}
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in takes_value:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every expected failure into one line."""
-    _register()
+    _register(argv)
     try:
         rc = cli.main(args=argv, prog_name="zaas-edge", standalone_mode=False)
     except click.exceptions.Abort:
