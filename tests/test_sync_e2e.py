@@ -35,6 +35,11 @@ backoff_initial_s = 0.05
 backoff_max_s = 0.5
 batch_initial_bytes = 512
 config_pull_interval_s = 0
+# Short windows so upload records are made within each short-lived run, not only
+# once a minute: the test is about delivery, not about the policies.
+window_s = 1
+aggregate_grace_s = 0.2
+aggregate_interval_s = 0.2
 """
     drivers = ('[[drivers]]\nid = "system"\ntype = "system"\ninterval_s = 1\n'
                f'enabled = {"true" if driver_enabled else "false"}')
