@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -53,7 +52,14 @@ from zaas_edge.drivers.modbus import get_profile  # noqa: E402
 from hil.buildings import Building, ModbusLine, ModbusMeter  # noqa: E402
 from hil.modbus_harness import DriverRun  # noqa: E402
 from hil.modbus_sim import SimProcess  # noqa: E402
-from hil.scenario import DAEMON_STOP_S, Scenario, ScenarioError, building_config  # noqa: E402
+from hil.scenario import (  # noqa: E402
+    DAEMON_STOP_S,
+    Scenario,
+    ScenarioError,
+    building_config,
+    start_unless_stopped,
+    stop_on_signals,
+)
 from zaas_edge.control import ControlClient  # noqa: E402
 
 PROFILE = "eastron-sdm630"
@@ -273,22 +279,10 @@ async def run(args: argparse.Namespace) -> int:
     base.write_text(BASE_CONFIG)
     daemon_log = open(run_dir / "daemon.log", "w")  # noqa: SIM115  (closed below)
     b = BenchBuilding(base, building, run_dir, out=daemon_log)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     status = 0
     try:
-        start = asyncio.ensure_future(b.start())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([start, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if not start.done():
-            start.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ScenarioError):
-                await start
-            raise ScenarioError("interrupted while starting")
-        stopper.cancel()
-        start.result()
+        await start_unless_stopped(b.start(), stop)
         if len(b.sims) != len(building.modbus):
             raise ScenarioError("not every Modbus simulator started: the figures would not be the building's")
         expected = expected_points_per_s(building)

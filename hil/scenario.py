@@ -29,7 +29,8 @@ recreated (a run directory in use by a live daemon is refused).
 
 from __future__ import annotations
 
-__all__ = ["Scenario", "ScenarioError", "building_config", "to_toml", "main"]
+__all__ = ["Scenario", "ScenarioError", "building_config", "to_toml", "main", "stop_on_signals",
+           "start_unless_stopped"]
 
 import argparse
 import asyncio
@@ -499,26 +500,44 @@ class Scenario:
         self._logs.clear()
 
 
-async def _run(args: argparse.Namespace) -> int:
-    scenario = Scenario(Path(args.config), get_building(args.building), Path(args.run_dir),
-                        mqtt=not args.no_mqtt, sync=not args.no_sync)
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (Ctrl-C stops everything, children included)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def start_unless_stopped(start: Any, stop: asyncio.Event) -> None:
+    """Await ``start`` (a coroutine) unless ``stop`` is set first; then it is cancelled and
+    ScenarioError("interrupted while starting") raised."""
+    starting = asyncio.ensure_future(start)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        stopper.cancel()
+        starting.result()
+        return
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ScenarioError):
+        await starting
+    raise ScenarioError("interrupted while starting")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    scenario = Scenario(Path(args.config), get_building(args.building), Path(args.run_dir),
+                        mqtt=not args.no_mqtt, sync=not args.no_sync)
+    stop = stop_on_signals()
     status = 0
     try:
-        start = asyncio.ensure_future(scenario.start())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([start, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if start.done():
-            stopper.cancel()
-            start.result()
-            status = await scenario.wait(args.duration, stop)
-        else:
-            start.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ScenarioError):
-                await start
+        try:
+            await start_unless_stopped(scenario.start(), stop)
+        except ScenarioError:
+            if stop.is_set():
+                return status  # Ctrl-C while starting: a clean stop, not an error
+            raise
+        status = await scenario.wait(args.duration, stop)
     except ScenarioError as exc:
         print(f"scenario: {exc}", file=sys.stderr, flush=True)
         status = 2

@@ -304,3 +304,16 @@ def test_decode_records_refuses_another_lane():
     body = encode_batch(Lane.EVENT, stored([Event("k", "t", "s", Stamp(T0, 1, "b", True))], lane=Lane.EVENT))
     with pytest.raises(ProtocolError, match="reading records were expected"):
         codec.decode_records(body)
+
+
+def test_record_row_keeps_the_fields_of_upload_record() -> None:
+    """RecordRow is UploadRecord as a cheap tuple (for the drain): the two must never drift apart."""
+    import dataclasses
+
+    from zaas_edge.model import UploadRecord
+    from zaas_edge.sync.codec import RecordRow
+
+    fields = dataclasses.fields(UploadRecord)
+    assert RecordRow._fields == tuple(f.name for f in fields)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    assert RecordRow._field_defaults == defaults
