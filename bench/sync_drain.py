@@ -262,7 +262,7 @@ async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralP
                              drivers=None, notice=lambda item: None, heartbeat=lambda: None,  # type: ignore[arg-type]
                              add_command=lambda name, fn: None, log=logging.getLogger("zaas_edge.sync"),
                              status=status)
-        svc = SyncService(ctx, aggregator=False)  # the records are in the upload lane already
+        svc = SyncService(ctx)  # the records are in the upload lane already (the aggregator is a service of its own)
         # This process also holds the benchmark's own data (millions of readings and records): out of
         # the garbage collector's sight, so its pauses are the gateway's own, as in the daemon.
         gc.collect()

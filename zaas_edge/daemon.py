@@ -183,15 +183,15 @@ class Daemon:
     # -- services --------------------------------------------------------------
 
     def _start_services(self) -> None:
-        for name in SERVICES:
-            section = getattr(self.loaded.config, name, None)
+        for name, spec in SERVICES.items():
+            section = getattr(self.loaded.config, spec.section, None)
             if section is not None and getattr(section, "enabled", False):
                 self._start_service(name)
             else:
                 log.debug("%s: not enabled", name)
 
     def _start_service(self, name: str) -> None:
-        module, _, attr = SERVICES[name].partition(":")
+        module, _, attr = SERVICES[name].target.partition(":")
         try:
             cls: type[Service] = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
@@ -296,8 +296,8 @@ class Daemon:
         for opt in new.drivers:
             if opt.id not in self.drivers:
                 self._start_driver(opt)
-        for name in SERVICES:
-            before, after = getattr(old.config, name, None), getattr(new.config, name, None)
+        for name, spec in SERVICES.items():
+            before, after = getattr(old.config, spec.section, None), getattr(new.config, spec.section, None)
             if before != after:
                 await self._stop_service(name)
                 if after is not None and getattr(after, "enabled", False):

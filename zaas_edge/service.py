@@ -9,23 +9,38 @@ restarted when its section changes on reload.
 
 from __future__ import annotations
 
-__all__ = ["Service", "ServiceContext", "DriverControl", "DriverInfo", "SERVICES"]
+__all__ = ["Service", "ServiceContext", "ServiceSpec", "DriverControl", "DriverInfo", "SERVICES"]
 
 import abc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point
 
-# Service name -> "module:Class". The name is also its configuration section.
-SERVICES: dict[str, str] = {
-    "mqtt": "zaas_edge.mqtt.service:MqttService",
-    "sync": "zaas_edge.sync.service:SyncService",
+
+class ServiceSpec(NamedTuple):
+    """Where a service's class lives and which configuration section runs it.
+
+    A service runs while its section says ``enabled = true`` and is restarted
+    when that section changes on reload. Several services may share one
+    section: the aggregator feeds the upload lane that sync drains, so both
+    follow ``[sync]``.
+    """
+
+    target: str  # "module:Class"
+    section: str
+
+
+# Service name (its task is ``service.<name>``, its status block ``services.<name>``) -> spec.
+SERVICES: dict[str, ServiceSpec] = {
+    "mqtt": ServiceSpec("zaas_edge.mqtt.service:MqttService", "mqtt"),
+    "aggregate": ServiceSpec("zaas_edge.sync.aggregate:AggregatorService", "sync"),
+    "sync": ServiceSpec("zaas_edge.sync.service:SyncService", "sync"),
 }
 
 

@@ -88,6 +88,22 @@ def _offline_store(path) -> dict[str, Any]:
         return {"path": str(path), "error": str(exc)}
 
 
+def _print_services(tasks: dict[str, Any]) -> None:
+    """One line per service (mqtt, aggregate, sync): a crashing one shows here as restarting."""
+    rows = []
+    for name, t in tasks.items():
+        if t.get("kind") != "service":
+            continue
+        state = t["state"]
+        if t.get("next_start_in_s") is not None:
+            state = f"{state}, next start in {t['next_start_in_s']:.0f}s"
+        rows.append((name.removeprefix("service."), state, t["restarts"], t["consecutive_failures"],
+                     t["last_error"] or ""))
+    if rows:
+        click.echo()
+        click.echo(table(["service", "state", "restarts", "failures in a row", "last error"], rows))
+
+
 def _print_status(st: dict[str, Any]) -> None:
     if not st.get("running"):
         click.echo(f"daemon: not running ({st.get('reason')})")
@@ -108,6 +124,7 @@ def _print_status(st: dict[str, Any]) -> None:
              v["last_error"] or "") for i, v in st["drivers"].items()]
     click.echo(table(["driver", "type", "state", "readings", "last reading", "restarts", "last error"], rows))
     _print_devices(st["drivers"])
+    _print_services(st.get("tasks") or {})
     click.echo()
     _print_store(st.get("store") or {}, st.get("backlog"))
     sync = st.get("sync")

@@ -22,13 +22,13 @@ arriving after its window was closed makes a further partial aggregate for
 that window, which the platform merges.
 
 :class:`Aggregation` is the pure core (tests drive it directly);
-:class:`Aggregator` runs it against the store's writer; :func:`start_for_service`
-starts it beside the sync service.
+:class:`Aggregator` runs it against the store's writer; :class:`AggregatorService`
+is the daemon's supervised service for it, enabled with ``[sync]``.
 """
 
 from __future__ import annotations
 
-__all__ = ["Aggregation", "Aggregator", "CONSUMER", "start_for_service", "policies_from_config"]
+__all__ = ["Aggregation", "Aggregator", "AggregatorService", "CONSUMER", "policies_from_config"]
 
 import asyncio
 import contextlib
@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaas_edge.aio import wait_for
 from zaas_edge.model import Lane, Quality, Reading, Stamp, UploadRecord
+from zaas_edge.service import Service
 from zaas_edge.sync import clockfix
 from zaas_edge.sync.clockfix import Decision
 from zaas_edge.sync.policy import PolicySet, UploadPolicy, window_start
@@ -285,7 +285,8 @@ class Aggregator:
 
     def __init__(self, writer: Any, config: Any, clock: Any, *,
                  resolution: Callable[[str], float | None] = lambda key: None,
-                 status: dict[str, Any] | None = None) -> None:
+                 status: dict[str, Any] | None = None,
+                 heartbeat: Callable[[], None] = lambda: None) -> None:
         self.writer = writer
         self.config = config
         self.clock = clock
@@ -294,8 +295,8 @@ class Aggregator:
         self.core: Aggregation | None = None
         self.records_written = 0
         self.readings_done = 0
+        self.heartbeat = heartbeat
         self._pos = 0
-        self._wake = asyncio.Event()
         self._last_expiry = -math.inf
         self._scan = (0, 0)  # (held seq, scanned up to seq) while readings wait for a clock fix-up
 
@@ -313,19 +314,14 @@ class Aggregator:
                                 self.resolution, state)
         self._pos = cursor
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def run(self) -> None:
         """Pass after pass, until cancelled."""
         if self.core is None:
             await self.start()
         while True:
-            busy = await self.step()
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await wait_for(self._wake.wait(), self.config.aggregate_interval_s)
-                self._wake.clear()
+            self.heartbeat()
+            if not await self.step():
+                await asyncio.sleep(self.config.aggregate_interval_s)
 
     async def step(self, *, everything: bool = False) -> bool:
         """One pass: aggregate what is new, close what is due, commit. True when more rows wait."""
@@ -405,32 +401,20 @@ def _resolutions(ctx: Any) -> Callable[[str], float | None]:
     return lookup
 
 
-_RUNNING: dict[int, asyncio.Task[None]] = {}
+class AggregatorService(Service):
+    """The aggregator as a supervised service beside sync, following ``[sync]``.
 
+    A failing pass (a degraded store, a bug) raises out of :meth:`run`: the
+    runtime restarts it with backoff, records ``task.crashed``, raises the
+    ``task.service.aggregate.failing`` alarm when it keeps failing, and
+    ``zaas-edge status`` shows it like any other service. Sync itself keeps
+    draining the alarm and event lanes meanwhile.
+    """
 
-def start_for_service(ctx: Any) -> asyncio.Task[None]:
-    """Start the aggregator beside the sync service; it stops when the calling task (the service) ends."""
-    owner = asyncio.current_task()
-    old = _RUNNING.pop(id(ctx), None)
-    if old is not None:
-        old.cancel()
-    agg = Aggregator(ctx.writer, ctx.config().sync, ctx.clock, resolution=_resolutions(ctx), status=ctx.status)
+    name = "aggregate"
 
-    async def supervised() -> None:
-        delay = 1.0
-        while True:
-            try:
-                await agg.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the store may be degraded: retry, never take sync down
-                log.exception("aggregator pass failed; retrying in %gs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
-
-    task = asyncio.get_running_loop().create_task(supervised(), name="sync.aggregate")
-    _RUNNING[id(ctx)] = task
-    if owner is not None:
-        owner.add_done_callback(lambda _t: task.cancel())
-    task.add_done_callback(lambda _t: _RUNNING.pop(id(ctx), None) if _RUNNING.get(id(ctx)) is task else None)
-    return task
+    async def run(self) -> None:
+        ctx = self.ctx
+        agg = Aggregator(ctx.writer, ctx.config().sync, ctx.clock, resolution=_resolutions(ctx),
+                         status=ctx.status, heartbeat=ctx.heartbeat)
+        await agg.run()

@@ -46,7 +46,7 @@ from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Severity
 from zaas_edge.service import Service, ServiceContext
-from zaas_edge.sync import aggregate, codec
+from zaas_edge.sync import codec
 from zaas_edge.sync.batches import BatchStore, FrozenBatch, compress
 from zaas_edge.sync.enroll import SIGNING_KEY_FILE, renew, store_bundle, verify_bundle
 from zaas_edge.sync.identity import Identity, renewal_due
@@ -99,12 +99,10 @@ class _LaneState:
 class SyncService(Service):
     name = "sync"
 
-    def __init__(self, ctx: ServiceContext, *, source_lanes: dict[Any, Any] | None = None,
-                 aggregator: bool = True) -> None:
+    def __init__(self, ctx: ServiceContext, *, source_lanes: dict[Any, Any] | None = None) -> None:
         """``source_lanes`` (tests of the transport alone) maps a wire lane to the store lane it drains."""
         super().__init__(ctx)
         self.source: dict[Any, Any] = dict(source_lanes or codec.SOURCE_LANE)
-        self.with_aggregator = aggregator
         cfg = ctx.config()
         self.cfg = cfg.sync
         self.gateway = cfg.gateway
@@ -132,7 +130,6 @@ class SyncService(Service):
         await ctx.writer.call(lambda s: s.register(CONSUMER, sorted({self.source[w] for w in WIRE_LANES})))
         self.epoch = await ctx.writer.call(lambda s: s.stream_epoch)
         self.lanes_quarantined_at_start()
-        self._start_aggregator()
         self._publish()
         try:
             while True:
@@ -155,12 +152,6 @@ class SyncService(Service):
         finally:
             if self._uplink is not None:
                 await self._uplink.close()
-
-    def _start_aggregator(self) -> None:
-        """The upload-policy aggregator (feeding the lane the reading wire lane reads) runs alongside."""
-        if self.with_aggregator:
-            # Its own supervised task: a failing pass is retried there, alarms and events still go up.
-            aggregate.start_for_service(self.ctx)
 
     def lanes_quarantined_at_start(self) -> None:
         kept = self.batches.quarantined()
