@@ -289,9 +289,7 @@ def encode_group(group: Group, mode: Mode, variant: Variant | None = None) -> by
     return b"\n" + head + sep + bytes((checksum(zone),)) + b"\r"
 
 
-def encode_frame(
-    groups: Iterable[Group] | Mapping[str, Group], mode: Mode, variant: Variant | None = None
-) -> bytes:
+def encode_frame(groups: Iterable[Group] | Mapping[str, Group], mode: Mode, variant: Variant | None = None) -> bytes:
     """A whole frame, STX to ETX, as a meter sends it (for the simulator and tests)."""
     items = groups.values() if isinstance(groups, Mapping) else groups
     return bytes((STX,)) + b"".join(encode_group(g, mode, variant) for g in items) + bytes((ETX,))
@@ -445,4 +443,3 @@ def detect_mode(data: bytes, min_groups: int = 2) -> Mode | None:
 
 def _other(mode: Mode) -> Mode:
     return Mode.STANDARD if mode is Mode.HISTORIC else Mode.HISTORIC
-
