@@ -19,6 +19,7 @@ hold spaces (``MSG1``, ``LTARF``, ``PJOURF+1``) and is kept byte-exact.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -56,6 +57,8 @@ HT = 0x09
 #: three-phase producer in standard mode, is about 1442 bytes; anything much
 #: longer is a line without ETX and is dropped so memory stays bounded.
 MAX_FRAME_BYTES = 4096
+
+_MARKER = re.compile(b"[\x02\x03\x04]")  # STX, ETX, EOT: what ends the frame being read
 
 _WINTER = timezone(timedelta(hours=1))
 _SUMMER = timezone(timedelta(hours=2))
@@ -338,7 +341,7 @@ def _groups(body: bytes, mode: Mode | None, counters: Counters, complete: bool) 
             counters.checksum_mode2 += 1
     counters.groups_ok += len(groups)
     counters.groups_bad += len(bad)
-    frame_mode = mode or (max(set(modes), key=modes.count) if modes else None)
+    frame_mode = mode or (max(dict.fromkeys(modes), key=modes.count) if modes else None)
     return Frame(complete=complete, groups=groups, bad_groups=bad, mode=frame_mode)
 
 
@@ -375,22 +378,18 @@ class TicDecoder:
                 counters.noise_bytes += start - pos
                 self._inside, pos = True, start + 1
                 continue
-            ends = [i for i in (data.find(ETX, pos), data.find(EOT, pos), data.find(STX, pos)) if i >= 0]
-            if not ends:
-                self._buf += data[pos:]
-                if len(self._buf) > self.max_frame:
-                    counters.frames_oversized += 1
-                    self._buf.clear()
-                    self._inside = False
-                break
-            end = min(ends)
-            self._buf += data[pos:end]
-            if len(self._buf) > self.max_frame:
+            found = _MARKER.search(data, pos)
+            end = n if found is None else found.start()
+            if len(self._buf) + end - pos > self.max_frame:
+                # no end in sight: drop what we have and resynchronise on the next STX
                 counters.frames_oversized += 1
                 self._buf.clear()
                 self._inside = False
-                pos = end + 1 if data[end] != STX else end
+                pos = end if found is None or data[end] == STX else end + 1
                 continue
+            self._buf += data[pos:end]
+            if found is None:
+                break
             marker = data[end]
             body = bytes(self._buf)
             self._buf.clear()
