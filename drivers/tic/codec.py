@@ -113,6 +113,7 @@ class Horodate:
 
     @classmethod
     def parse(cls, raw: str) -> Horodate:
+        """Read ``SAAMMJJhhmmss``; a date the calendar refuses is a ``horodate`` error, not a guess."""
         if len(raw) != 13 or not raw[1:].isdigit() or not raw[1:].isascii():
             raise TicError(f"horodate {raw!r} is not SAAMMJJhhmmss", "horodate")
         season = raw[0]
