@@ -159,7 +159,7 @@ def main() -> int:
         asyncio.run(subscriber(args.subscriber))
         return 0
 
-    from tests.mosquitto import Mosquitto
+    from hil.mosquitto import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="zaas-bench-mqtt-") as d, Mosquitto(Path(d) / "broker") as broker:
         sub = subprocess.Popen([sys.executable, __file__, "--subscriber", str(broker.port)],

@@ -270,29 +270,17 @@ class Scenario:
     async def _start_mosquitto(self) -> None:
         if not self.want_mqtt:
             return
-        try:
-            from tests.mosquitto import MOSQUITTO, Mosquitto, available
-        except ImportError as exc:
-            self._skip("MQTT broker", f"cannot load the broker launcher ({exc})")
-            return
+        from hil.mosquitto import MOSQUITTO, Mosquitto, available
+
         if not available():
             self.skipped.append(f"MQTT publishing is disabled: no mosquitto at {MOSQUITTO} "
                                 "(sudo apt-get install mosquitto, then run the demo again)")
             self.say(self.skipped[-1])
             return
-        class Broker(Mosquitto):
-            def start(self, timeout: float = 10.0) -> Broker:
-                # In a session of its own, so Ctrl-C in the terminal does not stop the broker
-                # before the daemon has said goodbye on it.
-                with open(self.log_path, "ab") as log:
-                    self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)], stdout=log,
-                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                 start_new_session=True)
-                self.wait_ready(timeout)
-                return self
-
         try:
-            broker = Broker(self.run_dir / "broker")
+            # In a session of its own, so Ctrl-C in the terminal does not stop the broker
+            # before the daemon has said goodbye on it.
+            broker = Mosquitto(self.run_dir / "broker", new_session=True)
             await asyncio.to_thread(broker.start)
         except Exception as exc:  # noqa: BLE001
             self._skip("mosquitto", exc)
