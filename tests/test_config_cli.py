@@ -16,6 +16,7 @@ import zaas_edge.cli.config_cmd  # noqa: F401  (registers the group on cli)
 from zaas_edge import config as config_mod
 from zaas_edge.cli import cli
 from zaas_edge.config import load_config
+from zaas_edge.errors import ConfigError
 from zaas_edge.secrets import redacted
 
 SECRET = "hunter2-Zq9-not-for-logs"
@@ -189,3 +190,48 @@ def test_installed_command_exits_2_without_traceback(tmp_path: Path) -> None:
         "broken.toml: store.max_size_mb: expected an integer, got 'lots'",
     ]
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+DEEP = {
+    "arrays": "x = " + "[" * 5000 + "]" * 5000 + "\n",
+    "inline_tables": "x = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n",
+    "dotted_header": "[" + ".".join(["a"] * 3000) + "]\n",
+    "just_too_deep": "[store]\nx = " + "[" * 40 + "]" * 40 + "\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+def test_deeply_nested_toml_is_a_configuration_error(tmp_path: Path, kind: str) -> None:
+    p = write(tmp_path / "config.toml", DEEP[kind])
+    code, out, _ = run("config", "check", str(p))
+    assert code == 2
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{p}: ") and "nested too deeply" in lines[0]
+    with pytest.raises(ConfigError):
+        load_config(p)
+
+
+def test_deeply_nested_dropin_is_a_configuration_error(good: Path) -> None:
+    write(good.parent / "conf.d" / "20-deep.toml", DEEP["dotted_header"])
+    code, out, _ = run("config", "check", str(good))
+    assert code == 2 and "20-deep.toml: a.a.a.a ...: nested too deeply" in out
+
+
+def test_nesting_a_configuration_uses_is_accepted(tmp_path: Path) -> None:
+    p = write(tmp_path / "config.toml", "[store]\nx = " + "[" * 20 + "]" * 20 + "\n")
+    _, out, _ = run("config", "check", str(p))
+    assert "nested too deeply" not in out and "store.x: unknown key" in out
+
+
+@pytest.mark.parametrize("command", [["config", "check", "deep.toml"], ["-c", "deep.toml", "run"]])
+def test_installed_command_refuses_deep_toml_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    exe = Path(sys.executable).parent / "zaas-edge"
+    if not exe.exists():
+        pytest.skip(f"{exe} not installed (pip install -e .)")
+    write(tmp_path / "deep.toml", DEEP["arrays"])
+    proc = subprocess.run([str(exe), *command], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr and "internal error" not in proc.stderr
+    assert [line for line in (proc.stdout + proc.stderr).splitlines() if "nested too deeply" in line] != []
+    if command[-1] == "run":
+        assert len(proc.stderr.splitlines()) == 1

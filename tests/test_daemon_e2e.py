@@ -99,3 +99,25 @@ def test_unknown_driver_type_refuses_to_start_with_one_line(base: Path) -> None:
     out = p.cli("run", check=False)
     assert out.returncode == 2
     assert "nosuchbus" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_deeply_nested_file_on_reload_is_a_refused_reload(base: Path) -> None:
+    cfg = write_config(base / "config.toml", base)
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_notify("READY=1")
+        good = cfg.read_text()
+        # Parsed by tomllib, but too deep for merging and validation.
+        cfg.write_text(good + "\n[" + ".".join(["a"] * 3000) + "]\n")
+        d.signal(signal.SIGHUP)
+        st = d.wait_status(lambda s: s["daemon"]["reload_failures"] == 1)
+        assert st["drivers"]["system"]["state"] == "running"
+        assert "reload refused" in d.output() and "nested too deeply" in d.output()
+        assert "RecursionError" not in d.output()
+        # The reload task lives on: a good file is taken at the next SIGHUP.
+        cfg.write_text(good)
+        d.signal(signal.SIGHUP)
+        st = d.wait_status(lambda s: s["daemon"]["reloads"] == 1)
+        assert d.stop() == 0
+    finally:
+        d.close()

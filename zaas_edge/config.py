@@ -129,7 +129,10 @@ def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[ConfigIssue]]:
     except OSError as exc:
         return None, [ConfigIssue(label, "", f"cannot be read: {exc.strerror}")]
     try:
-        return tomllib.loads(text), []
+        data = tomllib.loads(text)
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        return None, [ConfigIssue(label, "", f"invalid TOML: {_TOO_DEEP}")]
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.S)
@@ -141,6 +144,34 @@ def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[ConfigIssue]]:
             col = len(text.rsplit("\n", 1)[-1]) + 1
             message += " (at end of file)"
         return None, [ConfigIssue(f"{label}:{line}:{col}", "", f"invalid TOML: {message}")]
+    # Merging, path resolution and validation all recurse: refuse a document
+    # too deep for them here rather than fail later with a RecursionError.
+    deep = _too_deep(data)
+    if deep is not None:
+        shown = format_key_path(deep[:4]) + (" ..." if len(deep) > 4 else "")
+        return None, [ConfigIssue(label, shown, _TOO_DEEP)]
+    return data, []
+
+
+MAX_DEPTH = 32  # levels of tables and arrays; a real configuration uses fewer than 8
+_TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels of tables and arrays)"
+
+
+def _too_deep(doc: Any) -> Loc | None:
+    """The location of a value nested deeper than ``MAX_DEPTH``, or None (iterative)."""
+    pending: list[tuple[Loc, Any]] = [((), doc)]
+    while pending:
+        loc, value = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            continue
+        if len(loc) >= MAX_DEPTH:
+            return loc
+        pending.extend((loc + (k,), v) for k, v in children)
+    return None
 
 
 def _dropins(main: Path) -> list[Path]:

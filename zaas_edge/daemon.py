@@ -26,7 +26,7 @@ from zaas_edge.config import LoadedConfig, load_config
 from zaas_edge.context import RunningDriver
 from zaas_edge.control import ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
-from zaas_edge.errors import ConfigError, PermanentError, ZaasError
+from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError, ZaasError
 from zaas_edge.hub import Hub
 from zaas_edge.logsetup import setup_logging
 from zaas_edge.model import Alarm, Event, Severity
@@ -272,7 +272,14 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-        except ConfigError as exc:
+        except Exception as error:
+            exc = error if isinstance(error, ConfigError) else None
+            if exc is None:
+                # A loader fault must refuse the reload, not end it silently
+                # with systemd left in "reloading".
+                log.exception("reload: loading the configuration failed")
+                exc = ConfigError([ConfigIssue(str(self.config_path or "configuration"), "",
+                                               f"cannot be loaded: {type(error).__name__}: {error}")])
             self.reload_failures += 1
             for issue in exc.issues:
                 log.error("reload refused: %s", issue, extra={"fields": {"reload": "refused"}})

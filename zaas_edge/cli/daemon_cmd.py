@@ -46,7 +46,7 @@ def _control_socket(ctx: click.Context):
     default = Config().control_socket
     try:
         raw = tomllib.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: TOML nested too deeply
         return default
     sock = (raw.get("control") or {}).get("socket")
     run_dir = (raw.get("gateway") or {}).get("runtime_dir")
