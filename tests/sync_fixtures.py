@@ -93,7 +93,6 @@ class Gateway:
     def start(self, **kw: Any) -> SyncService:
         # Transport tests: the reading wire lane straight from the reading store lane, no aggregation.
         kw.setdefault("source_lanes", {lane: lane for lane in WIRE_LANES})
-        kw.setdefault("aggregator", False)
         ctx = ServiceContext(
             name="sync", config=lambda: self.config, hub=Hub(), clock=self.clock or SystemClock(assume_synced=True),
             writer=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ async def test_backoff_grows_exponentially_up_to_the_cap(monkeypatch: pytest.Mon
         waits.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr("zaas_edge.runtime.random.random", lambda: 1.0)  # no jitter
+    monkeypatch.setattr("zaas_edge.backoff.random.random", lambda: 1.0)  # no jitter
     notices: list = []
     sup = make(notices, initial=1.0, max=8.0)
     done = asyncio.Event()

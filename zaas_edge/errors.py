@@ -52,11 +52,18 @@ class ConfigError(ZaasError):
 
 
 class TransientError(ZaasError):
-    """Worth retrying: a timeout, a dropped link, a busy device."""
+    """Worth retrying quietly: a timeout, a dropped link, a busy device or server."""
 
 
 class PermanentError(ZaasError):
-    """Not worth retrying as is: a refused request, a missing device, bad credentials."""
+    """Retrying alone will not fix it: a refused request, a missing device, rejected credentials,
+    an untrusted certificate.
+
+    The one rule for every loop (see :mod:`zaas_edge.backoff`): the caller
+    raises its alarm saying what to fix. A one-shot command fails; a
+    long-running service keeps retrying on its backoff all the same, so the
+    fix (a password file, a certificate) is picked up without a restart.
+    """
 
 
 class ProtocolError(ZaasError):

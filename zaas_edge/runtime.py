@@ -13,7 +13,6 @@ __all__ = ["Supervisor", "TaskSpec", "TaskHealth", "TaskState"]
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from zaas_edge.aio import wait_for
+from zaas_edge.backoff import Backoff
 from zaas_edge.model import Alarm, Event, Severity, Stamp
 
 log = logging.getLogger("zaas_edge.runtime")
@@ -167,7 +167,7 @@ class Supervisor:
     # -- the supervision loop ------------------------------------------------
 
     async def _supervise(self, spec: TaskSpec, h: TaskHealth) -> None:
-        delay = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             h.state = TaskState.RUNNING
             h.starts += 1
@@ -193,10 +193,8 @@ class Supervisor:
                 return
             self._crashed(spec, h, error)
             if time.monotonic() - h.started_mono >= STABLE_AFTER_S:
-                delay = self.backoff_initial_s
-            # Full jitter on top of the exponential step: many drivers failing
-            # together (a bus power cut) must not retry in lockstep.
-            wait = delay * (0.5 + random.random() / 2)
+                backoff.reset()
+            wait = backoff.next()
             h.state = TaskState.BACKOFF
             h.next_start_mono = time.monotonic() + wait
             try:
@@ -204,7 +202,6 @@ class Supervisor:
             except asyncio.CancelledError:
                 h.state = TaskState.STOPPED
                 raise
-            delay = min(delay * 2, self.backoff_max_s)
             h.restarts += 1
 
     def _stable(self, spec: TaskSpec, h: TaskHealth, starts: int) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from zaas_edge.aio import wait_for
+from zaas_edge.backoff import Backoff
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
@@ -124,14 +125,14 @@ class MqttService(Service):
     async def _connection_loop(self) -> None:
         s = self.section
         st = self.ctx.status
-        failures = 0
+        backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
         last_logged: str | None = None
         while True:
             try:
                 settings = settings_from_config(self.ctx.config(), will_topic=self.topics.status)
                 st["broker"] = settings.describe
                 async with connect(settings) as conn:
-                    failures = 0
+                    backoff.reset()
                     st.update(failures=0, retry_in_s=None)
                     last_logged = None
                     self._refusal(None)
@@ -146,10 +147,8 @@ class MqttService(Service):
                     last_logged = str(exc)
             finally:
                 self._conn = None
-            delay = min(s.reconnect_max_s, s.reconnect_initial_s * 2 ** min(failures, 16))
-            delay *= random.uniform(0.5, 1.0)  # jitter: gateways do not reconnect in step
-            failures += 1
-            st.update(failures=failures, retry_in_s=round(delay, 3))
+            delay = backoff.next()
+            st.update(failures=backoff.failures, retry_in_s=round(delay, 3))
             await asyncio.sleep(delay)
 
     def _refusal(self, text: str | None) -> None:

@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from zaas_edge import backoff
 from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Severity
@@ -119,7 +120,6 @@ class SyncService(Service):
         self._next_config_pull = 0.0
         self._zstd_refused = False  # a 415 on zstd: gzip from then on
         self._state = "starting"
-        self._jitter = wait_random_exponential(multiplier=self.cfg.backoff_initial_s, max=self.cfg.backoff_max_s)
         self.skew_s: float | None = None
 
     # ------------------------------------------------------------------ run
@@ -250,11 +250,11 @@ class SyncService(Service):
         except FileNotFoundError:
             self.ctx.log.warning("no pinned configuration signing key at %s: bundle not pulled", key_file)
             return
+        except UplinkError as exc:  # the link or the gateway's login, not the bundle
+            self.ctx.log.info("configuration bundle not pulled: %s", exc)
+            return
         except PermanentError as exc:
             self._alarm(CONFIG_ALARM, True, f"configuration bundle rejected: {exc}", Severity.WARNING)
-            return
-        except UplinkError as exc:
-            self.ctx.log.info("configuration bundle not pulled: %s", exc)
             return
         store_bundle(self.bundle_path, bundle)
         self._alarm(CONFIG_ALARM, False, "configuration bundle verified")
@@ -343,7 +343,7 @@ class SyncService(Service):
                                    codec.CONTENT_TYPE, raw, body)
 
     def _wait(self, rs: RetryCallState) -> float:
-        base = self._jitter(rs)
+        base = backoff.step(self.cfg.backoff_initial_s, self.cfg.backoff_max_s, rs.attempt_number - 1)
         exc = rs.outcome.exception() if rs.outcome else None
         after = getattr(exc, "retry_after", None)
         return max(base, after) if after else base

@@ -8,10 +8,10 @@ aiohttp upgrade touches this file alone:
   good (a 4xx other than 401, 403, 404, 408, 409, 413, 421, 429): quarantine it.
 - :class:`TooLarge` (TransientError): 413, split the batch and send again.
 - :class:`Busy` (TransientError): 408, 409, 429, 5xx; carries ``retry_after``.
-- :class:`AuthRejected` (TransientError): 401, 403, 404, 421, or a TLS
+- :class:`AuthRejected` (PermanentError, retried): 401, 403, 404, 421, or a TLS
   handshake refused: the gateway's identity or address is wrong, not the
   batch; keep every batch and retry slowly while an alarm says why.
-- :class:`TlsUntrusted` (TransientError): the server's certificate does not
+- :class:`TlsUntrusted` (PermanentError, retried): the server's certificate does not
   chain to the pinned CA.
 - :class:`LinkDown` (TransientError): connection refused, reset, DNS.
 - :class:`Timeout` (LinkDown): no answer in time (the batch size is halved).
@@ -49,7 +49,7 @@ from typing import Any
 
 import aiohttp
 
-from zaas_edge.errors import PermanentError, TransientError
+from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.sync.batches import FrozenBatch
 
@@ -60,7 +60,15 @@ _NOT_THE_BATCH = {401, 403, 404, 421}  # about the gateway or the address, not t
 _RETRY = {408, 409, 429}
 
 
-class UplinkError(TransientError):
+class UplinkError(ZaasError):
+    """Anything about the link or the gateway, not the batch: the batch is kept and sent again.
+
+    Transient or permanent per :mod:`zaas_edge.errors`: a busy platform or a
+    dropped link is a ``TransientError``; a refused login or an untrusted
+    certificate is a ``PermanentError`` (the service raises its alarm) and is
+    retried on the same backoff, so the operator's fix is picked up live.
+    """
+
     status: int | None = None
     retry_after: float | None = None
 
@@ -71,26 +79,26 @@ class Refused(PermanentError):
         self.status = status
 
 
-class TooLarge(UplinkError):
+class TooLarge(UplinkError, TransientError):
     status = 413
 
 
-class Busy(UplinkError):
+class Busy(UplinkError, TransientError):
     def __init__(self, status: int, text: str, retry_after: float | None) -> None:
         super().__init__(f"the platform answered HTTP {status}: {text}")
         self.status = status
         self.retry_after = retry_after
 
 
-class AuthRejected(UplinkError):
+class AuthRejected(UplinkError, PermanentError):
     pass
 
 
-class TlsUntrusted(UplinkError):
+class TlsUntrusted(UplinkError, PermanentError):
     pass
 
 
-class LinkDown(UplinkError):
+class LinkDown(UplinkError, TransientError):
     pass
 
 
