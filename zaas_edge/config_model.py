@@ -23,44 +23,14 @@ __all__ = [
 ]
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from zaas_edge.config_types import SECRET_FILE, AbsPath, SecretFile, SecretFileMarker, Section
 from zaas_edge.driver import ID_PATTERN
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _absolute(p: Path) -> Path:
-    # The loader (zaas_edge.config) resolves a relative path against the
-    # directory of the file that set it before validation, so only a model
-    # built by hand with a relative path ends up here.
-    if not p.is_absolute():
-        raise ValueError(
-            f"expected an absolute path (or one relative to the configuration file), got {str(p)!r}"
-        )
-    return p
-
-
-AbsPath = Annotated[Path, AfterValidator(_absolute)]
-
-
-class SecretFileMarker:
-    """Marks a field as the path of a secret file, so tools find every such
-    field by walking the models (``zaas_edge.secrets``) without a list to keep."""
-
-    def __repr__(self) -> str:
-        return "SECRET_FILE"
-
-
-SECRET_FILE = SecretFileMarker()
-
-# A path to a file holding a secret (mode 0600 or stricter). The path is
-# configuration; the content is read only where used, never shown or logged.
-SecretFile = Annotated[Path, AfterValidator(_absolute), SECRET_FILE]
+from zaas_edge.mqtt.config import MqttSection
+from zaas_edge.sync.config import SyncSection
 
 
 class GatewaySection(Section):
@@ -109,8 +79,6 @@ class ClockSection(Section):
     )
 
 
-from zaas_edge.mqtt.config import MqttSection  # noqa: E402  (service sections build on Section)
-from zaas_edge.sync.config import SyncSection  # noqa: E402
 
 
 class Config(Section):

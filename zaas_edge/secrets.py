@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
-from zaas_edge.config_model import SecretFileMarker
+from zaas_edge.config_types import SecretFileMarker
 from zaas_edge.errors import ConfigError, ConfigIssue
 from zaas_edge.logsetup import register_secret
 

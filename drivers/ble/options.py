@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zaas_edge.config_model import SecretFile
+from zaas_edge.config_types import SecretFile
 from zaas_edge.driver import ID_PATTERN, DriverOptions
 
 _MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from zaas_edge.config_model import AbsPath, SecretFile, Section
+from zaas_edge.config_types import AbsPath, SecretFile, Section
 
 
 class PointPolicy(Section):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from zaas_edge.config_model import AbsPath, Section
+from zaas_edge.config_types import AbsPath, Section
 
 # --- upload policies (zaas_edge.sync.policy, zaas_edge.sync.aggregate)
 PolicyKind = Literal["raw", "deadband", "aggregate", "last"]
