@@ -128,6 +128,13 @@ async def test_polls_every_meter_with_point_keys_units_and_filters() -> None:
     assert saved is not None and saved["heat-1"]["energy"] == "kWh"
 
 
+def availability(h: Harness) -> list[str]:
+    """The device.availability events so far (the only events of these runs), by state."""
+    events = [n for n in h.notices if isinstance(n, Event)]
+    assert {e.kind for e in events} <= {"device.availability"}
+    return [e.data["state"] for e in events]
+
+
 async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None:
     with MBusSimulator() as sim:
         opts = options(sim.path, retries=1, offline_after=2, meters=[{"id": "gas-1", "address": 7, "interval_s": 3600}])
@@ -141,25 +148,25 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
             await h.driver.poll_now()  # failure 2: offline
             alarms = [n for n in h.notices if isinstance(n, Alarm)]
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True)]
-            assert "2 readouts failed in a row" in alarms[0].text
-            assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline"]
+            assert "M-Bus meter gas-1 offline: 2 failed in a row" in alarms[0].text
+            assert availability(h) == ["online", "offline"]  # the first readout, then the failures
             gas = h.driver.health()["gas-1"]
-            assert (gas["online"], gas["consecutive_failures"], gas["failed_polls"]) == (False, 2, 2)
-            assert (gas["timeouts"], gas["crc_errors"], gas["truncated"], gas["retries"]) == (2, 1, 1, 2)
-            assert gas["polls"] == 3 and gas["address"] == "7" and gas["last_error"]
+            assert (gas.online, gas.consecutive_failures, gas.failed_polls) == (False, 2, 2)
+            assert [gas.counters[c] for c in ("timeouts", "checksum_errors", "truncated", "retries")] == [2, 1, 1, 2]
+            assert gas.polls == 3 and gas.details["address"] == "7" and gas.last_error
             before = len(h.readings)
             await h.driver.poll_now()  # answers again
             assert len(h.readings) > before
             alarms = [n for n in h.notices if isinstance(n, Alarm)]
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True),
                                                                 ("device.gas-1.offline", False)]
-            assert [n.kind for n in h.notices if isinstance(n, Event)] == ["device.offline", "device.online"]
+            assert availability(h) == ["online", "offline", "online"]
             gas = h.driver.health()["gas-1"]
-            assert (gas["online"], gas["consecutive_failures"], gas["failed_polls"], gas["polls"]) == (True, 0, 2, 4)
-            assert gas["requests"] == c_requests(h) and gas["latency_last_ms"] > 0 and gas["latency_avg_ms"] > 0
+            assert (gas.online, gas.consecutive_failures, gas.failed_polls, gas.polls) == (True, 0, 2, 4)
+            assert gas.counters["requests"] == c_requests(h) and gas.latency_last_ms and gas.latency_avg_ms
             c = h.counters
     assert c["timeouts"] == 2 and c["checksum_errors"] == 1 and c["truncated"] == 1
-    assert c["retries"] == 2 and c["poll_failures"] == 2
+    assert c["retries"] == 2 and c["failed_polls"] == 2
 
 
 async def test_missing_port_fails_the_run_for_the_supervisor_to_retry(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ async def test_reads_every_profile_exactly_as_served(kind: str) -> None:
             assert checked == sum(len([p for p in get_profile(n).points if p.type.value != "string"])
                                   for n in PROFILES)
             health = run.driver.health()
-            assert all(h["online"] is True and h["timeouts"] == 0 for h in health.values())
+            assert all(h.online is True and h.counters["timeouts"] == 0 for h in health.values())
             # Coalescing: far fewer requests than points.
             assert run.counters["requests"] < checked / 4
 
@@ -110,24 +110,24 @@ async def test_offline_then_online_under_a_fault(kind: str, fault: str, caplog: 
             offline = [e for e in run.events("device.availability") if e.data["state"] == "offline"]
             assert [e.data["device"] for e in offline] == ["m2"]
             h = run.driver.health()["m2"]
-            assert h["online"] is False
+            assert h.online is False
             if fault in ("silent", "slow"):
-                assert h["timeouts"] >= 2 and h["crc_errors"] == 0
+                assert h.counters["timeouts"] >= 2 and h.counters["checksum_errors"] == 0
             else:
-                assert h["crc_errors"] >= 2
+                assert h.counters["checksum_errors"] >= 2
             # The other meter keeps answering meanwhile.
             n1 = len([r for r in run.readings if r.point == "m1/power"])
             await run.until(lambda: len([r for r in run.readings if r.point == "m1/power"]) >= n1 + 3)
-            assert run.driver.health()["m1"]["online"] is True
+            assert run.driver.health()["m1"].online is True
 
             bus.faults.clear()
             await run.until(lambda: run.alarms("device.m2.offline") == [True, False], what="the alarm to clear")
-            assert run.driver.health()["m2"]["online"] is True
+            assert run.driver.health()["m2"].online is True
             n2 = len([r for r in run.readings if r.point == "m2/power"])
             await run.until(lambda: len([r for r in run.readings if r.point == "m2/power"]) > n2)
     # Logged once per change of state, not once per poll.
     offline_lines = [r for r in caplog.records if "m2 (unit 2) offline" in r.getMessage()]
-    online_lines = [r for r in caplog.records if "m2 (unit 2) is back online" in r.getMessage()]
+    online_lines = [r for r in caplog.records if "m2 (unit 2) back online" in r.getMessage()]
     assert len(offline_lines) == 1 and len(online_lines) == 1
 
 
@@ -153,7 +153,7 @@ async def test_exception_02_splits_the_block_and_remembers() -> None:
             # ... and saved for the next start.
             doc = run.state.docs[("bus", "plan.m1")]
             assert [int(Table.INPUT), 0x34] in doc["barriers"]
-            assert run.driver.health()["m1"]["online"] is True
+            assert run.driver.health()["m1"].online is True
             assert run.alarms("device.m1.offline") == []
 
 
@@ -182,10 +182,10 @@ async def test_sentinels_give_no_reading_and_are_counted(caplog: pytest.LogCaptu
             assert run.latest("inv/current_l3") is None
             assert run.latest("inv/current_l1").value == meter.served["current_l1"]
             await run.driver.poll_now()
-            polls = run.driver.health()["inv"]["polls"]
+            polls = run.driver.health()["inv"].polls
             assert polls >= 2
             assert run.counters["missing_values"] == polls  # once per poll, current_l3 only
-            assert run.driver.health()["inv"]["missing_values"] == polls
+            assert run.driver.health()["inv"].counters["missing_values"] == polls
             assert all(math.isfinite(r.value) for r in run.readings)
     lines = [r for r in caplog.records if "current_l3 has no value" in r.getMessage()]
     assert len(lines) == 1  # logged when it went missing, not at every poll
@@ -337,7 +337,7 @@ async def test_refused_tcp_endpoint_is_a_clear_error() -> None:
     async with DriverRun(opts) as run:
         await run.until(lambda: run.alarms("device.m1.offline") == [True], what="offline")
         assert f"cannot connect to 127.0.0.1:{port}" in run.events("modbus.bus_down")[0].text
-        assert run.driver.health()["m1"]["link_errors"] >= 2
+        assert run.driver.health()["m1"].counters["link_errors"] >= 2
 
 
 async def test_poll_now_while_stopped_is_a_clear_error() -> None:

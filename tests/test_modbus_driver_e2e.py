@@ -59,7 +59,7 @@ devices = [
             # Per-device health, from the driver through the control socket to the technician.
             devices = json.loads(d.cli("status", "--json").stdout)["drivers"]["meters-a"]["devices"]
             m1, m2 = devices["m1"], devices["m2"]
-            assert (m1["online"], m1["unit"], m1["timeouts"], m1["crc_errors"]) == (True, 1, 0, 0)
+            assert (m1["online"], m1["unit"], m1["timeouts"], m1["checksum_errors"]) == (True, 1, 0, 0)
             assert m1["requests"] >= 2 and m1["requests"] == m1["answers"]
             assert m1["latency_last_ms"] > 0 and m1["latency_avg_ms"] > 0
             assert m1["consecutive_failures"] == 0 and m1["last_error"] is None

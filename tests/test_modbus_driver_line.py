@@ -207,19 +207,21 @@ async def test_a_slow_meter_never_costs_the_other_its_readings(kind: str) -> Non
             await run.until(lambda: run.alarms("device.m2.offline") == [True], what="m2 offline")
             await run.until(lambda: len([r for r in bus.log if r.unit == 2 and r.outcome == "late"]) >= 6,
                             what="six late answers")
-            await run.until(lambda: run.driver.health()["m1"]["polls"] >= 20, what="20 polls of m1")
+            await run.until(lambda: run.driver.health()["m1"].polls >= 20, what="20 polls of m1")
             h1, h2 = run.driver.health()["m1"], run.driver.health()["m2"]
             assert run.driver.bus.max_in_flight == 1
     # Unit 1 answered every poll, with the values it serves.
-    assert h1["online"] is True and h1["failed_polls"] == 0 and h1["timeouts"] == 0 and h1["crc_errors"] == 0
+    assert h1.online is True and h1.failed_polls == 0
+    assert h1.counters["timeouts"] == 0 and h1.counters["checksum_errors"] == 0
     m1 = [r for r in run.readings if r.point.startswith("m1/")]
     assert m1 and all(r.value == served[r.point.split("/")[1]] for r in m1)
     assert run.alarms("device.m1.offline") == []
     # Unit 2 went offline after offline_after failed polls, on timeouts.
-    assert h2["online"] is False and h2["timeouts"] >= 3 and h2["crc_errors"] == 0 and h2["answers"] == 0
+    assert h2.online is False and h2.counters["timeouts"] >= 3
+    assert h2.counters["checksum_errors"] == 0 and h2.counters["answers"] == 0
     offline = [e for e in run.events("device.availability") if e.data["state"] == "offline"]
     assert [e.data["device"] for e in offline] == ["m2"]
-    assert run.counters["resyncs"] >= h2["timeouts"] - 1
+    assert run.counters["resyncs"] >= h2.counters["timeouts"] - 1
     # From the line's side: no request went out before the previous answer (late ones too) was over.
     log = sorted(bus.log, key=lambda r: r.t_rx)
     assert {r.unit for r in log} == {1, 2}
@@ -241,7 +243,7 @@ async def test_an_exception_answer_keeps_the_device_online_and_is_evented_once_p
         devices = [{"id": f"m{u}", "unit": u, "profile": "eastron-sdm630"} for u in (1, 2)]
         async with DriverRun(bus_options(srv, devices, offline_after=1)) as run:
             await run.driver.poll_now()
-            assert run.driver.health()["m2"]["exceptions"] == 0
+            assert run.driver.health()["m2"].counters["exceptions"] == 0
             n_readings = len([r for r in run.readings if r.point.startswith("m2/")])
 
             bus.faults.exception_units[2] = 4  # server device failure, to every request
@@ -249,13 +251,13 @@ async def test_an_exception_answer_keeps_the_device_online_and_is_evented_once_p
                 await run.driver.poll_now()
             h = run.driver.health()["m2"]
             blocks = len(run.driver.devices["m2"].plan.blocks_for(set(run.driver.devices["m2"].entries)))
-            assert h["exceptions"] == 3 * blocks and h["last_exception"] == 4
-            assert h["online"] is True and h["failed_polls"] == 0 and h["timeouts"] == 0
+            assert h.counters["exceptions"] == 3 * blocks and h.details["last_exception"] == 4
+            assert h.online is True and h.failed_polls == 0 and h.counters["timeouts"] == 0
             assert run.alarms("device.m2.offline") == []
             assert len([r for r in run.readings if r.point.startswith("m2/")]) == n_readings  # nothing new read
             assert run.driver.devices["m2"].plan.barriers == frozenset()  # not taken for an addressing problem
             # The bus stayed in step: unit 1 read fine meanwhile, no resync was needed.
-            assert run.driver.health()["m1"]["exceptions"] == 0
+            assert run.driver.health()["m1"].counters["exceptions"] == 0
             assert run.counters.get("resyncs", 0) == 0
 
             bus.faults.exception_units[2] = 6  # busy now: a change, one more event
@@ -265,7 +267,7 @@ async def test_an_exception_answer_keeps_the_device_online_and_is_evented_once_p
             await run.driver.poll_now()
             await run.driver.poll_now()
             h = run.driver.health()["m2"]
-            assert h["last_exception"] is None and h["exceptions"] == 5 * blocks
+            assert h.details["last_exception"] is None and h.counters["exceptions"] == 5 * blocks
             assert run.latest("m2/power").value == bus.meters[2].served["power"]
     events = run.events("modbus.exception")
     assert [(e.data["device"], e.data["code"]) for e in events] == [("m2", 4), ("m2", 6), ("m2", None)]

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from zaas_edge.clock import Clock
 from zaas_edge.errors import TransientError
+from zaas_edge.health import DEVICE_AVAILABILITY, Detail, Transition, offline_alarm_id
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Quality, Reading, Severity, Stamp, point_key
 
@@ -66,6 +67,30 @@ class RunningDriver:
     def alarm(self, alarm_id: str, active: bool, text: str, severity: Severity = Severity.WARNING,
               data: Mapping[str, Any] | None = None) -> None:
         self._hub.notice(Alarm(alarm_id, active, text, self.driver_id, self._clock.now(), severity, dict(data or {})))
+
+    def availability(self, change: Transition, what: str | None = None,
+                     data: Mapping[str, Detail] | None = None) -> None:
+        """Announce a device going online or offline: the one ``device.availability`` event, the
+        alarm ``device.<id>.offline`` raised or cleared, one log line.
+
+        Transitions of a ``DeviceHealth`` alternate, so the alarm is raised once and cleared
+        once; a first answer after the start clears nothing (no alarm was raised).
+        """
+        device = change.device_id
+        name = what or device
+        if change.online:
+            text = f"{name} back online ({change.reason})" if change.previous is False else f"{name} online"
+        else:
+            text = f"{name} offline: {change.reason}"
+        payload: dict[str, Detail] = {**(data or {}), "device": device, "state": change.state,
+                                      "reason": change.reason, "failures": change.failures}
+        severity = Severity.WARNING if not change.online else (
+            Severity.NOTICE if change.previous is False else Severity.INFO)
+        self.event(DEVICE_AVAILABILITY, text, severity, payload)
+        if not change.online or change.previous is False:
+            self.alarm(offline_alarm_id(device), not change.online, text, Severity.WARNING, payload)
+        level = logging.WARNING if not change.online else logging.INFO if change.previous is False else logging.DEBUG
+        self.log.log(level, "device %s", text, extra={"fields": {"driver": self.driver_id, "device": device}})
 
     def heartbeat(self) -> None:
         self._heartbeat()

@@ -422,12 +422,12 @@ class Daemon:
         if inst is None:
             return {}
         try:
-            health = inst.health()
-            json.dumps(health, default=str)  # the control socket speaks JSON: refuse what it cannot carry
+            health = {str(device): status.as_dict() for device, status in inst.health().items()}
+            json.dumps(health)  # the control socket speaks JSON: refuse what it cannot carry
         except Exception as exc:  # noqa: BLE001  (third-party drivers)
             log.warning("driver %s: health() failed: %s", driver_id, exc, extra={"fields": {"driver": driver_id}})
             return {}
-        return health if isinstance(health, dict) else {}
+        return health
 
     def _notice(self, item: Event | Alarm) -> None:
         self.hub.notice(item)

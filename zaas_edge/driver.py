@@ -15,6 +15,10 @@ A driver package exposes a ``Driver`` subclass with:
 * optionally ``write(point, value)`` for actuators (with read-back),
   ``points()`` to declare what it measures and ``health()`` for per-device
   counters shown by ``zaas-edge status``.
+
+A driver that knows its devices keeps one ``zaas_edge.health.DeviceHealth``
+per device and hands its transitions to ``ctx.availability``, so every bus
+reports a device going offline the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from zaas_edge.errors import PermanentError
+from zaas_edge.health import Detail, DeviceStatus, Transition
 from zaas_edge.model import Point, Quality, Reading, Severity, Stamp
 
 ENTRY_POINT_GROUP = "zaas_edge.drivers"
@@ -80,6 +85,11 @@ class DriverContext(Protocol):
     def alarm(self, alarm_id: str, active: bool, text: str, severity: Severity = Severity.WARNING,
               data: Mapping[str, Any] | None = None) -> None: ...
 
+    def availability(self, change: Transition, what: str | None = None,
+                     data: Mapping[str, Detail] | None = None) -> None:
+        """A device went online or offline (a ``DeviceHealth`` transition): event, alarm, log line."""
+        ...
+
     def heartbeat(self) -> None: ...
 
     def count(self, counter: str, n: int = 1) -> None: ...
@@ -115,13 +125,12 @@ class Driver(abc.ABC):
     async def run(self, ctx: DriverContext) -> None:
         """Loop until cancelled. Raising restarts the driver with backoff."""
 
-    def health(self) -> dict[str, dict[str, Any]]:
+    def health(self) -> Mapping[str, DeviceStatus]:
         """Per-device health, by device id, for ``zaas-edge status``; empty when the driver keeps none.
 
-        Each device's dict is JSON-ready. The status table shows these keys when present:
-        ``online`` (True, False, or None before the first poll), ``requests``, ``timeouts``,
-        ``crc_errors``, ``exceptions``, ``latency_last_ms``, ``latency_avg_ms``,
-        ``consecutive_failures`` and ``last_error``; any other key is kept for ``--json``.
+        ``DeviceHealth.status()`` makes each value; the status table shows its availability,
+        latency, failures in a row, last error and the ``requests``, ``timeouts``,
+        ``checksum_errors`` and ``exceptions`` counters; ``--json`` carries all of it.
         Called on the event loop: it must be cheap and must not block.
         """
         return {}

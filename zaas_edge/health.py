@@ -43,7 +43,7 @@ __all__ = [
     "offline_alarm_id",
 ]
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
@@ -126,7 +126,7 @@ class DeviceHealth:
     """Availability, failures, latency and counters of one device; pure, time passed in."""
 
     def __init__(self, device_id: str, *, offline_after: int = 3, silent_after_s: float | None = None,
-                 now: float = 0.0) -> None:
+                 now: float = 0.0, counted: Iterable[Counter] = ()) -> None:
         if offline_after < 1:
             raise ValueError("offline_after must be at least 1")
         if silent_after_s is not None and silent_after_s <= 0:
@@ -142,7 +142,7 @@ class DeviceHealth:
         self.latency_avg_ms: float | None = None
         self.last_error: str | None = None
         self.last_success: float | None = None
-        self.counters: dict[str, int] = {}
+        self.counters: dict[str, int] = {str(name): 0 for name in counted}  # shown as 0, not absent
         self._quiet_since = now  # silence is measured from here: the last success, or the start
 
     # -- observations ----------------------------------------------------------------
@@ -193,7 +193,8 @@ class DeviceHealth:
         return Transition(self.device_id, False, previous, reason, self.consecutive_failures)
 
     def count(self, name: Counter, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
+        key = str(name)
+        self.counters[key] = self.counters.get(key, 0) + n
 
     # -- reporting -------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ deadline on the monotonic clock, so readouts do not drift, and a missed one
 is skipped rather than caught up. One readout at a time holds the bus (a
 lock), shared with :meth:`MBusDriver.poll_now`.
 
-A meter that fails ``offline_after`` readouts in a row raises the alarm
-``device.<meter id>.offline`` (and a ``device.offline`` event); the next good
-readout clears it. Counters: ``requests``, ``timeouts``, ``checksum_errors``,
-``truncated``, ``retries``, ``collisions``, ``polls``, ``poll_failures``; the same
-link counters are kept per meter as well, with its readout latency, for
-``health()`` (shown by ``zaas-edge status``).
+Each meter's readouts feed its ``zaas_edge.health.DeviceHealth``: a meter
+that fails ``offline_after`` readouts in a row goes offline (the alarm
+``device.<meter id>.offline`` and a ``device.availability`` event, through
+``ctx.availability``); the next good readout clears it. Counters:
+``requests``, ``timeouts``, ``checksum_errors``, ``truncated``, ``retries``,
+``collisions``, ``polls``, ``failed_polls``; the same link counters are kept
+per meter as well, with its readout latency, for ``health()`` (shown by
+``zaas-edge status``).
 Readings are keyed ``<meter id>/<record key>`` in the codec's units (Wh,
 m3, W, degC, ...) unless the meter asks for another ``energy_unit``.
 """
@@ -32,43 +34,26 @@ from zaas_edge.drivers.mbus.units import UNIT_FACTORS, convert
 
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import TransientError
+from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Quality, Reading, Severity
 
 HEARTBEAT_EVERY_S = 5.0
-EWMA = 0.1  # weight of the newest readout latency in the running average
-# Link counters kept per meter too, under the names the status table knows.
-_PER_METER = {"requests": "requests", "timeouts": "timeouts", "checksum_errors": "crc_errors",
-              "truncated": "truncated", "retries": "retries", "collisions": "collisions"}
+# Link counters kept per meter too (the link counts under the same names).
+_PER_METER = {str(c): c for c in (Counter.REQUESTS, Counter.TIMEOUTS, Counter.CHECKSUM_ERRORS, Counter.TRUNCATED,
+                                  Counter.RETRIES, Counter.COLLISIONS)}
 
 
 @dataclass
 class _Meter:
     options: MeterOptions
+    health: DeviceHealth
     due: float = 0.0  # monotonic deadline of the next readout
-    failures: int = 0
-    offline: bool = False
     secondary: str | None = None  # last identity seen, to notice a swapped meter
     status: int | None = None
     units: dict[str, str] = field(default_factory=dict)  # record key -> unit, as last emitted
-    counters: dict[str, int] = field(default_factory=dict)  # link counters of this meter's readouts
-    polls: int = 0
-    failed_polls: int = 0
-    answered: bool = False  # a first readout has succeeded (online is unknown before any)
-    last_error: str | None = None
-    latency_last_ms: float | None = None
-    latency_avg_ms: float | None = None
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "address": str(self.options.target),
-            "online": False if self.offline else True if self.answered else None,
-            **{name: self.counters.get(name, 0) for name in _PER_METER.values()},
-            "polls": self.polls, "failed_polls": self.failed_polls,
-            "consecutive_failures": self.failures,
-            "latency_last_ms": None if self.latency_last_ms is None else round(self.latency_last_ms, 3),
-            "latency_avg_ms": None if self.latency_avg_ms is None else round(self.latency_avg_ms, 3),
-            "last_error": self.last_error,
-        }
+    def report(self, now: float) -> DeviceStatus:
+        return self.health.status(now, {"address": str(self.options.target)})
 
 
 class MBusDriver(Driver):
@@ -77,7 +62,10 @@ class MBusDriver(Driver):
 
     def __init__(self, options: MBusOptions) -> None:  # type: ignore[override]
         super().__init__(options)
-        self._meters = {m.id: _Meter(m) for m in options.meters}
+        now = time.monotonic()
+        self._meters = {m.id: _Meter(m, DeviceHealth(m.id, offline_after=options.offline_after, now=now,
+                                                     counted=_PER_METER.values()))
+                        for m in options.meters}
         self._lock = asyncio.Lock()
         self._link: MBusLink | None = None
         self._ctx: DriverContext | None = None
@@ -139,8 +127,7 @@ class MBusDriver(Driver):
             ctx.count(name, n)
             meter = self._current
             if meter is not None and name in _PER_METER:
-                key = _PER_METER[name]
-                meter.counters[key] = meter.counters.get(key, 0) + n
+                meter.health.count(_PER_METER[name], n)
             if name == "requests":
                 ctx.heartbeat()
 
@@ -174,7 +161,6 @@ class MBusDriver(Driver):
             raise TransientError(f"driver {self.id!r} is not running")
         async with self._lock:
             ctx.count("polls")
-            meter.polls += 1
             self._current = meter
             t0 = time.monotonic()
             try:
@@ -186,43 +172,28 @@ class MBusDriver(Driver):
                 return
             finally:
                 self._current = None
-        ms = (time.monotonic() - t0) * 1000.0
-        meter.latency_last_ms = ms
-        meter.latency_avg_ms = ms if meter.latency_avg_ms is None else meter.latency_avg_ms + EWMA * (
-            ms - meter.latency_avg_ms)
-        self._succeeded(ctx, meter, readout)
+        self._succeeded(ctx, meter, readout, time.monotonic() - t0)
 
-    def health(self) -> dict[str, dict[str, Any]]:
+    def health(self) -> dict[str, DeviceStatus]:
         """Per-meter counters, latency and availability, for ``zaas-edge status``."""
-        return {mid: m.health() for mid, m in self._meters.items()}
+        now = time.monotonic()
+        return {mid: m.report(now) for mid, m in self._meters.items()}
 
     # -- availability -----------------------------------------------------------------
 
     def _failed(self, ctx: DriverContext, meter: _Meter, reason: str) -> None:
-        ctx.count("poll_failures")
-        meter.failures += 1
-        meter.failed_polls += 1
-        meter.last_error = reason
+        ctx.count("failed_polls")
         mid = meter.options.id
         ctx.log.warning("meter %s: %s", mid, reason, extra={"fields": {"driver": self.id, "meter": mid}})
-        if meter.failures >= self.options.offline_after and not meter.offline:
-            meter.offline = True
-            text = f"M-Bus meter {mid} is offline: {meter.failures} readouts failed in a row ({reason})"
-            data = {"meter": mid, "target": str(meter.options.target), "failures": meter.failures,
-                    "reason": reason}
-            ctx.alarm(f"device.{mid}.offline", True, text, Severity.WARNING, data)
-            ctx.event("device.offline", text, Severity.WARNING, data)
+        self._announce(ctx, meter, meter.health.failure(time.monotonic(), reason))
 
-    def _succeeded(self, ctx: DriverContext, meter: _Meter, readout: Readout) -> None:
+    def _announce(self, ctx: DriverContext, meter: _Meter, change: Transition | None) -> None:
+        if change is not None:
+            ctx.availability(change, f"M-Bus meter {meter.options.id}", {"target": str(meter.options.target)})
+
+    def _succeeded(self, ctx: DriverContext, meter: _Meter, readout: Readout, latency_s: float) -> None:
         mid = meter.options.id
-        if meter.offline:
-            text = f"M-Bus meter {mid} answers again after {meter.failures} failed readouts"
-            data = {"meter": mid, "failures": meter.failures}
-            ctx.alarm(f"device.{mid}.offline", False, text, Severity.WARNING, data)
-            ctx.event("device.online", text, Severity.NOTICE, data)
-        meter.offline = False
-        meter.failures = 0
-        meter.answered = True
+        self._announce(ctx, meter, meter.health.success(time.monotonic(), latency_s))
         if not readout.complete:
             ctx.event("mbus.readout_cut", f"meter {mid} still announced more records after "
                       f"{len(readout.telegrams)} telegrams; the rest was not read", Severity.WARNING,

@@ -7,11 +7,13 @@ planned blocks through the bus and decodes them with ``decode.py``.
 Failures are judged per poll, not per request. A poll *fails* when the device
 gave no valid answer at all (no response, garbled answers, the port is
 gone); the first silent request ends the poll, so a dead meter costs the bus
-one timeout per poll, not one per block. After ``offline_after`` failed polls
-in a row the device is *offline*: an availability event, the alarm
-``device.<id>.offline``, one log line; it is then retried with exponential
-backoff (``retry_initial_s`` doubling to ``retry_max_s``) instead of on its
-schedule. Its first good answer clears the alarm and restarts the schedule.
+one timeout per poll, not one per block. The verdicts feed the device's
+``zaas_edge.health.DeviceHealth``: after ``offline_after`` failed polls in a
+row the device is *offline* (``ctx.availability``: a ``device.availability``
+event, the alarm ``device.<id>.offline``, one log line); it is then retried
+with the gateway's backoff (``retry_initial_s`` doubling to ``retry_max_s``,
+jittered) instead of on its schedule. Its first good answer clears the alarm
+and restarts the schedule.
 
 An exception response is an answer: the device is alive, so it counts for
 availability like any answer (it never makes a poll fail, and it needs no
@@ -37,7 +39,7 @@ is logged once.
 
 from __future__ import annotations
 
-__all__ = ["Device", "Health", "DecodeEntry", "build_entries"]
+__all__ = ["Device", "DecodeEntry", "build_entries"]
 
 import asyncio
 import logging
@@ -48,8 +50,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zaas_edge.aio import checkpoint
+from zaas_edge.backoff import Backoff
 from zaas_edge.driver import DriverContext
 from zaas_edge.errors import PermanentError, ProtocolError, TransientError
+from zaas_edge.health import Counter, DeviceHealth, DeviceStatus
 from zaas_edge.model import Point, Quality, Reading, Severity
 
 from .bus import Bus
@@ -70,45 +74,10 @@ from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, N
 
 log = logging.getLogger("zaas_edge.drivers.modbus")
 
-EWMA = 0.1  # weight of the newest latency sample in the running average
 MAX_SPLITS_PER_POLL = 32
-
-
-@dataclass
-class Health:
-    """Counters of one device, cheap to keep and to show."""
-
-    requests: int = 0
-    answers: int = 0
-    timeouts: int = 0
-    crc_errors: int = 0
-    bad_responses: int = 0
-    exceptions: int = 0
-    link_errors: int = 0
-    missing_values: int = 0
-    overruns: int = 0
-    polls: int = 0
-    failed_polls: int = 0
-    consecutive_failures: int = 0
-    latency_last_ms: float | None = None
-    latency_avg_ms: float | None = None
-    online: bool | None = None  # None until the first poll has said
-    last_error: str | None = None
-    last_exception: int | None = None  # exception code (other than 02) of the last poll, if any
-    offline_since: float | None = None
-
-    def latency(self, seconds: float) -> None:
-        ms = seconds * 1000.0
-        self.latency_last_ms = ms
-        self.latency_avg_ms = ms if self.latency_avg_ms is None else self.latency_avg_ms + EWMA * (
-            ms - self.latency_avg_ms)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        for k in ("latency_last_ms", "latency_avg_ms"):
-            if d[k] is not None:
-                d[k] = round(d[k], 3)
-        return d
+# Counters of a Modbus device, shown as 0 before they first grow.
+COUNTED = (Counter.REQUESTS, Counter.ANSWERS, Counter.TIMEOUTS, Counter.CHECKSUM_ERRORS, Counter.BAD_RESPONSES,
+           Counter.EXCEPTIONS, Counter.LINK_ERRORS, Counter.MISSING_VALUES, Counter.OVERRUNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +167,14 @@ class Device:
         self.timeout = opts.timeout_s or bus_opts.timeout_s
         self.gap_s = (opts.inter_frame_delay_ms / 1000 if opts.inter_frame_delay_ms is not None
                       else bus_opts.frame_gap_s)
-        self.health = Health()
+        self.health = DeviceHealth(opts.id, offline_after=bus_opts.offline_after, now=time.monotonic(),
+                                   counted=COUNTED)
+        self.last_exception: int | None = None  # exception code (other than 02) of the last poll, if any
         self.shift: int | None = None if self._needs_detection else 0
         self._set_layout(self.shift or 0)
         self._missing: set[str] = set()
         self._poll_lock = asyncio.Lock()  # a poll-now and a scheduled poll do not interleave
-        self._retry_delay = bus_opts.retry_initial_s
+        self.backoff = Backoff(bus_opts.retry_initial_s, bus_opts.retry_max_s)  # retries while offline
         self._state_loaded = False
         self._exception_code: int | None = None  # announced state, for one event per change
 
@@ -267,32 +238,30 @@ class Device:
     # -- reading --------------------------------------------------------------------
 
     async def _request(self, block: Block) -> list[int]:
-        self.health.requests += 1
-        self._count("requests")
+        self._count(Counter.REQUESTS)
         t0 = time.monotonic()
         regs = await self.bus.read(self.unit, block.table, block.start, block.count, timeout=self.timeout,
                                    gap_s=self.gap_s)
         self.health.latency(time.monotonic() - t0)
-        self.health.answers += 1
+        self.health.count(Counter.ANSWERS)
         return regs
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def _count(self, name: Counter | str, n: int = 1) -> None:
+        """Count on the device (the shared vocabulary) and on the driver."""
+        if isinstance(name, Counter):
+            self.health.count(name, n)
         if self.ctx is not None:
-            self.ctx.count(name, n)
+            self.ctx.count(str(name), n)
 
     def _note_failure(self, exc: Exception) -> None:
         if isinstance(exc, NoResponse):
-            self.health.timeouts += 1
-            self._count("timeouts")
+            self._count(Counter.TIMEOUTS)
         elif isinstance(exc, CrcError):
-            self.health.crc_errors += 1
-            self._count("crc_errors")
+            self._count(Counter.CHECKSUM_ERRORS)
         elif isinstance(exc, LinkDown):
-            self.health.link_errors += 1
-            self._count("link_errors")
+            self._count(Counter.LINK_ERRORS)
         elif isinstance(exc, ProtocolError):
-            self.health.bad_responses += 1
-            self._count("bad_responses")
+            self._count(Counter.BAD_RESPONSES)
         self.health.last_error = str(exc)
 
     async def detect(self) -> bool:
@@ -311,7 +280,7 @@ class Device:
                     n = 2 if e.type.value.endswith("32") else 4 if e.type.value.endswith("64") else 1
                     seen[base + e.offset] = await self._request(Block(table, base + e.offset, n, ()))
             except ExceptionResponse:
-                self.health.exceptions += 1
+                self.health.count(Counter.EXCEPTIONS)
                 answered = True
                 continue
             except (TransientError, ProtocolError) as exc:
@@ -358,8 +327,7 @@ class Device:
                 regs = await self._request(block)
             except ExceptionResponse as exc:
                 res.answered = True
-                self.health.exceptions += 1
-                self._count("exceptions")
+                self._count(Counter.EXCEPTIONS)
                 self.health.last_error = str(exc)
                 if exc.code != 2:
                     refused = exc.code
@@ -394,7 +362,7 @@ class Device:
 
     def _exception_state(self, code: int | None) -> None:
         """Announce a change in the exception the device answers with (02 is the planner's business)."""
-        self.health.last_exception = code
+        self.last_exception = code
         if code == self._exception_code:
             return
         before, self._exception_code = self._exception_code, code
@@ -453,8 +421,7 @@ class Device:
                 continue  # text (serial numbers) is shown by `zaas-edge read`, not stored
             e = self.entries[q]
             if d.value is None or not math.isfinite(d.value):
-                self.health.missing_values += 1
-                self._count("missing_values")
+                self._count(Counter.MISSING_VALUES)
                 if q not in self._missing:
                     self._missing.add(q)
                     self._log(logging.WARNING, f"device {self.id}: {q} has no value (sentinel or missing scale factor)")
@@ -470,46 +437,24 @@ class Device:
         return out
 
     def _judge(self, res: PollResult) -> None:
-        h = self.health
-        h.polls += 1
+        """One poll's verdict into the device's health; a change of availability is announced."""
+        now = time.monotonic()
         if res.answered:
-            h.consecutive_failures = 0
-            self._retry_delay = self.bus_opts.retry_initial_s
-            if h.online is not True:
-                was_offline = h.online is False
-                h.online = True
-                h.offline_since = None
-                if was_offline:
-                    self._log(logging.INFO, f"device {self.id} (unit {self.unit}) is back online")
-                    self._availability(True, "answering again")
-                    # Restart the schedule: deadlines missed while offline are not overruns.
-                    self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
-                else:
-                    self._availability(True, "answering")
-            return
-        h.failed_polls += 1
-        h.consecutive_failures += 1
-        self._count("failed_polls")
-        if h.online is not False and h.consecutive_failures >= self.bus_opts.offline_after:
-            h.online = False
-            h.offline_since = time.time()
-            reason = res.error or "no answer"
-            self._log(logging.WARNING, f"device {self.id} (unit {self.unit}) offline after "
-                      f"{h.consecutive_failures} failed polls: {reason}")
-            self._availability(False, reason)
+            self.backoff.reset()
+            change = self.health.success(now)
+            if change is not None and change.previous is False:
+                # Restart the schedule: deadlines missed while offline are not overruns.
+                self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
+        else:
+            self._count("failed_polls")
+            change = self.health.failure(now, res.error or "no answer")
+        if change is not None and self.ctx is not None:
+            self.ctx.availability(change, f"{self.id} (unit {self.unit})", {"unit": self.unit})
 
-    def _availability(self, online: bool, reason: str) -> None:
-        if self.ctx is None:
-            return
-        state = "online" if online else "offline"
-        data = {"device": self.id, "unit": self.unit, "state": state, "reason": reason}
-        self.ctx.event("device.availability", f"{self.id} {state}: {reason}",
-                       Severity.INFO if online else Severity.WARNING, data)
-        # Only a device that was offline has an alarm to clear.
-        if not online or reason != "answering":
-            text = "answers again" if online else f"does not answer: {reason}"
-            self.ctx.alarm(f"device.{self.id}.offline", not online, f"{self.id} (unit {self.unit}) {text}",
-                           Severity.WARNING, data)
+    def status(self, bus: str, bus_down: str | None) -> DeviceStatus:
+        """This device's health for ``Driver.health()``: where it is, and its bus's state."""
+        return self.health.status(time.monotonic(), {"unit": self.unit, "bus": bus, "bus_down": bus_down,
+                                                     "last_exception": self.last_exception})
 
     def _log(self, level: int, msg: str) -> None:
         logger = self.ctx.log if self.ctx is not None else log
@@ -530,8 +475,7 @@ class Device:
         while True:
             checkpoint()  # pymodbus can swallow a cancellation: never loop on after a stop
             if self.health.online is False:
-                await asyncio.sleep(self._retry_delay)
-                self._retry_delay = min(self._retry_delay * 2, self.bus_opts.retry_max_s)
+                await asyncio.sleep(self.backoff.next())
                 batch = await self.poll(set(self.entries))
             else:
                 nxt = self.scheduler.next_deadline()
@@ -542,8 +486,7 @@ class Device:
                 due = self.scheduler.due(time.monotonic_ns())
                 missed = self.scheduler.overruns - before
                 if missed:
-                    self.health.overruns += missed
-                    self._count("overruns", missed)
+                    self._count(Counter.OVERRUNS, missed)
                 batch = await self.poll(due)
             if batch:
                 self.ctx.emit(batch)

@@ -14,11 +14,11 @@ __all__ = ["ModbusDriver"]
 
 import asyncio
 import logging
-from typing import Any
 
 from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import PermanentError
+from zaas_edge.health import DeviceStatus
 from zaas_edge.model import Point, Severity
 
 from .bus import Bus, make_bus
@@ -126,7 +126,7 @@ class ModbusDriver(Driver):
             except TimeoutError:
                 raise PermanentError(f"driver {self.id!r} is not running") from None
 
-    def health(self) -> dict[str, dict[str, Any]]:
+    def health(self) -> dict[str, DeviceStatus]:
         """Per-device counters and state, for ``zaas-edge status`` and diagnostics.
 
         Each device also names its bus and, while the bus itself is unreachable, why:
@@ -135,5 +135,4 @@ class ModbusDriver(Driver):
         bus = self.bus
         where = self.options.describe()
         down = bus.down_reason if bus else None
-        return {i: {**d.health.as_dict(), "unit": d.unit, "bus": where, "bus_down": down}
-                for i, d in self.devices.items()}
+        return {i: d.status(where, down) for i, d in self.devices.items()}

@@ -167,12 +167,12 @@ def _print_devices(drivers: dict[str, Any]) -> None:
             state = "online" if online is True else "OFFLINE" if online is False else "?"
             latency = f"{_device_cell(h.get('latency_last_ms'))}/{_device_cell(h.get('latency_avg_ms'))}"
             rows.append((driver_id, device_id, state, _device_cell(h.get("requests")),
-                         _device_cell(h.get("timeouts")), _device_cell(h.get("crc_errors")),
+                         _device_cell(h.get("timeouts")), _device_cell(h.get("checksum_errors")),
                          _device_cell(h.get("exceptions")), latency, _device_cell(h.get("consecutive_failures")),
                          (str(h.get("last_error") or "").splitlines() or [""])[0][:80]))  # --json has it whole
     if rows:
         click.echo()
-        click.echo(table(["driver", "device", "state", "requests", "timeouts", "crc", "exceptions",
+        click.echo(table(["driver", "device", "state", "requests", "timeouts", "checksum", "exceptions",
                           "latency ms last/avg", "fails in a row", "last error"], rows))
 
 
