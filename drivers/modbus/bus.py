@@ -43,7 +43,8 @@ poller makes one failing request per poll, not one per block; an offline
 device is only retried with backoff).
 
 When the port or endpoint cannot be opened the bus remembers why and refuses
-further attempts for a growing delay (1 s to 30 s), so twenty devices on a
+further attempts for a growing delay (the gateway's backoff, 1 s doubling to
+30 s, jittered), so twenty devices on a
 missing USB adapter do not retry the open twenty times a second; each
 refused request raises ``LinkDown`` with the reason, and ``on_state`` is
 called once per change (down, up) for the driver to log and count.
@@ -61,6 +62,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from zaas_edge.backoff import Backoff
 from zaas_edge.errors import ProtocolError
 
 from .options import ModbusOptions
@@ -119,7 +121,7 @@ class Bus:
         self.count = count or (lambda name, n: None)
         self.down_reason: str | None = None
         self._retry_at = 0.0
-        self._retry_delay = RECONNECT_MIN_S
+        self._reconnect = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self.link_failures = 0
         self.requests_in_flight = 0
         self.max_in_flight = 0
@@ -142,8 +144,7 @@ class Bus:
             await link.connect()
         except LinkDown as exc:
             self.link_failures += 1
-            self._retry_at = time.monotonic() + self._retry_delay
-            self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_S)
+            self._retry_at = time.monotonic() + self._reconnect.next()
             if self.down_reason != str(exc):
                 self.down_reason = str(exc)
                 self.on_state(False, str(exc))
@@ -151,7 +152,7 @@ class Bus:
         if self.down_reason is not None:
             self.down_reason = None
             self.on_state(True, "")
-        self._retry_delay = RECONNECT_MIN_S
+        self._reconnect.reset()
 
     async def _run(self, link: Link, fn: Callable[[Link], Awaitable[T]], unit: int) -> T:
         await self._ensure(link)
