@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, SimGateway
 from tests.lora_helpers import running, until, write_keys
 from zaas_edge.context import MemoryState
 from zaas_edge.errors import ConfigError
-from zaas_edge.model import Severity
+from zaas_edge.model import Alarm, Severity
 
 WATER, LEAK, CLIMATE = DEMO_DEVICES
 GW1 = bytes.fromhex("AA555A0000000001")
@@ -234,3 +235,26 @@ def test_bind_refuses_implicit_wildcards_and_warns_for_the_explicit_one(caplog: 
         refuse_wildcard("127.0.0.1", log, "lora")
     assert [r.getMessage() for r in caplog.records] and "every interface" in caplog.records[0].getMessage()
     assert len(caplog.records) == 1
+
+
+async def test_a_device_silent_past_offline_after_s_goes_offline_and_its_next_uplink_brings_it_back(
+        keys_file: Path) -> None:
+    offset = [0.0]
+    async with running(keys_file, clock=lambda: time.monotonic() + offset[0], offline_after_s=600) as rig, \
+            SimForwarder("127.0.0.1", rig.port) as fwd:
+        water = SimDevice(WATER, fcnt=1)
+        assert await fwd.uplink(water.uplink(em300_di_payload(10, battery=90)))
+        await until(lambda: rig.driver.health()["water-1"].online is True)
+        assert rig.driver.health()["water-1"].counters["uplinks"] == 1
+        offset[0] += 601  # ten minutes and a second without a word from anyone
+        await until(lambda: len(rig.events("device.availability")) == 4, timeout=10)
+        states = {(e.data["device"], e.data["state"]) for e in rig.events("device.availability")}
+        assert states == {("water-1", "online"), ("water-1", "offline"), ("leak-1", "offline"),
+                          ("climate-1", "offline")}
+        assert [(a.alarm_id, a.active) for a in rig.notices if isinstance(a, Alarm) and "water" in a.alarm_id] \
+            == [("device.water-1.offline", True)]
+        assert rig.driver.health()["water-1"].online is False
+        assert await fwd.uplink(water.uplink(em300_di_payload(11, battery=90)))
+        await until(lambda: rig.driver.health()["water-1"].online is True)
+        alarms = [(a.alarm_id, a.active) for a in rig.notices if isinstance(a, Alarm) and "water" in a.alarm_id]
+        assert alarms == [("device.water-1.offline", True), ("device.water-1.offline", False)]

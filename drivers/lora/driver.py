@@ -18,7 +18,10 @@ device's data frames take the path above like an ABP device's.
 
 Per-device error counters are kept in the driver's counters as
 ``<device id>.<counter>`` (shown by ``zaas-edge status`` and used by
-``zaas-edge lora devices``).
+``zaas-edge lora devices``). Each device's availability is a
+``zaas_edge.health.DeviceHealth`` fed by its valid uplinks: a device heard
+from nothing valid for ``offline_after_s`` (since its last uplink, or since
+the driver started) goes offline, and its next valid uplink brings it back.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
+from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Severity
 
 from . import gwmp, lorawan
@@ -91,6 +95,7 @@ class LoraDriver(Driver):
         self._clock = clock
         self._devices: dict[int, _Device] = {}  # devices with a session, by DevAddr
         self._profiles: dict[str, PayloadProfile] = {}  # by device id, joined or not
+        self._health: dict[str, DeviceHealth] = {}  # by device id, joined or not
         self._joins = JoinHandler(options.id, options, clock=clock)
         self._dedup: Deduplicator[_Copy] = Deduplicator(options.dedup_window_s,
                                                         max(_DEDUP_MEMORY_S, options.dedup_window_s))
@@ -167,6 +172,7 @@ class LoraDriver(Driver):
                 next_keys_check = now + KEYS_CHECK_EVERY_S
                 await self._load_devices(ctx, initial=False)
                 self._check_forwarders(ctx, now)
+                self._check_devices(ctx, now)
 
     # -- devices and counters --------------------------------------------------
 
@@ -194,6 +200,10 @@ class LoraDriver(Driver):
         saved = (await ctx.load_state(STATE_KEY) or {}) if initial else {}
         devices: dict[int, _Device] = {}
         self._profiles = {k.id: profiles[k.profile] for k in keys.devices}
+        now = self._clock()
+        self._health = {k.id: self._health.get(k.id) or DeviceHealth(
+            k.id, silent_after_s=self.options.offline_after_s, now=now,
+            counted=(Counter.UPLINKS, Counter.DECODE_ERRORS)) for k in keys.devices}
         self._joins.devices = keys.by_eui()
         for k in keys.devices:
             if k.dev_addr is None:
@@ -376,6 +386,10 @@ class LoraDriver(Driver):
         self._dirty = True
         ctx.count("uplinks")
         ctx.count(f"{dev.keys.id}.uplinks")
+        health = self._health.get(dev.keys.id)
+        if health is not None:  # a valid frame is a sign of life, whether its payload decodes or not
+            health.count(Counter.UPLINKS)
+            self._announce(ctx, health.success(self._clock()))
         stamp = ctx.now()
         readings = []
         if copy.frame.fport not in (None, 0):
@@ -384,6 +398,8 @@ class LoraDriver(Driver):
             except ProtocolError as exc:
                 ctx.count("payload_errors")
                 ctx.count(f"{dev.keys.id}.payload_errors")
+                if health is not None:
+                    health.count(Counter.DECODE_ERRORS)
                 assert self._faults is not None
                 self._faults.warning(f"payload.{dev.keys.id}", (
                     f"payload of {dev.keys.id} (profile {dev.profile.name}) could not be decoded: {exc}"),
@@ -424,3 +440,18 @@ class LoraDriver(Driver):
                                 extra={"fields": {"gateway": fwd.eui_hex}})
                 ctx.emit([ctx.reading("online", 0.0, "bool", device_id=gateway_device_id(self.id, eui))])
 
+    # -- device availability -----------------------------------------------------
+
+    def _check_devices(self, ctx: DriverContext, now: float) -> None:
+        for health in self._health.values():
+            self._announce(ctx, health.silence(now))
+
+    def _announce(self, ctx: DriverContext, change: Transition | None) -> None:
+        if change is not None:
+            ctx.availability(change, f"LoRaWAN device {change.device_id}")
+
+    def health(self) -> dict[str, DeviceStatus]:
+        """Each provisioned device's availability, last uplink and uplink counters."""
+        now = self._clock()
+        addrs = {d.keys.id: d.keys.dev_addr_hex for d in self._devices.values()}
+        return {i: h.status(now, {"dev_addr": addrs.get(i)}) for i, h in self._health.items()}

@@ -45,6 +45,10 @@ class LoraOptions(DriverOptions):
         default=120.0, gt=0, le=86400,
         description="A forwarder silent this long is reported offline (gateway 'online' reading 0)",
     )
+    offline_after_s: float = Field(
+        default=3600.0, gt=0, le=7 * 86400,
+        description="A device with no valid uplink for this long is reported offline (several of its report intervals)",
+    )
     state_save_interval_s: float = Field(
         default=10.0, ge=0.0, le=3600,
         description="Frame counters are saved at most this often (and on stop)",
