@@ -100,7 +100,7 @@ async def publisher(port: int, seconds: float, devices: int, points: int, state_
                  mqtt=MqttSection(enabled=True, host="127.0.0.1", port=port))
     hub, clock = Hub(), SystemClock(assume_synced=True)
     drivers = NoDrivers()
-    ctx = ServiceContext(name="mqtt", config=lambda: cfg, hub=hub, clock=clock, writer=None, drivers=drivers,
+    ctx = ServiceContext(name="mqtt", config=lambda: cfg, hub=hub, clock=clock, outbox=None, drivers=drivers,
                          notice=lambda item: None, heartbeat=lambda: None, add_command=lambda n, h: None)
     service = MqttService(ctx)
     task = asyncio.create_task(service.run())

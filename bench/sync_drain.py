@@ -197,8 +197,10 @@ class CentralProcess:
     """The reference central API in its own process on 127.0.0.1 (``python -m hil.central``)."""
 
     def __init__(self, directory: Path, tokens: int) -> None:
+        # Test mode: the benchmark reads the central's counts through /test/stats.
         self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory),
-                                      "--tokens", str(tokens)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                      "--tokens", str(tokens), "--test-mode"], cwd=ROOT, stdout=subprocess.PIPE,
+                                     text=True)
         info = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
         self.url, self.ca, self.tokens = info["url"], Path(info["ca"]), list(info["tokens"])
 
@@ -250,15 +252,15 @@ async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralP
             for chunk in chunks:
                 with st.transaction("buffering upload records"):
                     st.insert_uploads(chunk)
-        await writer.call(put)
+        await writer._call(put)  # the benchmark fills the store on its thread, before the drain
         buffer_s = time.perf_counter() - t
 
         def measure(st: Store) -> tuple[int, int]:
             st.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             return st.used_bytes(), st.last_seq(Lane.UPLOAD)
-        used, last = await writer.call(measure)
+        used, last = await writer._call(measure)
         status: dict[str, Any] = {}
-        ctx = ServiceContext(name="sync", config=lambda: cfg, hub=Hub(), clock=clock, writer=writer,
+        ctx = ServiceContext(name="sync", config=lambda: cfg, hub=Hub(), clock=clock, outbox=writer,
                              drivers=None, notice=lambda item: None, heartbeat=lambda: None,  # type: ignore[arg-type]
                              add_command=lambda name, fn: None, log=logging.getLogger("zaas_edge.sync"),
                              status=status)
@@ -269,7 +271,7 @@ async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralP
         gc.freeze()
         t = time.perf_counter()
         task = asyncio.create_task(svc.run())
-        while await writer.call(lambda st: st.cursor("sync", Lane.UPLOAD)) < last:
+        while (await writer.position("sync", Lane.UPLOAD)).cursor < last:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)

@@ -24,7 +24,8 @@ from zaas_edge.service import ServiceContext
 from zaas_edge.store import Writer
 from zaas_edge.sync.enroll import enroll
 from zaas_edge.sync.identity import Identity
-from zaas_edge.sync.service import WIRE_LANES, SyncService
+from zaas_edge.sync.service import SyncService
+from zaas_edge.wire.codec import WIRE_LANES
 
 GATEWAY = "gw-test"
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +35,10 @@ class CentralProcess:
     """The reference central API in its own process on 127.0.0.1, for tests of the real daemon."""
 
     def __init__(self, directory: Path) -> None:
+        # Test mode: these tests read what the central holds through /test/rows, /test/gaps, /test/stats.
         self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory), "--port", "0",
-                                      "--gateway", "gw-test"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                                      "--gateway", "gw-test", "--test-mode"], stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
         info = json.loads(self.proc.stdout.readline())
         self.url, self.ca, self.token = info["url"], info["ca"], info["tokens"][0]
         self.ctx = ssl.create_default_context(cafile=self.ca)
@@ -95,7 +98,7 @@ class Gateway:
         kw.setdefault("source_lanes", {lane: lane for lane in WIRE_LANES})
         ctx = ServiceContext(
             name="sync", config=lambda: self.config, hub=Hub(), clock=self.clock or SystemClock(assume_synced=True),
-            writer=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]
+            outbox=self.writer, drivers=None, notice=self.notices.append, heartbeat=lambda: None,  # type: ignore[arg-type]
             add_command=self.commands.__setitem__, log=logging.getLogger("zaas_edge.sync"), status=self.status)
         self.service = SyncService(ctx, **kw)
         self.task = asyncio.create_task(self.service.run())
@@ -109,7 +112,7 @@ class Gateway:
             self.task = None
 
     async def cursor(self, lane: str) -> int:
-        return await self.writer.call(lambda s: s.cursor("sync", lane))
+        return (await self.writer.position("sync", lane)).cursor
 
     async def wait_cursor(self, lane: str, seq: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from hil.central import Central
 from tests.sync_fixtures import GATEWAY, enrolled_identity, event
 from zaas_edge.model import Lane, Reading
 from zaas_edge.store import Stored
-from zaas_edge.sync import codec
+from zaas_edge.wire import codec
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000_000_000_000  # a fixed time: the same rows give the same body

@@ -38,3 +38,66 @@ def test_the_guard_sees_a_nested_import(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("def f():\n    from tests.mosquitto import Mosquitto\n    import tests.daemon_harness\n")
     assert _imports_of_tests(sample, tmp_path) == ["x.py:2", "x.py:3"]
+
+
+def _package_of(module: str) -> str | None:
+    """The subpackage a module name belongs to (``zaas_edge.sync``, ``zaas_edge.drivers.modbus``), or None
+    for a module of the package's root (the model, the errors, the daemon), which every package may use."""
+    parts = module.split(".")
+    if parts[0] != "zaas_edge" or len(parts) < 2:
+        return None
+    if parts[1] == "drivers":
+        return ".".join(parts[:3]) if len(parts) >= 3 and (ROOT / "drivers" / parts[2]).is_dir() else None
+    return ".".join(parts[:2]) if (ROOT / "zaas_edge" / parts[1]).is_dir() else None
+
+
+def _package_edges() -> dict[str, set[str]]:
+    """Which subpackage imports which, lazy imports included (a lazy import is a cycle put off, not gone)."""
+    edges: dict[str, set[str]] = {}
+    sources = [(p, "zaas_edge." + ".".join(p.relative_to(ROOT / "zaas_edge").with_suffix("").parts))
+               for p in (ROOT / "zaas_edge").rglob("*.py")]
+    sources += [(p, "zaas_edge.drivers." + ".".join(p.relative_to(ROOT / "drivers").with_suffix("").parts))
+                for p in (ROOT / "drivers").rglob("*.py")]
+    for path, name in sources:
+        own = _package_of(name)
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                pkg = _package_of(t)
+                if pkg and pkg != own:
+                    edges.setdefault(own, set()).add(pkg)
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs (a, b) where a reaches b and b reaches a."""
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    closure = {a: reach(a) for a in edges}
+    return sorted((a, b) for a in closure for b in closure[a] if a < b and a in closure.get(b, set()))
+
+
+def test_no_package_imports_one_that_imports_it_back() -> None:
+    edges = _package_edges()
+    assert "zaas_edge.wire" in edges.get("zaas_edge.store", set())  # the walk sees the store's use of the wire codec
+    assert _cycles(edges) == []
+    assert "zaas_edge.sync" not in edges.get("zaas_edge.store", set()), "the store knows nothing of sync"
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

@@ -63,7 +63,7 @@ class Harness:
         self.drivers = FakeDrivers()
         self.notices: list[Any] = []
         self.ctx = ServiceContext(
-            name="mqtt", config=lambda: self.config, hub=self.hub, clock=self.clock, writer=None,
+            name="mqtt", config=lambda: self.config, hub=self.hub, clock=self.clock, outbox=None,
             drivers=self.drivers, notice=self.notices.append, heartbeat=lambda: None,
             add_command=lambda name, handler: None,
         )

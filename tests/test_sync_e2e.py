@@ -48,7 +48,7 @@ aggregate_interval_s = 0.2
 
 def _source_lanes() -> dict[str, str]:
     """Which store lane feeds each wire lane, as the daemon's sync service sees it."""
-    from zaas_edge.sync.codec import SOURCE_LANE
+    from zaas_edge.wire.codec import SOURCE_LANE
 
     return {str(k): str(v) for k, v in SOURCE_LANE.items()}
 

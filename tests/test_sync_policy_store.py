@@ -13,8 +13,8 @@ from zaas_edge.store import Store, Writer
 from zaas_edge.store.retention import enforce, expire
 from zaas_edge.store.store import UPLOAD_BLOCK
 from zaas_edge.sync.aggregate import CONSUMER, Aggregator
-from zaas_edge.sync.codec import SOURCE_LANE, decode_batch, encode_batch
 from zaas_edge.sync.config import SyncSection
+from zaas_edge.wire.codec import SOURCE_LANE, decode_batch, encode_batch
 
 S = 1_000_000_000
 T0 = 1_700_000_040 * S  # a minute boundary
@@ -84,9 +84,9 @@ async def test_aggregator_writes_upload_records_and_survives_a_restart(tmp_path)
         assert [(s.item.point, s.item.kind, s.item.count, s.item.wall_ns) for s in first] == [
             ("m/p", "agg", 60, T0), ("m/q", "agg", 60, T0)]
         assert first[0].item.resolution == 1.0
-        cursor = await w.call(lambda s: s.cursor(CONSUMER, Lane.READING))
+        cursor = (await w.position(CONSUMER, Lane.READING)).cursor
         assert cursor == 120  # the second minute (from seq 121) is still open
-        state = json.loads(await w.call(lambda s: s.consumer_state(CONSUMER)))
+        state = json.loads(await w.consumer_state(CONSUMER))
         assert state["last_seq"] == 180
         # Restart: a new aggregator replays from the cursor and sends nothing twice.
         again = Aggregator(w, cfg, clock)

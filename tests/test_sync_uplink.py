@@ -10,10 +10,10 @@ import pytest
 
 from hil.central import Central
 from tests.sync_fixtures import GATEWAY, Gateway, alarm, enrolled_identity, event, make_config, open_writer, readings
-from zaas_edge.sync import codec
 from zaas_edge.sync.batches import BatchStore, compress
 from zaas_edge.sync.identity import Identity
 from zaas_edge.sync.uplink import Refused, Uplink
+from zaas_edge.wire import codec
 
 
 @pytest.fixture

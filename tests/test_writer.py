@@ -99,7 +99,7 @@ async def test_interval_flushes_small_batches_and_heartbeats_while_idle(tmp_path
         beats = hooks.beats
         await hooks.until(lambda: hooks.beats >= beats + 3)
         assert w.stats().flushes == 1 and w.stats().rows_written == 4
-        assert w.stream_epoch is not None and len(w.stream_epoch) == 16
+        assert len(await w.stream_epoch()) == 16
     assert [r.item.kind for r in stored(tmp_path / "s.sqlite", Lane.EVENT)] == ["test.hello"]
 
 
@@ -124,7 +124,7 @@ async def test_ack_read_backlog_and_stats_run_on_the_writer_thread(tmp_path: Pat
         st = await w.store_stats()
         assert st.lanes[Lane.READING].rows == 10 and st.degraded is False
         assert st.counters["flushes"] == 1
-        names = await w.call(lambda s: __import__("threading").current_thread().name)
+        names = await w._call(lambda s: __import__("threading").current_thread().name)
         assert names.startswith("zaas-store")
 
 
@@ -135,7 +135,7 @@ async def test_disk_full_degrades_to_the_ring_then_recovers_without_losing_rows(
         w.submit(readings(10))
         await w.flush()
         # A real SQLITE_FULL: the database may not grow by a single page.
-        await w.call(lambda s: s.connection.execute(
+        await w._call(lambda s: s.connection.execute(
             f"PRAGMA max_page_count={s.connection.execute('PRAGMA page_count').fetchone()[0]}"))
         w.submit(readings(3000, start=10))
         await hooks.until(lambda: w.degraded)
@@ -143,7 +143,7 @@ async def test_disk_full_degrades_to_the_ring_then_recovers_without_losing_rows(
         assert "SQLITE_FULL" in hooks.alarms[0].text and hooks.alarms[0].severity is Severity.ERROR
         assert w.stats().flush_errors >= 1 and w.pending_rows >= 3000
         w.submit(readings(500, start=3010))  # still accepted while degraded
-        await w.call(lambda s: s.connection.execute("PRAGMA max_page_count=1073741823"))
+        await w._call(lambda s: s.connection.execute("PRAGMA max_page_count=1073741823"))
         await hooks.until(lambda: not w.degraded and w.pending_rows == 0)
         assert [(a.alarm_id, a.active) for a in hooks.alarms] == [(DEGRADED_ALARM, True), (DEGRADED_ALARM, False)]
         st = await w.store_stats()
@@ -160,13 +160,13 @@ async def test_read_only_store_degrades_and_recovers(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     hooks = Hooks()
     async with make(path, hooks) as w:
-        await w.call(lambda s: s.connection.execute("PRAGMA query_only=1"))
+        await w._call(lambda s: s.connection.execute("PRAGMA query_only=1"))
         w.submit(readings(20))
         await hooks.until(lambda: w.degraded)
         assert "SQLITE_READONLY" in hooks.alarms[0].text
         with pytest.raises(StoreUnavailable):
-            await w.call(lambda s: s.append(readings(1)))
-        await w.call(lambda s: s.connection.execute("PRAGMA query_only=0"))
+            await w._call(lambda s: s.append(readings(1)))
+        await w._call(lambda s: s.connection.execute("PRAGMA query_only=0"))
         await hooks.until(lambda: not w.degraded and w.pending_rows == 0)
     assert [r.item for r in stored(path)] == readings(20)
     assert [a.active for a in hooks.alarms] == [True, False]

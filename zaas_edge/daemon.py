@@ -201,7 +201,7 @@ class Daemon:
             return
         task = f"service.{name}"
         ctx = ServiceContext(
-            name=name, config=lambda: self.loaded.config, hub=self.hub, clock=self.clock, writer=self.writer,
+            name=name, config=lambda: self.loaded.config, hub=self.hub, clock=self.clock, outbox=self.writer,
             drivers=self, notice=self.hub.notice, heartbeat=lambda: self.supervisor.heartbeat(task),
             add_command=self._add_command, log=logging.getLogger(f"zaas_edge.{name}"),
         )
@@ -457,11 +457,11 @@ class StoreState:
         self._clock = clock
 
     async def load(self, driver_id: str, key: str) -> dict[str, Any] | None:
-        return await self._writer.call(lambda s: s.load_state(driver_id, key))
+        return await self._writer.load_state(driver_id, key)
 
     async def save(self, driver_id: str, key: str, value: dict[str, Any]) -> None:
         now = self._clock.now().wall_ns
-        await self._writer.call(lambda s: s.save_state(driver_id, key, value, now))
+        await self._writer.save_state(driver_id, key, value, now)
 
 
 _LEVELS = {

@@ -21,6 +21,7 @@ from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point
+from zaas_edge.store.outbox import Outbox
 
 
 class ServiceSpec(NamedTuple):
@@ -71,7 +72,7 @@ class ServiceContext:
     config: Callable[[], Config]  # the configuration in force (it changes on reload)
     hub: Hub
     clock: Clock
-    writer: Any  # zaas_edge.store.Writer: read lanes, acknowledge, stats
+    outbox: Outbox  # the store as a consumer sees it: read lanes after a cursor, acknowledge
     drivers: DriverControl
     notice: Callable[[Event | Alarm], None]
     heartbeat: Callable[[], None]

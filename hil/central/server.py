@@ -4,8 +4,20 @@ Small and correct, not the platform: it enrolls gateways with its own test CA
 (one-time tokens), checks mTLS on every gateway request, decompresses and
 decodes batches, stores rows once per (gateway, epoch, lane, seq) in SQLite,
 answers ``acked_through``, records gaps, serves time and a signed
-configuration bundle. Loopback-only ``/test/...`` endpoints let tests see
-what it holds and inject faults (status codes, Retry-After, a size limit).
+configuration bundle.
+
+It is also the contract the platform team copies, so it holds the security
+rules of docs/sync-api.md, not just the happy path: a gateway id, once
+enrolled, is re-enrolled only with a token bound to that id; the enrolled
+certificate's SHA-256 is pinned and checked on every request (a renewed one
+replaces it on its first use, a re-enrollment at once); the certificate's
+subject is built from the id alone; a body is capped on the wire (chunked
+or not) and once inflated; an idempotent answer is replayed only for the
+lane and epoch it was given for.
+
+``/test/...`` endpoints (see what it holds, mint tokens, inject faults)
+exist only in test mode (``Central(test_mode=True)``, ``--test-mode``), and
+answer on loopback only.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ __all__ = ["Central", "decode_body"]
 
 import asyncio
 import collections
+import datetime as dt
 import hashlib
 import ipaddress
 import json
@@ -25,20 +38,27 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from hil.central.ca import TestCA, sign_bundle
+from hil.central.bodies import BodyTooLarge, inflate, read_capped
+from hil.central.ca import TestCA, fingerprint, sign_bundle
 from zaas_edge.errors import ProtocolError
-from zaas_edge.sync import codec
-from zaas_edge.sync.batches import decompress
+from zaas_edge.wire import codec
 
 LANES = ("alarm", "event", "reading")
 SCHEMA_VERSION = 2
 _BODY_CACHE = 64  # decoded bodies kept for the test queries
 ACCEPT = "zstd, gzip"
+MAX_BODY_BYTES = 1024 * 1024  # on the wire, compressed: the gateway's batches are at most 256 kB
+MAX_INFLATED_BYTES = 16 * 1024 * 1024  # once decompressed: an honest batch inflates 5 to 20 times
+_JSON_MAX_BYTES = 64 * 1024  # an enrollment or renewal document
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS token (token TEXT PRIMARY KEY, gateway TEXT, used_ns INTEGER);
-CREATE TABLE IF NOT EXISTS gateway (id TEXT PRIMARY KEY, cert_sha256 TEXT, enrolled_ns INTEGER);
+-- cert_sha256: the pinned certificate; next_sha256: a renewed one, pinned in its place on its first use.
+CREATE TABLE IF NOT EXISTS gateway (id TEXT PRIMARY KEY, cert_sha256 TEXT, enrolled_ns INTEGER,
+    next_sha256 TEXT);
 -- A stream is one (gateway, epoch, lane); a row is stored once per (stream, seq), that is once per
 -- (gateway, epoch, lane, seq), and points at the batch body it came in (kept uncompressed, decoded on
 -- demand): ingestion costs one small index entry per row, not a document.
@@ -49,9 +69,12 @@ CREATE TABLE IF NOT EXISTS row (stream INTEGER NOT NULL, seq INTEGER NOT NULL, b
     received_ns INTEGER NOT NULL, PRIMARY KEY (stream, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gap (gateway TEXT NOT NULL, epoch TEXT NOT NULL, lane TEXT NOT NULL,
     first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, recorded_ns INTEGER NOT NULL);
+-- An idempotent answer is for one request: the same key, body, lane and epoch.
 CREATE TABLE IF NOT EXISTS batch (gateway TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
-    answer TEXT NOT NULL, PRIMARY KEY (gateway, key));
+    answer TEXT NOT NULL, lane TEXT, epoch TEXT, PRIMARY KEY (gateway, key));
 """
+# Columns added since SCHEMA_VERSION 2, added in place to an older directory (NULL: not known then).
+_ADDED_COLUMNS = {"gateway": ("next_sha256",), "batch": ("lane", "epoch")}
 
 
 def decode_body(content_type: str, body: bytes, *, rows: bool = True) -> dict[str, Any]:
@@ -80,14 +103,19 @@ def decode_body(content_type: str, body: bytes, *, rows: bool = True) -> dict[st
 _MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
 
 
-def _undo_encoding(body: bytes, encoding: str) -> bytes:
-    """aiohttp's server decompresses gzip (and zstd when it can) on its own: only undo what is left."""
+def _undo_encoding(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate with a cap (BodyTooLarge past it); a body without its encoding's magic is left to the decoder."""
     enc = (encoding or "identity").strip().lower()
-    if enc in _MAGIC and body.startswith(_MAGIC[enc]):
-        return decompress(body, enc)
-    if enc not in _MAGIC and enc != "identity":
-        raise ProtocolError(f"unsupported Content-Encoding {encoding!r}")
-    return body
+    if enc in _MAGIC and not body.startswith(_MAGIC[enc]):
+        enc = "identity"
+    return inflate(body, enc, limit)
+
+
+def _too_large(exc: BodyTooLarge) -> web.Response:
+    """A 413 that also ends the connection: what is left of the body is never read into memory."""
+    resp = web.Response(status=413, text=f"{exc}; send smaller batches")
+    resp.force_close()
+    return resp
 
 
 def _loopback(request: web.Request) -> bool:
@@ -98,11 +126,16 @@ def _loopback(request: web.Request) -> bool:
 
 
 class Central:
-    """The server: ``await start()``, then ``url``; ``await stop()``."""
+    """The server: ``await start()``, then ``url``; ``await stop()``.
+
+    ``test_mode`` adds the ``/test/...`` endpoints (loopback only); without
+    it they do not exist (404), as on the platform.
+    """
 
     def __init__(self, directory: Path, *, host: str = "127.0.0.1", port: int = 0,
-                 cert_days: float = 90) -> None:
+                 cert_days: float = 90, test_mode: bool = False) -> None:
         self.dir = Path(directory)
+        self.test_mode = test_mode
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ca = TestCA(self.dir / "ca")
         self.host, self.port = host, port
@@ -114,11 +147,13 @@ class Central:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._set_aside_old_schema()
         self.db.executescript(_SCHEMA)
+        self._add_columns()
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._bodies: collections.OrderedDict[int, dict[int, dict[str, Any]]] = collections.OrderedDict()
         # Fault injection, set by tests through /test/faults.
         self.faults: list[dict[str, Any]] = []  # each {status, retry_after, count}
-        self.max_body_bytes = 1024 * 1024
+        self.max_body_bytes = MAX_BODY_BYTES
+        self.max_inflated_bytes = MAX_INFLATED_BYTES
         self.offer_zstd = True
         self.config_document: dict[str, Any] = {"version": 1, "settings": {}}
         self.requests: dict[str, int] = {}
@@ -135,6 +170,13 @@ class Central:
             if t in tables:
                 self.db.execute(f"ALTER TABLE {t} RENAME TO {t}_v1")
 
+    def _add_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for col in columns:
+                if col not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col} TEXT")
+
     # ------------------------------------------------------------ lifecycle
     def server_context(self) -> ssl.SSLContext:
         cert, key = self.ca.server_pair()
@@ -148,13 +190,17 @@ class Central:
         return ctx
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._mw])
+        # client_max_size bounds the JSON bodies (enrollment, renewal: a CSR of a few hundred bytes);
+        # batch bodies are read by read_capped against max_body_bytes.
+        app = web.Application(client_max_size=_JSON_MAX_BYTES, middlewares=[self._mw])
         gw = "/v1/gateways/{gateway}"
         app.router.add_post(f"{gw}/enroll", self.enroll)
         app.router.add_post(f"{gw}/renew", self.renew)
         app.router.add_post(f"{gw}/lanes/{{lane}}/batches", self.batch)
         app.router.add_get(f"{gw}/config", self.config)
         app.router.add_get("/v1/time", self.time)
+        if not self.test_mode:
+            return app
         app.router.add_get("/test/rows", self.test_rows)
         app.router.add_get("/test/gaps", self.test_gaps)
         app.router.add_get("/test/streams", self.test_streams)
@@ -193,41 +239,85 @@ class Central:
             resp.headers["Accept-Encoding"] = "gzip"
         return resp
 
-    def _peer(self, request: web.Request) -> str:
-        """The verified client certificate's CN, which must be the gateway in the path."""
-        cert = request.transport.get_extra_info("peercert") if request.transport else None
-        if not cert:
+    def _client_cert(self, request: web.Request) -> tuple[str | None, str]:
+        """(CN, SHA-256 fingerprint) of the client certificate the TLS layer verified; 401 without one."""
+        transport = request.transport
+        cert = transport.get_extra_info("peercert") if transport else None
+        tls = transport.get_extra_info("ssl_object") if transport else None
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if not cert or not der:
             raise web.HTTPUnauthorized(text="a client certificate issued by the platform is required")
         cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), None)
+        return cn, fingerprint(der)
+
+    def _check_pinned(self, gateway: str, cert_sha256: str, *, promote: bool) -> None:
+        """403 unless the certificate is the one pinned for ``gateway`` (or its renewal, pinned on first use).
+
+        A certificate the CA signed is not enough: one replaced by a
+        re-enrollment, or superseded by a renewal that has since been used,
+        is refused, though it has not expired.
+        """
+        row = self.db.execute("SELECT cert_sha256, next_sha256 FROM gateway WHERE id = ?", (gateway,)).fetchone()
+        if row is not None and cert_sha256 == row[0]:
+            return
+        if row is not None and row[1] is not None and cert_sha256 == row[1]:
+            if promote:  # the renewed certificate works: from now on it is the only one
+                self.db.execute("UPDATE gateway SET cert_sha256 = next_sha256, next_sha256 = NULL WHERE id = ?",
+                                (gateway,))
+            return
+        raise web.HTTPForbidden(text=f"certificate {cert_sha256} is not the one enrolled for {gateway!r} "
+                                     "(revoked by a re-enrollment or a renewal, or never enrolled)")
+
+    def _peer(self, request: web.Request) -> str:
+        """The gateway in the path, if the client certificate is its pinned one (its CN alone is not enough)."""
+        cn, cert_sha256 = self._client_cert(request)
         if cn != request.match_info["gateway"]:
             raise web.HTTPForbidden(text=f"certificate is for {cn!r}, not {request.match_info['gateway']!r}")
+        self._check_pinned(cn, cert_sha256, promote=True)
         return cn
 
-    def _issue(self, gateway: str, csr_pem: str) -> dict[str, Any]:
-        from cryptography import x509
-
+    def _sign(self, gateway: str, csr_pem: bytes, *, days: float | None = None,
+              not_before: dt.datetime | None = None) -> tuple[x509.Certificate, bytes, str]:
+        """(leaf, chain PEM, fingerprint) for the CSR's key; the subject is CN=<gateway> and nothing else."""
         try:
-            csr = x509.load_pem_x509_csr(csr_pem.encode())
+            csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError:
             raise web.HTTPBadRequest(text="csr is not a PEM certificate signing request") from None
         cn = [a.value for a in csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
         if cn != [gateway]:
             raise web.HTTPBadRequest(text=f"the CSR names {cn}, expected CN={gateway}")
         try:
-            cert, chain = self.ca.sign_csr(csr_pem.encode(), days=self.cert_days)
+            cert, chain = self.ca.sign_csr(csr_pem, gateway=gateway, days=self.cert_days if days is None else days,
+                                           not_before=not_before)
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        from cryptography.hazmat.primitives import serialization
+        return cert, chain, fingerprint(cert.public_bytes(serialization.Encoding.DER))
 
-        from hil.central.ca import fingerprint
+    def _pin(self, gateway: str, cert_sha256: str, *, renewal: bool) -> None:
+        """Enrollment pins at once (the previous certificate is revoked); renewal pins on first use."""
+        if renewal:
+            self.db.execute("UPDATE gateway SET next_sha256 = ? WHERE id = ?", (cert_sha256, gateway))
+        else:
+            self.db.execute("INSERT INTO gateway VALUES (?, ?, ?, NULL) ON CONFLICT (id) DO UPDATE SET "
+                            "cert_sha256 = excluded.cert_sha256, enrolled_ns = excluded.enrolled_ns, "
+                            "next_sha256 = NULL", (gateway, cert_sha256, time.time_ns()))
 
-        fp = fingerprint(cert.public_bytes(serialization.Encoding.DER))
-        self.db.execute("INSERT INTO gateway VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET cert_sha256 = "
-                        "excluded.cert_sha256, enrolled_ns = excluded.enrolled_ns", (gateway, fp, time.time_ns()))
+    def _answer(self, cert: x509.Certificate, chain: bytes) -> dict[str, Any]:
         return {"certificate": chain.decode(), "ca": self.ca.pem.decode(),
                 "config_signing_key": self.ca.signing_public_pem.decode(),
                 "accept_encoding": ["zstd", "gzip"] if self.offer_zstd else ["gzip"],
                 "not_after": cert.not_valid_after_utc.isoformat()}
+
+    def certify(self, gateway: str, csr_pem: bytes, *, days: float | None = None,
+                not_before: dt.datetime | None = None) -> bytes:
+        """In-process tests: a certificate chain for ``gateway``, pinned as a re-enrollment pins it.
+
+        The previous certificate is revoked at once. ``days`` and
+        ``not_before`` make short-lived or already expired certificates.
+        """
+        cert, chain, cert_sha256 = self._sign(gateway, csr_pem, days=days, not_before=not_before)
+        self._pin(gateway, cert_sha256, renewal=False)
+        return chain
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -246,20 +336,46 @@ class Central:
         if not isinstance(token, str) or not isinstance(csr, str):
             raise web.HTTPBadRequest(text="expected {token, csr}")
         row = self.db.execute("SELECT gateway, used_ns FROM token WHERE token = ?", (token,)).fetchone()
-        if row is None or row[1] is not None or (row[0] and row[0] != gateway):
-            raise web.HTTPForbidden(text="unknown, used or foreign enrollment token")
-        answer = self._issue(gateway, csr)
-        self.db.execute("UPDATE token SET used_ns = ? WHERE token = ?", (time.time_ns(), token))
-        return web.json_response(answer, status=201)
+        if row is None or row[1] is not None:
+            raise web.HTTPForbidden(text="unknown or used enrollment token")
+        bound = row[0]
+        if bound and bound != gateway:
+            raise web.HTTPForbidden(text="this enrollment token is bound to another gateway id")
+        enrolled = self.db.execute("SELECT 1 FROM gateway WHERE id = ? AND cert_sha256 IS NOT NULL",
+                                   (gateway,)).fetchone()
+        if enrolled and bound != gateway:
+            # Else any unbound token would take an enrolled id over.
+            raise web.HTTPForbidden(text=f"gateway {gateway!r} is already enrolled: re-enrolling it needs a token "
+                                         "bound to that id")
+        cert, chain, cert_sha256 = self._sign(gateway, csr.encode())
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            used = db.execute("UPDATE token SET used_ns = ? WHERE token = ? AND used_ns IS NULL",
+                              (time.time_ns(), token)).rowcount
+            if used != 1:
+                raise web.HTTPForbidden(text="unknown or used enrollment token")
+            self._pin(gateway, cert_sha256, renewal=False)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return web.json_response(self._answer(cert, chain), status=201)
 
     async def renew(self, request: web.Request) -> web.Response:
         gateway = self._peer(request)
         doc = await self._json(request)
         if not isinstance(doc.get("csr"), str):
             raise web.HTTPBadRequest(text="expected {csr}")
-        return web.json_response(self._issue(gateway, doc["csr"]), status=201)
+        cert, chain, cert_sha256 = self._sign(gateway, doc["csr"].encode())
+        self._pin(gateway, cert_sha256, renewal=True)
+        return web.json_response(self._answer(cert, chain), status=201)
 
     async def time(self, request: web.Request) -> web.Response:
+        # No id in the path: any enrolled gateway's pinned certificate, or its renewal (the gateway's
+        # trial of a new pair, which does not revoke the current one yet).
+        cn, cert_sha256 = self._client_cert(request)
+        self._check_pinned(cn or "", cert_sha256, promote=False)
         return web.json_response({"unix_ns": time.time_ns()})
 
     async def config(self, request: web.Request) -> web.Response:
@@ -289,30 +405,40 @@ class Central:
         epoch = request.headers.get("Zaas-Stream-Epoch", "")
         if not epoch:
             raise web.HTTPBadRequest(text="Zaas-Stream-Epoch is required")
-        # The wire size, compressed: what a platform's body limit applies to.
+        # The wire size, compressed: what a platform's body limit applies to. Content-Length is
+        # believed only when it says too much; a chunked body (or a lying length) is counted as read.
         wire = request.content_length
-        if wire is not None and wire > self.max_body_bytes:
-            await request.read()
-            raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=wire)
-        body = await request.read()
+        try:
+            if wire is not None and wire > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes, "on the wire")
+            body = await read_capped(request.content, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            return _too_large(exc)
         if (fault := self._fault()) is not None:
             return fault
         encoding = request.headers.get("Content-Encoding", "identity")
         try:
             if encoding.strip().lower() == "zstd" and not self.offer_zstd:
                 raise ProtocolError("unsupported Content-Encoding 'zstd' (this platform takes gzip)")
-            raw = _undo_encoding(body, encoding)
+            raw = _undo_encoding(body, encoding, self.max_inflated_bytes)
+        except BodyTooLarge as exc:
+            return _too_large(exc)
         except ProtocolError as exc:
             kind = web.HTTPUnsupportedMediaType if "unsupported" in str(exc) else web.HTTPBadRequest
             raise kind(text=str(exc)) from None
         # The Idempotency-Key covers the body before compression: a batch sent
         # again with another Content-Encoding is the same batch.
         digest = hashlib.sha256(raw).hexdigest()
-        seen = self.db.execute("SELECT body_sha256, answer FROM batch WHERE gateway = ? AND key = ?",
+        seen = self.db.execute("SELECT body_sha256, answer, lane, epoch FROM batch WHERE gateway = ? AND key = ?",
                                (gateway, key)).fetchone()
         if seen is not None:
             if seen[0] != digest:
                 raise web.HTTPUnprocessableEntity(text="Idempotency-Key reused with a different body")
+            # The answer is about one stream: replayed for another lane or epoch it would ack rows
+            # that stream never got. (NULL: stored by an older central, which did not record them.)
+            if seen[2] is not None and (seen[2], seen[3]) != (lane, epoch):
+                raise web.HTTPUnprocessableEntity(text=f"Idempotency-Key already used for lane {seen[2]!r} "
+                                                       f"epoch {seen[3]!r}, not lane {lane!r} epoch {epoch!r}")
             answer = json.loads(seen[1])
             answer["replayed"] = True
             answer["acked_through"] = self._acked(gateway, epoch, lane)
@@ -385,14 +511,15 @@ class Central:
             db.execute("UPDATE stream SET acked_through = ? WHERE id = ?", (acked, stream))
             answer = {"acked_through": acked, "stored": stored, "duplicates": len(decoded["seqs"]) - stored,
                       "gap": list(gap) if gap else None}
-            db.execute("INSERT INTO batch VALUES (?, ?, ?, ?)", (gateway, key, digest, json.dumps(answer)))
+            db.execute("INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?)",
+                       (gateway, key, digest, json.dumps(answer), lane, epoch))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return answer
 
-    # ------------------------------------------------------------ test API (loopback only)
+    # ------------------------------------------------------------ test API (test mode, loopback only)
     def _test_only(self, request: web.Request) -> None:
         if not _loopback(request):
             raise web.HTTPForbidden(text="test endpoints answer on loopback only")

@@ -120,7 +120,7 @@ def _offline_sync(cfg: Any) -> dict[str, Any]:
     from zaas_edge.sync.batches import BatchStore
 
     out: dict[str, Any] = {"running": False, "lanes": {}}
-    from zaas_edge.sync.codec import SOURCE_LANE
+    from zaas_edge.wire.codec import SOURCE_LANE
 
     source = {str(k): str(v) for k, v in SOURCE_LANE.items()}
     batch_dir = cfg.gateway.state_dir / "sync" / "batches"

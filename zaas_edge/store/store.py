@@ -38,6 +38,7 @@ from zaas_edge.store.schema import (
     guarded,
     migrate,
 )
+from zaas_edge.wire.codec import WireRow, decode_batch, decode_records, encode_batch
 
 DEFAULT_CONSUMER_LANES = tuple(Lane)
 T = TypeVar("T")
@@ -236,7 +237,6 @@ class Store:
         """Append upload records inside :meth:`transaction`, in blocks (see the ``upload`` table)."""
         if not records:
             return None
-        from zaas_edge.sync.codec import encode_batch
         first = self._take(Lane.UPLOAD, len(records))
         rows = []
         for i in range(0, len(records), UPLOAD_BLOCK):
@@ -393,7 +393,6 @@ class Store:
 
     def _upload_rows(self, after_seq: int) -> Iterator[tuple[list[dict[str, Any]], dict[str, float]]]:
         """(decoded rows, resolutions) of each upload block holding seqs > ``after_seq``."""
-        from zaas_edge.sync.codec import decode_batch
 
         def rows(body: bytes) -> tuple[list[dict[str, Any]], dict[str, float]]:
             d = decode_batch(body)
@@ -419,18 +418,17 @@ class Store:
                 break
         return out
 
-    def read_for_wire(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Any]:
+    def read_for_wire(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored | WireRow]:
         """The rows of :meth:`read` as sync encodes them: ``seq`` and ``item`` each.
 
-        The upload lane's come as ``codec.WireRow``/``codec.RecordRow`` tuples
+        The upload lane's come as ``codec.WireRow(seq, UploadRecord)`` tuples
         instead of ``Stored``/``UploadRecord``: the same fields, built in a
         fraction of the time, which is most of the cost of draining a backlog.
         """
         lane = Lane(lane)
         if lane is not Lane.UPLOAD:
-            return self.read(lane, after_seq, limit)
-        from zaas_edge.sync.codec import decode_records
-        out: list[Any] = []
+            return list(self.read(lane, after_seq, limit))
+        out: list[Stored | WireRow] = []
         with guarded(self.path, "reading the upload lane"):
             # Hot (sync drains a backlog through it): tuples straight from the decoder, no dict per record.
             for rows in self._upload_blocks(after_seq, decode_records):

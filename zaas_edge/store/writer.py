@@ -21,16 +21,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zaas_edge.errors import StoreUnavailable, ZaasError
-from zaas_edge.model import Alarm, Event, Lane, Reading, Severity
+from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, UploadRecord
 from zaas_edge.store import retention
+from zaas_edge.store.outbox import Position
 from zaas_edge.store.records import Commit, Retention, Stored, StoreStats, WriterStats
 from zaas_edge.store.store import Store
+from zaas_edge.wire.codec import WireRow
 
 if TYPE_CHECKING:
     from zaas_edge.clock import Clock
@@ -101,7 +103,6 @@ class Writer:
         self.flushes = self.flush_errors = self.rows_written = 0
         self.ring_overflow = self.rejected_rows = self.retention_runs = 0
         self.last_flush_s: float | None = None
-        self.stream_epoch: str | None = None
 
     # -------------------------------------------------------------- intake
 
@@ -241,26 +242,58 @@ class Writer:
                 await asyncio.wait([fut])
             raise
 
-    async def call(self, fn: Callable[[Store], T]) -> T:
-        """Run ``fn(store)`` on the writer's thread (reads, acks, stats for the runtime)."""
+    async def _call(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the writer's thread: the one way in for everything below."""
         if self._store is None:
             raise StoreUnavailable(f"store {self.path} is not open: {self._degraded or 'not started'}")
         store = self._store
         return await self._in_thread(fn, store)
 
+    # ------------------------------------- the outbox (zaas_edge.store.outbox)
+
+    async def register(self, consumer: str, lanes: Sequence[Lane]) -> None:
+        await self._call(lambda s: s.register(consumer, list(lanes)))
+
+    async def stream_epoch(self) -> str:
+        return await self._call(lambda s: s.stream_epoch)
+
+    async def position(self, consumer: str, lane: Lane) -> Position:
+        return await self._call(lambda s: Position(s.cursor(consumer, lane), s.last_seq(lane)))
+
+    async def read_for_wire(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored | WireRow]:
+        return await self._call(lambda s: s.read_for_wire(lane, after_seq, limit))
+
+    async def commit_uploads(self, records: Sequence[UploadRecord], consumer: str, acked: int, state: str,
+                             now_ns: int) -> None:
+        await self._call(lambda s: s.save_uploads(list(records), consumer, acked, state, now_ns))
+
+    async def consumer_state(self, consumer: str) -> str | None:
+        return await self._call(lambda s: s.consumer_state(consumer))
+
+    async def expire(self, lane: Lane, before_ns: int) -> int:
+        return await self._call(lambda s: retention.expire(s, lane, before_ns))
+
     async def ack(self, consumer: str, lane: Lane, seq: int) -> int:
         now_ns = self.clock.now().wall_ns
-        return await self.call(lambda s: s.ack(consumer, lane, seq, now_ns))
+        return await self._call(lambda s: s.ack(consumer, lane, seq, now_ns))
 
     async def read(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored]:
-        return await self.call(lambda s: s.read(lane, after_seq, limit))
+        return await self._call(lambda s: s.read(lane, after_seq, limit))
+
+    # ------------------------------------------------- the drivers' state
+
+    async def load_state(self, driver: str, key: str) -> dict[str, Any] | None:
+        return await self._call(lambda s: s.load_state(driver, key))
+
+    async def save_state(self, driver: str, key: str, value: Mapping[str, Any], now_ns: int) -> None:
+        await self._call(lambda s: s.save_state(driver, key, value, now_ns))
 
     async def backlog(self) -> dict[Lane, int]:
-        return await self.call(lambda s: s.backlog())
+        return await self._call(lambda s: s.backlog())
 
     async def store_stats(self) -> StoreStats:
         degraded = self.degraded
-        return await self.call(lambda s: s.stats(self.cap_bytes, degraded))
+        return await self._call(lambda s: s.stats(self.cap_bytes, degraded))
 
     def stats(self) -> WriterStats:
         return WriterStats(
@@ -279,7 +312,6 @@ class Writer:
             self._fail(exc, opening=True)
             return False
         self._store = store
-        self.stream_epoch = store.stream_epoch
         return True
 
     async def _flush_locked(self) -> bool:

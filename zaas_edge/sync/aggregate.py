@@ -22,7 +22,7 @@ arriving after its window was closed makes a further partial aggregate for
 that window, which the platform merges.
 
 :class:`Aggregation` is the pure core (tests drive it directly);
-:class:`Aggregator` runs it against the store's writer; :class:`AggregatorService`
+:class:`Aggregator` runs it against the store's outbox; :class:`AggregatorService`
 is the daemon's supervised service for it, enabled with ``[sync]``.
 """
 
@@ -39,10 +39,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaas_edge.clock import Clock
 from zaas_edge.model import Lane, Quality, Reading, Stamp, UploadRecord
 from zaas_edge.service import Service
+from zaas_edge.store.outbox import Outbox
 from zaas_edge.sync import clockfix
 from zaas_edge.sync.clockfix import Decision
+from zaas_edge.sync.config import SyncSection
 from zaas_edge.sync.policy import PolicySet, UploadPolicy, window_start
 
 log = logging.getLogger("zaas_edge.sync.aggregate")
@@ -277,17 +280,17 @@ def policies_from_config(sync: Any) -> PolicySet:
 # ------------------------------------------------------------------ runner
 
 class Aggregator:
-    """Runs :class:`Aggregation` against the store's writer until cancelled.
+    """Runs :class:`Aggregation` against the store's outbox until cancelled.
 
     ``config`` is the ``[sync]`` section; ``resolution(key)`` the points'
     declared steps (the daemon gives those of its drivers' points).
     """
 
-    def __init__(self, writer: Any, config: Any, clock: Any, *,
+    def __init__(self, outbox: Outbox, config: SyncSection, clock: Clock, *,
                  resolution: Callable[[str], float | None] = lambda key: None,
                  status: dict[str, Any] | None = None,
                  heartbeat: Callable[[], None] = lambda: None) -> None:
-        self.writer = writer
+        self.outbox = outbox
         self.config = config
         self.clock = clock
         self.resolution = resolution
@@ -301,10 +304,9 @@ class Aggregator:
         self._scan = (0, 0)  # (held seq, scanned up to seq) while readings wait for a clock fix-up
 
     async def start(self) -> None:
-        def open_(store: Any) -> tuple[int, str | None]:
-            store.register(CONSUMER, [Lane.READING])
-            return store.cursor(CONSUMER, Lane.READING), store.consumer_state(CONSUMER)
-        cursor, raw = await self.writer.call(open_)
+        await self.outbox.register(CONSUMER, [Lane.READING])
+        cursor = (await self.outbox.position(CONSUMER, Lane.READING)).cursor
+        raw = await self.outbox.consumer_state(CONSUMER)
         state = None
         if raw:
             with contextlib.suppress(ValueError, TypeError):
@@ -327,7 +329,7 @@ class Aggregator:
         """One pass: aggregate what is new, close what is due, commit. True when more rows wait."""
         core = self.core
         assert core is not None, "start() first"
-        rows = await self.writer.read(Lane.READING, self._pos, READ_CHUNK)
+        rows = await self.outbox.read(Lane.READING, self._pos, READ_CHUNK)
         now = self.clock.now()
         records, taken = core.feed(rows, now)
         if core.held is not None and await self._look_ahead(core, rows[-1].seq, now):
@@ -340,7 +342,7 @@ class Aggregator:
         ack = core.ack_seq()
         state = json.dumps(core.snapshot(), separators=(",", ":"))
         if records or taken:
-            await self.writer.call(lambda s: s.save_uploads(records, CONSUMER, ack, state, now.wall_ns))
+            await self.outbox.commit_uploads(records, CONSUMER, ack, state, now.wall_ns)
             self.records_written += len(records)
             self.readings_done += taken
         await self._expire(now)
@@ -357,7 +359,7 @@ class Aggregator:
             self._scan = (seq, after)
         hold_ns = int(self.config.clock_hold_s * _NS)
         for _ in range(_SCAN_CHUNKS):
-            more = await self.writer.read(Lane.READING, max(self._scan[1], after), READ_CHUNK)
+            more = await self.outbox.read(Lane.READING, max(self._scan[1], after), READ_CHUNK)
             decision, off = clockfix.resolve(boot, mono, (s.item for s in more), hold_ns,
                                              now if len(more) < READ_CHUNK else None)
             if decision is not Decision.WAIT:
@@ -375,8 +377,7 @@ class Aggregator:
             return
         self._last_expiry = mono
         cutoff = now.wall_ns - int(self.config.local_window_h * 3600 * _NS)
-        from zaas_edge.store.retention import expire
-        dropped = await self.writer.call(lambda s: expire(s, Lane.READING, cutoff))
+        dropped = await self.outbox.expire(Lane.READING, cutoff)
         if dropped:
             log.info("dropped %d raw readings older than the local window of %g h", dropped,
                      self.config.local_window_h)
@@ -415,6 +416,6 @@ class AggregatorService(Service):
 
     async def run(self) -> None:
         ctx = self.ctx
-        agg = Aggregator(ctx.writer, ctx.config().sync, ctx.clock, resolution=_resolutions(ctx),
+        agg = Aggregator(ctx.outbox, ctx.config().sync, ctx.clock, resolution=_resolutions(ctx),
                          status=ctx.status, heartbeat=ctx.heartbeat)
         await agg.run()

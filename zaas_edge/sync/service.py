@@ -29,7 +29,7 @@ the clock is never set from it.
 
 from __future__ import annotations
 
-__all__ = ["SyncService", "WIRE_LANES", "CONSUMER"]
+__all__ = ["SyncService", "CONSUMER"]
 
 import asyncio
 import collections
@@ -47,7 +47,6 @@ from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Severity
 from zaas_edge.service import Service, ServiceContext
-from zaas_edge.sync import codec
 from zaas_edge.sync.batches import BatchStore, FrozenBatch, compress
 from zaas_edge.sync.enroll import SIGNING_KEY_FILE, renew, store_bundle, verify_bundle
 from zaas_edge.sync.identity import Identity, renewal_due
@@ -61,9 +60,9 @@ from zaas_edge.sync.uplink import (
     Uplink,
     UplinkError,
 )
+from zaas_edge.wire import codec
 
 CONSUMER = "sync"
-WIRE_LANES = (Lane.ALARM, Lane.EVENT, Lane.READING)
 MIN_BATCH_BYTES = 512
 MAX_ROWS = 200_000
 RATE_WINDOW_S = 60.0
@@ -110,7 +109,7 @@ class SyncService(Service):
         self.identity = Identity(self.cfg.identity_dir or cfg.gateway.state_dir / "identity", self.cfg.ca_file)
         self.batches = BatchStore(cfg.gateway.state_dir / "sync" / "batches")
         self.bundle_path = cfg.gateway.state_dir / "sync" / "config-bundle.json"
-        self.lanes = {lane: _LaneState(self.cfg.batch_initial_bytes) for lane in WIRE_LANES}
+        self.lanes = {lane: _LaneState(self.cfg.batch_initial_bytes) for lane in codec.WIRE_LANES}
         self.epoch = ""
         self._uplink: Uplink | None = None
         self._uplink_stamp: tuple = ()
@@ -127,8 +126,8 @@ class SyncService(Service):
     async def run(self) -> None:
         ctx = self.ctx
         ctx.add_command("sync.now", self._cmd_now)
-        await ctx.writer.call(lambda s: s.register(CONSUMER, sorted({self.source[w] for w in WIRE_LANES})))
-        self.epoch = await ctx.writer.call(lambda s: s.stream_epoch)
+        await ctx.outbox.register(CONSUMER, sorted({self.source[w] for w in codec.WIRE_LANES}))
+        self.epoch = await ctx.outbox.stream_epoch()
         self.lanes_quarantined_at_start()
         self._publish()
         try:
@@ -140,7 +139,7 @@ class SyncService(Service):
                     continue
                 await self._maintenance()
                 sent = False
-                for lane in WIRE_LANES:
+                for lane in codec.WIRE_LANES:
                     if await self._drain_one(lane):
                         sent = True
                         break  # start again from the alarm lane
@@ -269,7 +268,7 @@ class SyncService(Service):
     async def _drain_one(self, lane: Lane) -> bool:
         """Send the lane's next batch until it is settled; False when the lane is empty."""
         src = self._source(lane)
-        cursor, last = await self.ctx.writer.call(lambda s: (s.cursor(CONSUMER, src), s.last_seq(src)))
+        cursor, last = await self.ctx.outbox.position(CONSUMER, src)
         st = self.lanes[lane]
         st.backlog = max(0, last - cursor)
         batch = None
@@ -320,7 +319,7 @@ class SyncService(Service):
 
     async def _rows(self, lane: Lane, after: int, limit: int) -> list[Any]:
         src = self._source(lane)
-        return await self.ctx.writer.call(lambda s: s.read_for_wire(src, after, limit))
+        return await self.ctx.outbox.read_for_wire(src, after, limit)
 
     def _encode(self, lane: Lane, rows: Sequence[Any]) -> bytes:
         return codec.encode_batch(lane, rows, epoch=self.epoch)
@@ -429,7 +428,7 @@ class SyncService(Service):
     async def _settle(self, lane: Lane, batch: FrozenBatch, answer: Answer) -> None:
         st = self.lanes[lane]
         if batch.epoch == self.epoch:
-            await self.ctx.writer.ack(CONSUMER, self._source(lane), batch.last_seq)
+            await self.ctx.outbox.ack(CONSUMER, self._source(lane), batch.last_seq)
         self.batches.remove(batch)
         st.last_success = time.time()
         st.bytes_sent += len(batch.body)
@@ -446,7 +445,7 @@ class SyncService(Service):
         path = self.batches.quarantine(batch, reason)
         if batch.epoch == self.epoch:
             # Kept on disk: moving the cursor past it stops the loop, loses nothing.
-            await self.ctx.writer.ack(CONSUMER, self._source(lane), batch.last_seq)
+            await self.ctx.outbox.ack(CONSUMER, self._source(lane), batch.last_seq)
         st = self.lanes[lane]
         st.quarantined += 1
         self._error(lane, PermanentError(reason))

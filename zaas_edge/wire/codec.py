@@ -30,7 +30,6 @@ __all__ = [
     "WIRE_LANES",
     "DEFAULT_TOLERANCE",
     "DecodedBatch",
-    "RecordRow",
     "WireRow",
     "encode_batch",
     "decode_batch",
@@ -48,21 +47,24 @@ from typing import Any, NamedTuple
 
 from zaas_edge.errors import ProtocolError
 from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, UploadRecord
-from zaas_edge.sync.varint import Reader as _Reader
-from zaas_edge.sync.varint import put as _put
-from zaas_edge.sync.varint import put1 as _put1
-from zaas_edge.sync.varint import put_str as _str
-from zaas_edge.sync.varint import section as _section
-from zaas_edge.sync.varint import unzz as _unzz
-from zaas_edge.sync.varint import zz as _zz
+from zaas_edge.wire.varint import Reader as _Reader
+from zaas_edge.wire.varint import put as _put
+from zaas_edge.wire.varint import put1 as _put1
+from zaas_edge.wire.varint import put_str as _str
+from zaas_edge.wire.varint import section as _section
+from zaas_edge.wire.varint import unzz as _unzz
+from zaas_edge.wire.varint import zz as _zz
 
 FORMAT_VERSION = 1
 CONTENT_TYPE = f"application/vnd.zaas.batch;v={FORMAT_VERSION}"
 MAGIC = b"ZB"
 
-# The store lane sync reads (and acknowledges, as consumer "sync") for each wire lane.
+# The one place that says which store lane each wire lane drains: the wire
+# lane "reading" carries the store lane ``upload`` (records the aggregator made
+# from the raw ``reading`` lane, which never leaves the box); events and alarms
+# go as they are. Sync reads and acknowledges these store lanes as consumer "sync".
 SOURCE_LANE: dict[Lane, Lane] = {Lane.READING: Lane.UPLOAD, Lane.EVENT: Lane.EVENT, Lane.ALARM: Lane.ALARM}
-WIRE_LANES = (Lane.ALARM, Lane.EVENT, Lane.READING)  # drain order
+WIRE_LANES = (Lane.ALARM, Lane.EVENT, Lane.READING)  # drain order: alarms first
 
 # A value is sent as an integer at its point's resolution when it lies within
 # this fraction of a step of the grid: at 0.5 every finite value in range is
@@ -77,32 +79,6 @@ _CODE_QUALITY = {v: k for k, v in _QUALITY_CODE.items()}
 _SYNCED, _CORRECTED, _HAS_MONO = 1, 2, 4
 _MAX_INT = 1 << 53  # quantised integers stay exact as float64 on the way back
 _F64 = struct.Struct(">d")
-
-
-class RecordRow(NamedTuple):
-    """An upload record as the encoder reads it: UploadRecord's fields, in a tuple.
-
-    The store hands sync its upload blocks back in this form: a tuple costs a
-    fifth of a frozen dataclass to build, and draining a backlog builds one
-    per record (see ``Store.read_for_wire``).
-    """
-
-    point: str
-    unit: str
-    wall_ns: int
-    value: float
-    quality: Quality = Quality.OK
-    synced: bool = True
-    corrected: bool = False
-    mono_ns: int | None = None
-    boot_id: str = ""
-    resolution: float = 0.0
-    window_s: int = 0
-    count: int = 1
-    min: float | None = None
-    max: float | None = None
-    last: float | None = None
-    last_ns: int | None = None
 
 
 class WireRow(NamedTuple):
@@ -160,7 +136,7 @@ def encode_batch(
 
     ``rows`` are :class:`zaas_edge.store.Stored` (anything with ``seq`` and
     ``item``), in increasing seq order. For the reading lane an item is an
-    :class:`UploadRecord` (or its tuple form :class:`RecordRow`) or a plain :class:`Reading`; ``resolution(key)``
+    :class:`UploadRecord` or a plain :class:`Reading`; ``resolution(key)``
     overrides a record's own resolution (``None``: keep it; a plain reading
     has none, so goes lossless).
     """
@@ -187,8 +163,8 @@ def encode_batch(
     return bytes(out)
 
 
-def _record(item: Any) -> UploadRecord | RecordRow:
-    if isinstance(item, (UploadRecord, RecordRow)):
+def _record(item: Any) -> UploadRecord:
+    if isinstance(item, UploadRecord):
         return item
     if isinstance(item, Reading):
         return UploadRecord(item.point, item.unit, item.wall_ns, item.value, item.quality, item.synced,
@@ -439,7 +415,7 @@ def _decode(body: bytes, records: bool = False) -> DecodedBatch:
     if lane is Lane.READING and records:
         fields, _kinds = _reading_fields(rd, seqs, resolutions)
         new = tuple.__new__
-        rows = [new(WireRow, (seq, new(RecordRow, r))) for seq, r in zip(seqs, fields, strict=True)]
+        rows = [new(WireRow, (seq, new(UploadRecord, r))) for seq, r in zip(seqs, fields, strict=True)]
     elif lane is Lane.READING:
         rows = _decode_readings(rd, seqs, resolutions)
     else:
@@ -494,7 +470,7 @@ def _read_dictionary(sec: _Reader, npts: int, resolutions: dict[str, float]
     return points, mults
 
 
-# Field positions of a row while it is decoded (RecordRow's order).
+# Field positions of a row while it is decoded (UploadRecord's order).
 (_POINT, _UNIT, _WALL, _VALUE, _QUAL, _SYNC, _CORR, _MONO, _BOOT, _RES, _WIN, _COUNT, _MIN, _MAX, _LAST,
  _LAST_NS) = range(16)
 
@@ -519,7 +495,7 @@ def _decode_readings(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
 
 
 def decode_records(body: bytes) -> list[WireRow]:
-    """A reading-lane body read back as ``WireRow(seq, RecordRow)`` tuples (no dict per row).
+    """A reading-lane body read back as ``WireRow(seq, UploadRecord)`` tuples (no dict per row).
 
     What the store uses to hand its upload blocks to sync; :func:`decode_batch`
     is the general form. Raises :class:`ProtocolError` (only) on bytes off
@@ -538,7 +514,7 @@ def decode_records(body: bytes) -> list[WireRow]:
 
 def _reading_fields(rd: _Reader, seqs: list[int], resolutions: dict[str, float]
                     ) -> tuple[list[list[Any]], list[bool]]:
-    """Each row as a list of RecordRow's fields, and whether it is an aggregate."""
+    """Each row as a list of UploadRecord's fields, and whether it is an aggregate."""
     n = len(seqs)
     sec = rd.section()
     npts = sec.u()

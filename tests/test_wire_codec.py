@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from zaas_edge.errors import ProtocolError
 from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, Severity, Stamp, UploadRecord
 from zaas_edge.store import Stored
-from zaas_edge.sync import codec
-from zaas_edge.sync.codec import (
+from zaas_edge.wire import codec
+from zaas_edge.wire.codec import (
     CONTENT_TYPE,
     FORMAT_VERSION,
     decode_batch,
@@ -276,7 +276,7 @@ def test_decode_records_gives_the_rows_decode_batch_gives_and_encodes_back_to_th
     assert [w.seq for w in got] == [r["seq"] for r in d.rows] == [s.seq for s in rows]
     for w, row in zip(got, d.rows, strict=True):
         r = w.item
-        assert isinstance(r, codec.RecordRow)
+        assert isinstance(r, UploadRecord) and r.kind == row["kind"]
         assert (r.point, r.unit, r.wall_ns, str(r.quality), r.synced, r.corrected) == (
             row["point"], row["unit"], row["wall_ns"], row["quality"], row["synced"], row["corrected"])
         assert struct.pack(">d", r.value) == struct.pack(">d", row["value"])
@@ -304,16 +304,3 @@ def test_decode_records_refuses_another_lane():
     body = encode_batch(Lane.EVENT, stored([Event("k", "t", "s", Stamp(T0, 1, "b", True))], lane=Lane.EVENT))
     with pytest.raises(ProtocolError, match="reading records were expected"):
         codec.decode_records(body)
-
-
-def test_record_row_keeps_the_fields_of_upload_record() -> None:
-    """RecordRow is UploadRecord as a cheap tuple (for the drain): the two must never drift apart."""
-    import dataclasses
-
-    from zaas_edge.model import UploadRecord
-    from zaas_edge.sync.codec import RecordRow
-
-    fields = dataclasses.fields(UploadRecord)
-    assert RecordRow._fields == tuple(f.name for f in fields)
-    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    assert RecordRow._field_defaults == defaults
