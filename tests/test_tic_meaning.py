@@ -36,6 +36,7 @@ from zaas_edge.drivers.tic import (
     decode_schedule,
     decode_status,
     interpret,
+    points,
     tariff_state,
 )
 
@@ -312,6 +313,20 @@ def test_every_table_label_reads_as_its_quantity() -> None:
     assert all(re.fullmatch(r"[a-z][a-z0-9_]{0,62}", m.quantity) for m in MEASURES.values())  # profile pattern
 
 
+def test_points_one_per_quantity() -> None:
+    historic = points("linky", mode=H)
+    keys = [p.key for p in historic]
+    assert len(keys) == len(set(keys)) and "linky/current_l1" in keys and "linky/energy_tempo_red_hp" in keys
+    papp = next(p for p in historic if p.quantity == "apparent_power")
+    assert (papp.unit, papp.resolution) == ("VA", 10.0) and "PAPP" in papp.description
+    seen = points("linky", labels=["SINSTS", "EAST", "IRMS1", "STGE"])
+    assert [(p.quantity, p.unit) for p in seen] == [
+        ("energy_import", "Wh"),
+        ("current_l1", "A"),
+        ("apparent_power", "VA"),
+    ]
+
+
 def test_points_page_lists_every_measure() -> None:
     page = (Path(__file__).resolve().parents[1] / "drivers" / "tic" / "POINTS.md").read_text()
     rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \| ([^|]+) \|", page, re.M)
@@ -411,3 +426,17 @@ def test_interpret_never_raises(groups: dict[str, str], mode: Mode | None, compl
     state = tariff_state(i, datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
     tariff_state(i, datetime(2026, 1, 5, 23, 59, tzinfo=UTC), previous=state)
     AlarmTracker().update(i)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=200) | st.sampled_from([b"\x02", b"\x03", b"\x04", b"\n", b"\r"]), max_size=40)
+)
+def test_random_bytes_through_codec_and_interpret_never_raise(chunks: list[bytes]) -> None:
+    """Line noise through the codec and then the interpreter: values or nothing, never an exception."""
+    decoder, tracker = TicDecoder(), AlarmTracker()
+    state = None
+    for frame in decoder.feed(b"".join(chunks)):
+        i = interpret(frame)
+        state = tariff_state(i, datetime(2026, 1, 5, 12, 0, tzinfo=UTC), previous=state)
+        tracker.update(i)

@@ -46,7 +46,7 @@ from zaas_edge.drivers.tic.codec import (
     parse_group,
 )
 from zaas_edge.drivers.tic.errors import TicError
-from zaas_edge.drivers.tic.labels import MEASURES, Measure
+from zaas_edge.drivers.tic.labels import MEASURES, Measure, points
 from zaas_edge.drivers.tic.meaning import Interpretation, Measurement, MobilePeak, Rejected, interpret
 from zaas_edge.drivers.tic.status import (
     Breaker,
@@ -91,6 +91,7 @@ __all__ = [
     "decode_schedule",
     "decode_status",
     "interpret",
+    "points",
     "tariff_state",
     "EOT",
     "ETX",

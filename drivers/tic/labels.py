@@ -17,13 +17,15 @@ same table for people; a test keeps the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from zaas_edge.drivers.tic.codec import Mode
 
-__all__ = ["Measure", "MEASURES", "measure_for"]
+from zaas_edge.model import Point
+
+__all__ = ["Measure", "MEASURES", "measure_for", "points"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +128,19 @@ MEASURES: Mapping[str, Measure] = MappingProxyType(_table())
 def measure_for(label: str) -> Measure | None:
     """The meaning of ``label``, or ``None`` when it is not a measurement."""
     return MEASURES.get(label)
+
+
+def points(device_id: str, labels: Iterable[str] | None = None, mode: Mode | None = None) -> list[Point]:
+    """The points of a TIC meter: one per quantity, for ``labels`` seen (default: every label of ``mode``).
+
+    Several labels share a quantity (``IINST``, ``IINST1`` and ``IRMS1`` are
+    all ``current_l1``); the first in table order describes the point.
+    """
+    chosen = [m for m in MEASURES.values() if (mode is None or m.mode is mode)]
+    if labels is not None:
+        wanted = set(labels)
+        chosen = [m for m in chosen if m.label in wanted]
+    out: dict[str, Point] = {}
+    for m in chosen:
+        out.setdefault(m.quantity, Point(device_id, m.quantity, m.unit, m.resolution, f"{m.description} ({m.label})"))
+    return list(out.values())
