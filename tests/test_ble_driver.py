@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from zaas_edge.drivers.ble import BleDriver, BleOptions
+from zaas_edge.drivers.ble.replay import load_adverts
+from zaas_edge.drivers.ble.scanner import Advert
 
 from hil.ble_replay import MissingAdapterSource, ReplaySource
 from tests.lora_helpers import until
@@ -188,3 +191,41 @@ async def test_replay_env_naming_a_missing_file_is_a_clear_start_up_error(
     rig = Rig(BleDriver(options(bindkey_file)))
     with pytest.raises(ConfigError, match="nope.jsonl cannot be read .*unset ZAAS_EDGE_BLE_REPLAY"):
         await rig.driver.run(rig.ctx)
+
+
+class QueueSource:
+    """Adverts a test hands over one by one."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Advert] = asyncio.Queue()
+
+    async def stream(self) -> AsyncIterator[Advert]:
+        while True:
+            yield await self.queue.get()
+
+
+async def test_a_device_not_heard_for_offline_after_s_goes_offline_until_its_next_advert(
+        bindkey_file: Path) -> None:
+    adverts: dict[str, Advert] = {}
+    for _, advert in load_adverts(DATA):
+        adverts.setdefault(advert.mac, advert)  # the first of each device is a good one
+    offset = [0.0]
+    source = QueueSource()
+    driver = BleDriver(options(bindkey_file, offline_after_s=600), source=source,
+                       clock=lambda: time.monotonic() + offset[0])
+    driver.SILENCE_CHECK_S = 0.01
+    async with running(driver) as rig:
+        source.queue.put_nowait(adverts[RUUVI])
+        await until(lambda: "fridge" in driver.health() and driver.health()["fridge"].online is True)
+        assert driver.health()["office"].online is None  # not heard yet, not silent long enough yet
+        offset[0] += 601
+        await until(lambda: all(h.online is False for h in driver.health().values()))
+        assert sorted(a.alarm_id for a in rig.alarms if a.active) == [
+            "device.fridge.offline", "device.lab.offline", "device.office.offline"]
+        assert "BLE sensor fridge offline: nothing valid heard for 601 s" in rig.alarms[0].text
+        source.queue.put_nowait(adverts[RUUVI])  # the same measurement again still says it is there
+        await until(lambda: driver.health()["fridge"].online is True)
+        assert [(a.alarm_id, a.active) for a in rig.alarms if a.alarm_id == "device.fridge.offline"] == [
+            ("device.fridge.offline", True), ("device.fridge.offline", False)]
+        assert driver.health()["office"].online is False
+        assert driver.health()["fridge"].details["mac"] == RUUVI

@@ -11,7 +11,13 @@ and a device yields at most one set of readings per ``min_interval_s``.
 Adverts from devices not configured are counted and ignored, unless
 ``accept_unknown`` is set. When the adapter is missing or disappears the
 driver logs it once, raises the alarm ``ble.<driver id>.adapter`` and keeps
-retrying with a growing delay; the rest of the daemon carries on.
+retrying on the gateway's backoff; the rest of the daemon carries on.
+
+Each device's availability is a ``zaas_edge.health.DeviceHealth`` fed by its
+valid adverts (throttled ones included: the device is there). A
+device with no valid advert for ``offline_after_s`` (its own, or the
+driver's) goes offline, through ``ctx.availability``; the next valid advert
+brings it back. An advert that does not decode is counted, not a sign of life.
 
 With ``ZAAS_EDGE_BLE_REPLAY=FILE`` in the daemon's environment the driver
 plays recorded adverts from FILE instead of scanning (``replay.py``): a seam
@@ -24,14 +30,17 @@ from __future__ import annotations
 __all__ = ["BleDriver", "decode_advert"]
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from zaas_edge.drivers.lora.server import RateLimitedLog
 
+from zaas_edge.backoff import Backoff
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ProtocolError, TransientError
+from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Severity
 from zaas_edge.secrets import read_secret
 
@@ -47,6 +56,7 @@ class _Known:
     id: str
     mac: str
     bthome: BTHomeDevice
+    health: DeviceHealth
     last_ruuvi_seq: int | None = None
     last_emit: float | None = None
     adverts: int = 0
@@ -87,6 +97,7 @@ class BleDriver(Driver):
 
     Options = BleOptions
     options: BleOptions
+    SILENCE_CHECK_S = 5.0  # how often devices are checked for silence (tests shorten it)
 
     def __init__(self, options: BleOptions, *, source: AdvertSource | None = None,
                  clock: Any = time.monotonic) -> None:
@@ -114,7 +125,16 @@ class BleDriver(Driver):
                 self.source = ReplaySource(self.replay_file, then="hold")
         source = self.source
         assert source is not None
-        delay = self.options.retry_initial_s
+        watch = asyncio.get_running_loop().create_task(self._watch_silence(ctx), name=f"ble.{self.id}.silence")
+        try:
+            await self._scan(ctx, source, faults)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _scan(self, ctx: DriverContext, source: AdvertSource, faults: RateLimitedLog) -> None:
+        backoff = Backoff(self.options.retry_initial_s, self.options.retry_max_s)
         alarm = f"ble.{self.id}.adapter"
         while True:
             try:
@@ -126,7 +146,7 @@ class BleDriver(Driver):
                                      len(self.options.devices), extra={"fields": {"driver": self.id}})
                         self.state = "scanning"
                         self.scanning.set()
-                        delay = self.options.retry_initial_s
+                        backoff.reset()
                     self._on_advert(ctx, advert, faults)
                 raise TransientError(f"BLE advert source on {self.options.adapter} ended")
             except TransientError as exc:
@@ -137,12 +157,32 @@ class BleDriver(Driver):
                     ctx.alarm(alarm, True, str(exc), Severity.WARNING, {"adapter": self.options.adapter})
                     self.state = "unavailable"
             ctx.heartbeat()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.options.retry_max_s)
+            await asyncio.sleep(backoff.next())
+
+    async def _watch_silence(self, ctx: DriverContext) -> None:
+        """Adverts drive everything else; silence needs a clock of its own."""
+        while True:
+            await asyncio.sleep(self.SILENCE_CHECK_S)
+            now = self._clock()
+            for dev in list(self._known.values()):
+                self._announce(ctx, dev.health.silence(now))
+
+    def _announce(self, ctx: DriverContext, change: Transition | None) -> None:
+        if change is not None:
+            ctx.availability(change, f"BLE sensor {change.device_id}")
+
+    def _health(self, device_id: str, offline_after_s: float | None = None) -> DeviceHealth:
+        return DeviceHealth(device_id, silent_after_s=offline_after_s or self.options.offline_after_s,
+                            now=self._clock(), counted=(Counter.DECODE_ERRORS,))
 
     def _device(self, d: BleDevice) -> _Known:
         bindkey = read_secret(d.bindkey_file) if d.bindkey_file else None
-        return _Known(d.id, d.mac, BTHomeDevice(d.mac, bindkey))
+        return _Known(d.id, d.mac, BTHomeDevice(d.mac, bindkey), self._health(d.id, d.offline_after_s))
+
+    def health(self) -> dict[str, DeviceStatus]:
+        """Each device's availability, time since its last valid advert and decode errors."""
+        now = self._clock()
+        return {dev.id: dev.health.status(now, {"mac": dev.mac}) for dev in self._known.values()}
 
     def _on_advert(self, ctx: DriverContext, advert: Advert, faults: RateLimitedLog) -> None:
         ctx.count("adverts")
@@ -156,7 +196,8 @@ class BleDriver(Driver):
                     self._stats.unknown.add(mac)
                     ctx.count("devices_unknown")
                 return
-            dev = _Known("ble-" + mac.replace(":", "").lower(), mac, BTHomeDevice(mac))
+            device_id = "ble-" + mac.replace(":", "").lower()
+            dev = _Known(device_id, mac, BTHomeDevice(mac), self._health(device_id))
             self._known[mac] = dev
             ctx.log.info("new BLE sensor %s reported as %s (accept_unknown)", mac, dev.id,
                          extra={"fields": {"driver": self.id, "device": dev.id}})
@@ -165,12 +206,15 @@ class BleDriver(Driver):
         except ProtocolError as exc:
             ctx.count("decode_errors")
             ctx.count(f"{dev.id}.decode_errors")
+            dev.health.count(Counter.DECODE_ERRORS)
             faults.warning(f"decode.{dev.id}", f"advert of {dev.id} ({mac}) dropped: {exc}", device=dev.id)
             return
         if decoded is None:
             ctx.count("adverts_other")  # the device's other adverts (names, iBeacon, ...)
             return
         dev.adverts += 1
+        if not decoded.repeat:  # a BTHome repeat may be a replay: only new packets vouch for the device
+            self._announce(ctx, dev.health.success(self._clock()))
         if decoded.repeat or (decoded.kind == "ruuvi" and decoded.sequence is not None
                               and decoded.sequence == dev.last_ruuvi_seq):
             ctx.count("duplicates")

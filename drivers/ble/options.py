@@ -31,6 +31,10 @@ class BleDevice(BaseModel):
     bindkey_file: SecretFile | None = Field(
         default=None, description="File (mode 0600) with the BTHome bindkey, 32 hex digits, for encrypted adverts",
     )
+    offline_after_s: float | None = Field(
+        default=None, gt=0, le=7 * 86400,
+        description="Not heard for this long: offline (default: the driver's offline_after_s)",
+    )
 
     @field_validator("mac")
     @classmethod
@@ -49,6 +53,10 @@ class BleOptions(DriverOptions):
     )
     accept_unknown: bool = Field(
         default=False, description="Also report RuuviTag and BTHome devices not listed in devices (id ble-<mac>)",
+    )
+    offline_after_s: float = Field(
+        default=600.0, gt=0, le=7 * 86400,
+        description="A device with no valid advert for this long is reported offline (several advert intervals)",
     )
     retry_initial_s: float = Field(default=2.0, gt=0, le=600, description="First wait before reopening a lost adapter")
     retry_max_s: float = Field(default=60.0, gt=0, le=3600, description="Longest wait between two attempts")
