@@ -78,6 +78,17 @@ def test_journal_priority_per_level(level: int, prefix: str) -> None:
     assert out.getvalue() == f"{prefix}rules: shed boiler\n"
 
 
+def test_an_events_severity_is_logged_at_its_level_and_journal_priority() -> None:
+    from zaas_edge.logsetup import SEVERITY_LEVELS, journal_priority, level_of
+    from zaas_edge.model import Severity
+
+    assert set(SEVERITY_LEVELS) == set(Severity)
+    for severity, (level, priority) in SEVERITY_LEVELS.items():
+        assert level_of(severity) == level and journal_priority(level) == priority
+    assert [journal_priority(level_of(s)) for s in Severity] == [7, 6, 5, 4, 3, 2]
+    assert journal_priority(logging.INFO + 1) == 6 and journal_priority(1) == 7
+
+
 def test_journal_multiline_message_prefixes_each_line() -> None:
     out = io.StringIO()
     setup_logging("info", "journal", stream=out)

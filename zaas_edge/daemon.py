@@ -28,7 +28,7 @@ from zaas_edge.control import ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError, ZaasError
 from zaas_edge.hub import Hub
-from zaas_edge.logsetup import setup_logging
+from zaas_edge.logsetup import level_of, setup_logging
 from zaas_edge.model import Alarm, Event, Severity
 from zaas_edge.runtime import Supervisor, TaskSpec
 from zaas_edge.service import SERVICES, DriverInfo, Service, ServiceContext
@@ -464,14 +464,6 @@ class StoreState:
         await self._writer.save_state(driver_id, key, value, now)
 
 
-_LEVELS = {
-    Severity.DEBUG: logging.DEBUG,
-    Severity.INFO: logging.INFO,
-    Severity.NOTICE: 25,
-    Severity.WARNING: logging.WARNING,
-    Severity.ERROR: logging.ERROR,
-    Severity.CRITICAL: logging.CRITICAL,
-}
 _notice_log = logging.getLogger("zaas_edge.events")
 
 
@@ -479,11 +471,11 @@ def _log_notice(item: Event | Alarm) -> None:
     """Events and alarm transitions also go to the journal, for the on-call maintainer."""
     if isinstance(item, Alarm):
         state = "raised" if item.active else "cleared"
-        _notice_log.log(_LEVELS[item.severity] if item.active else logging.INFO, "alarm %s %s: %s",
+        _notice_log.log(level_of(item.severity) if item.active else logging.INFO, "alarm %s %s: %s",
                         item.alarm_id, state, item.text,
                         extra={"fields": {"alarm": item.alarm_id, "source": item.source}})
     elif item.severity != Severity.DEBUG:
-        _notice_log.log(_LEVELS[item.severity], "%s", item.text,
+        _notice_log.log(level_of(item.severity), "%s", item.text,
                         extra={"fields": {"event": item.kind, "source": item.source}})
 
 

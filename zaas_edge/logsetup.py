@@ -30,6 +30,9 @@ from __future__ import annotations
 __all__ = [
     "LEVELS",
     "NOTICE",
+    "SEVERITY_LEVELS",
+    "level_of",
+    "journal_priority",
     "JournalFormatter",
     "SecretFilter",
     "TextFormatter",
@@ -50,10 +53,23 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
+from zaas_edge.model import Severity
+
 #: Between INFO and WARNING: normal but significant (a shed, a reload, a
 #: driver restarted). syslog's "notice".
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
+
+# The one table from an event's severity to its logging level and journald (syslog) priority.
+SEVERITY_LEVELS: dict[Severity, tuple[int, int]] = {
+    Severity.DEBUG: (logging.DEBUG, 7),
+    Severity.INFO: (logging.INFO, 6),
+    Severity.NOTICE: (NOTICE, 5),
+    Severity.WARNING: (logging.WARNING, 4),
+    Severity.ERROR: (logging.ERROR, 3),
+    Severity.CRITICAL: (logging.CRITICAL, 2),
+}
+_BY_LEVEL = sorted(SEVERITY_LEVELS.values(), reverse=True)
 
 
 def _logger_notice(self: logging.Logger, msg: object, *args: object, **kwargs: object) -> None:
@@ -209,17 +225,15 @@ def component_of(name: str) -> str:
 
 def journal_priority(levelno: int) -> int:
     """syslog priority for a logging level: debug 7, info 6, notice 5, warning 4, error 3, critical 2."""
-    if levelno >= logging.CRITICAL:
-        return 2
-    if levelno >= logging.ERROR:
-        return 3
-    if levelno >= logging.WARNING:
-        return 4
-    if levelno >= NOTICE:
-        return 5
-    if levelno >= logging.INFO:
-        return 6
+    for level, priority in _BY_LEVEL:
+        if levelno >= level:
+            return priority
     return 7
+
+
+def level_of(severity: Severity) -> int:
+    """The logging level an event or alarm of ``severity`` is logged at."""
+    return SEVERITY_LEVELS[severity][0]
 
 
 class _Base(logging.Formatter):

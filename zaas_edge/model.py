@@ -35,7 +35,7 @@ class Quality(StrEnum):
 
 
 class Severity(StrEnum):
-    """Syslog-aligned so an event maps onto a journald priority one to one."""
+    """Syslog-aligned so an event maps onto a journald priority one to one (``zaas_edge.logsetup.SEVERITY_LEVELS``)."""
 
     DEBUG = "debug"
     INFO = "info"
@@ -43,20 +43,6 @@ class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
     CRITICAL = "critical"
-
-    @property
-    def syslog(self) -> int:
-        return _SYSLOG[self]
-
-
-_SYSLOG = {
-    Severity.DEBUG: 7,
-    Severity.INFO: 6,
-    Severity.NOTICE: 5,
-    Severity.WARNING: 4,
-    Severity.ERROR: 3,
-    Severity.CRITICAL: 2,
-}
 
 
 class Lane(StrEnum):

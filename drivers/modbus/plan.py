@@ -253,10 +253,6 @@ class Scheduler:
         self.overruns = 0
         self.overruns_by_period: dict[int, int] = {p: 0 for p in by_period}
 
-    @property
-    def periods_ns(self) -> tuple[int, ...]:
-        return tuple(g.period_ns for g in self._groups)
-
     def next_deadline(self) -> int | None:
         """The earliest deadline not yet served (when to wake up next)."""
         return min((g.deadline_ns for g in self._groups), default=None)
