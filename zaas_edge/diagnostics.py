@@ -27,7 +27,7 @@ from typing import Any
 from zaas_edge import __version__
 
 PACKAGES = ("pydantic", "click", "aiohttp", "aiomqtt", "pymodbus", "pyserial", "bleak", "bthome-ble",
-            "cryptography", "tenacity", "sqlite-utils")
+            "cryptography", "tenacity")
 JOURNAL_LINES = 2000
 
 
