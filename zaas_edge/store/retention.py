@@ -13,7 +13,7 @@ the file system through ``incremental_vacuum`` (the database is created with
 
 from __future__ import annotations
 
-__all__ = ["enforce", "expire", "GAP_KIND", "HEADROOM"]
+__all__ = ["enforce", "expire", "gap_event", "GAP_KIND", "HEADROOM"]
 
 import contextlib
 import math
@@ -30,6 +30,16 @@ HEADROOM = 0.9
 _MAX_ROUNDS = 16
 _ACKED_ORDER = (Lane.READING, Lane.UPLOAD, Lane.EVENT, Lane.ALARM)
 _EXPIRE_CHUNK = 50_000  # rows per transaction, so the writer is never held up long
+
+
+def gap_event(lane: Lane, count: int, reason: str, text: str, source: str, stamp: Stamp, *,
+              first_seq: int | None = None, last_seq: int | None = None, **extra: int | None) -> Event:
+    """The one record of rows that will never reach the platform: which lane, how many, which seqs
+    (None when they were never given one) and why. The platform turns it into a visible hole in a
+    series instead of a silent one; every path that drops unsent rows writes it."""
+    return Event(GAP_KIND, text, source, stamp, Severity.WARNING,
+                 {"lane": str(lane), "first_seq": first_seq, "last_seq": last_seq, "count": count,
+                  "reason": reason, **extra})
 
 
 def _bounds(store: Store, table: str) -> tuple[int | None, int | None]:
@@ -86,13 +96,9 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
                     done += n
                     unacked_out[Lane.READING] += n
                     counters["dropped_unacked.reading"] = n
-                    gap = Event(
-                        GAP_KIND,
-                        f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent readings, "
-                        f"seq {lo} to {upto}",
-                        source, stamp, Severity.WARNING,
-                        {"lane": "reading", "first_seq": lo, "last_seq": upto, "count": n, "reason": "size_cap"},
-                    )
+                    gap = gap_event(Lane.READING, n, "size_cap",
+                                    f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent readings, "
+                                    f"seq {lo} to {upto}", source, stamp, first_seq=lo, last_seq=upto)
                     first, last = store.insert_events([gap])  # type: ignore[misc]
                     gaps.append(gap)
                     gap_first = first if gap_first is None else gap_first
@@ -103,14 +109,10 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
                     done += n
                     unacked_out[Lane.UPLOAD] += n
                     counters["dropped_unacked.upload"] = n
-                    gap = Event(
-                        GAP_KIND,
-                        f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent upload records, "
-                        f"seq {span[0]} to {span[1]}",
-                        source, stamp, Severity.WARNING,
-                        {"lane": "upload", "first_seq": span[0], "last_seq": span[1], "count": n,
-                         "reason": "size_cap"},
-                    )
+                    gap = gap_event(Lane.UPLOAD, n, "size_cap",
+                                    f"store over its size cap ({cap_bytes} bytes): dropped {n} unsent upload "
+                                    f"records, seq {span[0]} to {span[1]}", source, stamp,
+                                    first_seq=span[0], last_seq=span[1])
                     first, last = store.insert_events([gap])  # type: ignore[misc]
                     gaps.append(gap)
                     gap_first = first if gap_first is None else gap_first

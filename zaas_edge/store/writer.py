@@ -459,12 +459,10 @@ class Writer:
         reason, self._degraded = self._degraded, None
         log.warning("store %s: writable again, memory ring drained", self.path)
         for lane, (n, first_wall, last_wall) in sorted(self._overflow.items()):
-            self._raise_event(Event(
-                retention.GAP_KIND, f"memory ring full while the store was unavailable: dropped {n} {lane} rows",
-                self.source, self.clock.now(), Severity.WARNING,
-                {"lane": str(lane), "first_seq": None, "last_seq": None, "count": n,
-                 "reason": "memory_ring_overflow", "first_wall_ns": first_wall, "last_wall_ns": last_wall},
-            ))
+            self._raise_event(retention.gap_event(
+                lane, n, "memory_ring_overflow",
+                f"memory ring full while the store was unavailable: dropped {n} {lane} rows",
+                self.source, self.clock.now(), first_wall_ns=first_wall, last_wall_ns=last_wall))
         self._overflow = {}
         self._raise_alarm(Alarm(DEGRADED_ALARM, False, "store writable again", self.source,
                                 self.clock.now(), Severity.ERROR, {"path": str(self.path), "was": reason or ""}))
