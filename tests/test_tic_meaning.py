@@ -228,7 +228,9 @@ def test_historic_single_phase_tempo_frame() -> None:
             H,
         )
     )
-    assert i.meter_id == "021528603314" and i.option == "BBR(" and i.period == "HPJW" and i.hphc_group == "Y"
+    assert (
+        i.meter_id == "021528603314" and i.tariff_option == "BBR(" and i.tariff_period == "HPJW" and i.hphc_group == "Y"
+    )
     assert i.tomorrow is TempoColour.RED
     assert i.value("energy_tempo_blue_hc") == 123456 and i.value("energy_tempo_red_hp") == 40
     assert i.measurements["apparent_power"].unit == "VA" and i.value("apparent_power") == 2830
@@ -254,6 +256,13 @@ def test_historic_adps_and_ejp_notice() -> None:
     )
     assert i.ejp_notice_min == 30 and i.value("energy_ejp_peak") == 500
     assert [m.quantity for m in i.overcurrent] == ["overcurrent"] and i.overcurrent[0].value == 46
+
+
+@pytest.mark.parametrize(("data", "missing"), [("00", set()), ("02", {1}), ("0C", {2, 3}), ("0E", {1, 2, 3})])
+def test_ppot_phases_missing(data: str, missing: set[int]) -> None:
+    i = interpret(_frame({"PPOT": data}, H))
+    assert i.phases_missing == missing and i.unknown == () and i.rejected == ()
+    assert [r.label for r in interpret(_frame({"PPOT": "X"}, H)).rejected] == ["PPOT"]
 
 
 def test_three_phase_short_frame() -> None:
@@ -373,7 +382,7 @@ def test_every_capture_frame_interprets_cleanly(capture: dict) -> None:
         assert [(e.start, e.supplier_index) for e in first.tomorrow_schedule or ()] == [(time(0), 1)]
         assert first.value("apparent_power") == 240 and first.value("reference_power") == 4
     else:
-        assert first.option == "HC.." and first.period == "HP.." and first.hphc_group == "A"
+        assert first.tariff_option == "HC.." and first.tariff_period == "HP.." and first.hphc_group == "A"
         assert first.value("energy_hc") == 6906827 and first.value("energy_hp") == 7617931
         assert first.value("apparent_power") == 680
 

@@ -82,11 +82,12 @@ def _no_measurements() -> Mapping[str, Measurement]:
 class Interpretation:
     """Everything one frame says, decoded. ``None`` means "not in this frame".
 
-    Historic-mode state: ``option`` (``OPTARIF`` as sent: ``BASE``, ``HC..``,
-    ``EJP.``, ``BBRx``), ``period`` (``PTEC``: ``TH..``, ``HC..``, ``HP..``,
+    Historic-mode state: ``tariff_option`` (``OPTARIF`` as sent: ``BASE``, ``HC..``,
+    ``EJP.``, ``BBRx``), ``tariff_period`` (``PTEC``: ``TH..``, ``HC..``, ``HP..``,
     ``HN..``, ``PM..``, ``HCJB`` ...), ``tomorrow`` (``DEMAIN``),
     ``ejp_notice_min`` (``PEJP``, sent only during the notice),
-    ``hphc_group`` (``HHPHC``), ``overcurrent`` (``ADPS`` / ``ADIR1..3``:
+    ``hphc_group`` (``HHPHC``), ``phases_missing`` (``PPOT``, three-phase:
+    the phases without voltage), ``overcurrent`` (``ADPS`` / ``ADIR1..3``:
     present only while over the reference current).
 
     Standard-mode state: ``status`` (``STGE``), ``relays`` (``RELAIS``),
@@ -107,11 +108,12 @@ class Interpretation:
     meter_id: str | None = None
     meter_time: Horodate | None = None
     # historic
-    option: str | None = None
-    period: str | None = None
+    tariff_option: str | None = None
+    tariff_period: str | None = None
     tomorrow: TempoColour | None = None
     ejp_notice_min: int | None = None
     hphc_group: str | None = None
+    phases_missing: frozenset[int] | None = None
     overcurrent: tuple[Measurement, ...] = ()
     # standard
     status: Status | None = None
@@ -138,7 +140,7 @@ class Interpretation:
 
 
 #: Labels that are read but carry nothing to decode (identity, text, legacy status).
-_PASSIVE = frozenset({"ADCO", "ADSC", "VTIC", "PRM", "MSG1", "MSG2", "MOTDETAT", "PPOT", "DATE"})
+_PASSIVE = frozenset({"ADCO", "ADSC", "VTIC", "PRM", "MSG1", "MSG2", "MOTDETAT", "DATE"})
 
 
 def _number(data: str) -> int:
@@ -146,6 +148,15 @@ def _number(data: str) -> int:
     if not text or not text.isascii() or not text.isdigit():
         raise TicError(f"{data!r} is not a decimal number", "value")
     return int(text)
+
+
+def _phases_missing(data: str) -> frozenset[int]:
+    """``PPOT`` ``0X``: bit n of the hex digit X set when phase n (1..3) is absent (§6.1.2)."""
+    text = data.strip()
+    if len(text) != 2 or any(c not in "0123456789ABCDEFabcdef" for c in text):
+        raise TicError(f"PPOT {data!r} is not two hex digits", "value")
+    bits = int(text, 16)
+    return frozenset(n for n in (1, 2, 3) if bits >> n & 1)
 
 
 def _text(data: str) -> str:
@@ -198,6 +209,7 @@ _STATE = frozenset(
         "DEMAIN",
         "PEJP",
         "HHPHC",
+        "PPOT",
         "STGE",
         "RELAIS",
         "NTARF",
@@ -246,11 +258,12 @@ def interpret(frame: Frame, mode: Mode | None = None) -> Interpretation:
         measurements=MappingProxyType(measurements),
         meter_id=None if meter is None else meter.data.strip(),
         meter_time=None if date is None else date.horodate,
-        option=reader.get("OPTARIF", str),
-        period=reader.get("PTEC", str),
+        tariff_option=reader.get("OPTARIF", str),
+        tariff_period=reader.get("PTEC", str),
         tomorrow=reader.get("DEMAIN", decode_colour),
         ejp_notice_min=reader.get("PEJP", _number),
         hphc_group=reader.get("HHPHC", str.strip),
+        phases_missing=reader.get("PPOT", _phases_missing),
         overcurrent=tuple(overcurrent),
         status=reader.get("STGE", decode_status),
         relays=reader.get("RELAIS", decode_relays),

@@ -231,11 +231,11 @@ def _read(interp: Interpretation) -> _Read:
             if status.mobile_peak:
                 r.period = Period.PEAK
     elif interp.mode is Mode.HISTORIC:
-        if interp.option is not None:
-            r.contract, r.contract_name = _historic_contract(interp.option), interp.option
-        if interp.period is not None:
-            r.period, colour = _historic_period(interp.period)
-            r.period_label = interp.period
+        if interp.tariff_option is not None:
+            r.contract, r.contract_name = _historic_contract(interp.tariff_option), interp.tariff_option
+        if interp.tariff_period is not None:
+            r.period, colour = _historic_period(interp.tariff_period)
+            r.period_label = interp.tariff_period
             r.peak_active = r.period is Period.PEAK
             if colour is not None:
                 r.tempo_today = colour
