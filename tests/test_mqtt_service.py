@@ -17,8 +17,9 @@ from tests.mosquitto import Collector, Mosquitto
 from zaas_edge.clock import SystemClock
 from zaas_edge.config_model import Config, GatewaySection
 from zaas_edge.errors import PermanentError
+from zaas_edge.health import DEVICE_AVAILABILITY
 from zaas_edge.hub import Hub
-from zaas_edge.model import Alarm, Point, Reading, Severity
+from zaas_edge.model import Alarm, Event, Point, Reading, Severity
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.service import MqttService
 from zaas_edge.service import DriverInfo, ServiceContext
@@ -365,6 +366,20 @@ async def test_alarms_retained_and_device_offline_alarm(harness: Harness, mosqui
         doc = json.loads(await sub.wait_for(f"{BASE}/alarm/device.meter-1.offline",
                                             lambda p: not json.loads(p)["active"]))
         assert doc["text"] == "meter-1 answers again"
+
+
+async def test_availability_follows_the_drivers_device_availability_events(harness: Harness, mosquitto) -> None:
+    harness.emit(10.0)
+    async with Collector(mosquitto, "zaas/#") as sub:
+        topic = f"{BASE}/device/meter-1/availability"
+        await sub.wait_for(topic, lambda p: p == b"online")
+        for state in ("offline", "online"):
+            harness.hub.notice(Event(DEVICE_AVAILABILITY, f"meter-1 {state}", "meter", harness.clock.now(),
+                                     Severity.WARNING, {"device": "meter-1", "state": state, "reason": "test"}))
+            await harness.until(lambda s=state: [p for t, p, _ in sub.messages if t == topic][-1] == s.encode())
+            ev = json.loads(await sub.wait_for(f"{BASE}/event", lambda p, s=state: json.loads(p)["data"].get(
+                "state") == s))
+            assert ev["kind"] == DEVICE_AVAILABILITY and ev["data"]["device"] == "meter-1"
 
 
 async def test_unix_socket(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from zaas_edge.aio import wait_for
 from zaas_edge.backoff import Backoff
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
+from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler, LoadOverrides
@@ -68,7 +69,8 @@ class MqttService(Service):
         self._conn: MqttConnection | None = None
         self._alarms: dict[str, Alarm] = {}
         self._events: collections.deque[bytes] = collections.deque()
-        self._availability: dict[str, bool] = {}
+        self._availability: dict[str, bool] = {}  # as last published
+        self._reported: dict[str, bool] = {}  # as the drivers' device.availability events last said
         self._announced: dict[str, bytes] = {}
         self._seen_discovery: set[str] = set()  # our object ids with a retained configuration
         self._settle_at = time.monotonic() + s.discovery_settle_s
@@ -85,8 +87,24 @@ class MqttService(Service):
             self._alarms[item.alarm_id] = item
             self._send_soon(self.topics.alarm(item.alarm_id), alarm_payload(item), retain=True)
             self._event(alarm_event_payload(item))
-        elif item.severity is not Severity.DEBUG:
-            self._event(event_payload(item))
+        else:
+            if item.kind == DEVICE_AVAILABILITY:
+                self._device_availability(item)
+            if item.severity is not Severity.DEBUG:
+                self._event(event_payload(item))
+
+    def _device_availability(self, event: Event) -> None:
+        """A driver says a device went online or offline: its availability topic follows at once,
+        not at the next housekeeping round."""
+        device, state = event.data.get("device"), event.data.get("state")
+        if not isinstance(device, str) or state not in ("online", "offline"):
+            return
+        self._reported[device] = state == "online"
+        conn = self._conn
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(self._refresh_quietly(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _event(self, payload: bytes) -> None:
         if self._conn is not None:
@@ -360,7 +378,14 @@ class MqttService(Service):
         last = self.publisher.last_reading.get(device)
         if last is None or now - last > self.section.availability_timeout_s:
             return False
-        return f"device.{device}.offline" not in self.ctx.hub.active_alarms
+        if self._reported.get(device) is False:
+            return False
+        # The alarm too: a restarted service has not seen the events of devices already offline.
+        return offline_alarm_id(device) not in self.ctx.hub.active_alarms
+
+    async def _refresh_quietly(self, conn: MqttConnection) -> None:
+        with contextlib.suppress(ZaasError):  # the housekeeping round tries again
+            await self._refresh_availability(conn)
 
     async def _refresh_availability(self, conn: MqttConnection, *, force: bool = False) -> None:
         devices, owner = self._devices()
