@@ -169,11 +169,12 @@ def _print_devices(drivers: dict[str, Any]) -> None:
             rows.append((driver_id, device_id, state, _device_cell(h.get("requests")),
                          _device_cell(h.get("timeouts")), _device_cell(h.get("checksum_errors")),
                          _device_cell(h.get("exceptions")), latency, _device_cell(h.get("consecutive_failures")),
+                         "-" if h.get("last_seen_s") is None else f"{format_duration(h['last_seen_s'])} ago",
                          (str(h.get("last_error") or "").splitlines() or [""])[0][:80]))  # --json has it whole
     if rows:
         click.echo()
         click.echo(table(["driver", "device", "state", "requests", "timeouts", "checksum", "exceptions",
-                          "latency ms last/avg", "fails in a row", "last error"], rows))
+                          "latency ms last/avg", "fails in a row", "last seen", "last error"], rows))
 
 
 def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -> None:
