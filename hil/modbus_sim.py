@@ -61,6 +61,8 @@ from zaas_edge.drivers.modbus.options import parse_units as _parse_units
 from zaas_edge.drivers.modbus.plan import Table
 from zaas_edge.drivers.modbus.profile import Profile, ProfilePoint, get_profile, load_profile
 
+from hil.procs import stop_process
+
 _FC_TABLE = {1: Table.COILS, 5: Table.COILS, 15: Table.COILS, 2: Table.DISCRETE_INPUTS,
              3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING, 23: Table.HOLDING, 22: Table.HOLDING,
              4: Table.INPUT}
@@ -534,13 +536,7 @@ class SimProcess:
         self.port = int(m.group(1))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def __enter__(self) -> SimProcess:
         return self

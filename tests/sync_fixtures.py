@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.central import Central
+from tests.daemon_harness import write_config
 from zaas_edge.clock import SystemClock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub
@@ -50,6 +51,26 @@ class CentralProcess:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def daemon_sync_config(base: Path, central: CentralProcess, *, window_s: float = 1, aggregate_grace_s: float = 0.2,
+                       drivers: str = "", extra: str = "") -> Path:
+    """The configuration file of a real daemon syncing to ``central``: fast retries, short windows
+    (upload records are made within a short run, not once a minute), no configuration pulls."""
+    sync = f"""
+[sync]
+enabled = true
+url = "{central.url}"
+idle_interval_s = 0.1
+backoff_initial_s = 0.05
+backoff_max_s = 0.5
+batch_initial_bytes = 512
+config_pull_interval_s = 0
+window_s = {window_s}
+aggregate_grace_s = {aggregate_grace_s}
+aggregate_interval_s = 0.2
+{extra}"""
+    return write_config(base / "config.toml", base, drivers=drivers, extra=sync)
 
 
 def make_config(state: Path, url: str, **sync: Any) -> Config:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from zaas_edge.drivers.system.driver import POINTS as SYSTEM_POINTS
 
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.sync_fixtures import CentralProcess
+from tests.daemon_harness import DaemonProcess
+from tests.sync_fixtures import CentralProcess, daemon_sync_config
 from zaas_edge.model import Lane
 from zaas_edge.store import Store
 
@@ -33,23 +33,8 @@ def base():
 
 
 def _config(base: Path, central: CentralProcess) -> Path:
-    extra = f"""
-[sync]
-enabled = true
-url = "{central.url}"
-idle_interval_s = 0.1
-backoff_initial_s = 0.05
-backoff_max_s = 0.5
-config_pull_interval_s = 0
-window_s = {WINDOW_S}
-aggregate_grace_s = 0.5
-aggregate_interval_s = 0.2
-
-[[sync.policies]]
-match = "{LAST_POINT}"
-policy = "last"
-"""
-    return write_config(base / "config.toml", base, extra=extra)
+    policy = f'[[sync.policies]]\nmatch = "{LAST_POINT}"\npolicy = "last"\n'
+    return daemon_sync_config(base, central, window_s=WINDOW_S, aggregate_grace_s=0.5, extra=policy)
 
 
 def _close(a: float, b: float, step: float) -> bool:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, write_config
-from tests.sync_fixtures import CentralProcess
+from tests.daemon_harness import DaemonProcess
+from tests.sync_fixtures import CentralProcess, daemon_sync_config
 from zaas_edge.model import Lane
 from zaas_edge.store import Store
 
@@ -26,24 +26,9 @@ def base():
 
 
 def _config(base: Path, central: CentralProcess, driver_enabled: bool = True) -> Path:
-    extra = f"""
-[sync]
-enabled = true
-url = "{central.url}"
-idle_interval_s = 0.1
-backoff_initial_s = 0.05
-backoff_max_s = 0.5
-batch_initial_bytes = 512
-config_pull_interval_s = 0
-# Short windows so upload records are made within each short-lived run, not only
-# once a minute: the test is about delivery, not about the policies.
-window_s = 1
-aggregate_grace_s = 0.2
-aggregate_interval_s = 0.2
-"""
     drivers = ('[[drivers]]\nid = "system"\ntype = "system"\ninterval_s = 1\n'
                f'enabled = {"true" if driver_enabled else "false"}')
-    return write_config(base / "config.toml", base, drivers=drivers, extra=extra)
+    return daemon_sync_config(base, central, drivers=drivers)
 
 
 def _source_lanes() -> dict[str, str]:
