@@ -112,7 +112,7 @@ async def test_expired_certificate_alarms_and_keeps_everything(tmp_path: Path, c
     ident_dir = gw.state / "identity"
     csr = (ident_dir / "csr.pem").read_bytes()
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    _cert, chain = central.ca.sign_csr(csr, days=1, not_before=long_ago)
+    chain = central.certify(GATEWAY, csr, days=1, not_before=long_ago)  # pinned, as a re-enrollment does
     (ident_dir / "cert.pem").write_bytes(chain)
     try:
         gw.writer.submit(readings(300))
@@ -126,7 +126,7 @@ async def test_expired_certificate_alarms_and_keeps_everything(tmp_path: Path, c
         assert central.rows(GATEWAY, "reading") == []
         assert len(BatchStore(gw.state / "sync" / "batches").pending("reading")) == 1  # kept, not dropped
         # A new certificate (re-enrollment) and the same batch goes through.
-        _cert, chain = central.ca.sign_csr(csr, days=90)
+        chain = central.certify(GATEWAY, csr, days=90)
         (ident_dir / "cert.pem").write_bytes(chain)
         await gw.commands["sync.now"]({})
         await gw.wait_cursor("reading", 300, timeout=30)

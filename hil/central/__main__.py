@@ -1,4 +1,9 @@
-"""``python -m hil.central --port P --dir D``: run the reference central API by hand."""
+"""``python -m hil.central --port P --dir D``: run the reference central API by hand.
+
+``--test-mode`` adds the loopback-only ``/test/...`` endpoints (rows held,
+stats, token minting, fault injection) that tests, benchmarks and demos
+read; without it they do not exist, as on the platform.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from hil.central.server import Central
 
 
 async def _main(args: argparse.Namespace) -> int:
-    central = Central(Path(args.dir), host=args.host, port=args.port, cert_days=args.cert_days)
+    central = Central(Path(args.dir), host=args.host, port=args.port, cert_days=args.cert_days,
+                      test_mode=args.test_mode)
     await central.start()
     tokens = [central.new_token(args.gateway) for _ in range(args.tokens)]
     print(json.dumps({"url": central.url, "port": central.port, "ca": str(central.ca.ca_path),
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateway", default=None, help="Bind the printed enrollment tokens to this gateway id")
     p.add_argument("--tokens", type=int, default=1, help="How many one-time enrollment tokens to print")
     p.add_argument("--cert-days", type=float, default=90, help="Validity of issued gateway certificates")
+    p.add_argument("--test-mode", action="store_true",
+                   help="Serve the /test/... endpoints (loopback only): rows held, stats, new tokens, faults")
     return asyncio.run(_main(p.parse_args(argv)))
 
 

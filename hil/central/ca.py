@@ -7,7 +7,7 @@ configurable so tests can issue short-lived or already expired certificates.
 
 from __future__ import annotations
 
-__all__ = ["TestCA", "sign_bundle"]
+__all__ = ["TestCA", "fingerprint", "sign_bundle"]
 
 import base64
 import datetime as dt
@@ -103,15 +103,27 @@ class TestCA:
         atomic_write(cert_file, cert.public_bytes(serialization.Encoding.PEM) + self.pem, 0o644)
         return cert_file, key_file
 
-    def sign_csr(self, csr_pem: bytes, *, days: float = 90,
+    def sign_csr(self, csr_pem: bytes, *, gateway: str | None = None, days: float = 90,
                  not_before: dt.datetime | None = None) -> tuple[x509.Certificate, bytes]:
-        """Certify the CSR's key and subject; returns the leaf and the chain PEM (leaf, CA)."""
+        """Certify the CSR's key for ``gateway``; returns the leaf and the chain PEM (leaf, CA).
+
+        The subject is ``CN=<gateway>`` (the CSR's CN when not given) and
+        nothing else: the CSR's other attributes (O, OU, ...) and extensions
+        are never copied, so a gateway cannot name itself into another
+        organisation or role.
+        """
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
             raise ValueError("the CSR's signature does not verify")
         if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
             raise ValueError("the CSR must carry an EC key")
-        cert = self._issue(csr.subject, csr.public_key(), server=False, days=days, not_before=not_before)
+        if gateway is None:
+            cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if len(cns) != 1:
+                raise ValueError("the CSR must name exactly one CN")
+            gateway = str(cns[0].value)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, gateway)])
+        cert = self._issue(subject, csr.public_key(), server=False, days=days, not_before=not_before)
         return cert, cert.public_bytes(serialization.Encoding.PEM) + self.pem
 
 

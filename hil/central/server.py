@@ -336,11 +336,9 @@ class Central:
         if not isinstance(token, str) or not isinstance(csr, str):
             raise web.HTTPBadRequest(text="expected {token, csr}")
         row = self.db.execute("SELECT gateway, used_ns FROM token WHERE token = ?", (token,)).fetchone()
-        if row is None or row[1] is not None:
-            raise web.HTTPForbidden(text="unknown or used enrollment token")
+        if row is None or row[1] is not None or (row[0] and row[0] != gateway):
+            raise web.HTTPForbidden(text="unknown, used or foreign enrollment token")
         bound = row[0]
-        if bound and bound != gateway:
-            raise web.HTTPForbidden(text="this enrollment token is bound to another gateway id")
         enrolled = self.db.execute("SELECT 1 FROM gateway WHERE id = ? AND cert_sha256 IS NOT NULL",
                                    (gateway,)).fetchone()
         if enrolled and bound != gateway:
@@ -354,7 +352,7 @@ class Central:
             used = db.execute("UPDATE token SET used_ns = ? WHERE token = ? AND used_ns IS NULL",
                               (time.time_ns(), token)).rowcount
             if used != 1:
-                raise web.HTTPForbidden(text="unknown or used enrollment token")
+                raise web.HTTPForbidden(text="unknown, used or foreign enrollment token")
             self._pin(gateway, cert_sha256, renewal=False)
             db.execute("COMMIT")
         except BaseException:
