@@ -1,6 +1,6 @@
 """Run a ``ModbusDriver`` in-process with a minimal hub, for tests and benchmarks.
 
-The driver gets a real ``RunningDriver`` context (hub, clock, counters, an
+The driver gets a real ``GatewayDriverContext`` context (hub, clock, counters, an
 in-memory state backend); ``DriverRun`` records what it emits and lets a test
 await a condition on it instead of sleeping.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from zaas_edge.drivers.modbus import ModbusDriver, ModbusOptions
 
 from zaas_edge.clock import SystemClock
-from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.context import GatewayDriverContext, MemoryState
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Reading
 
@@ -54,7 +54,7 @@ class DriverRun:
         self._changed = asyncio.Event()
         self.hub.on_readings("test", self._on_readings)
         self.hub.on_notice("test", self._on_notice)
-        self.ctx = RunningDriver(self.options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
+        self.ctx = GatewayDriverContext(self.options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
                                  heartbeat=lambda: None, counters=self.counters, backlog=lambda: {},
                                  state_dir=Path(tempfile.gettempdir()), state=self.state)
         self.task: asyncio.Task[None] | None = None

@@ -15,7 +15,7 @@ from zaas_edge.drivers.lora.keys import save_keys
 
 from hil.lora_forwarder import DEMO_DEVICES
 from zaas_edge.clock import SystemClock
-from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.context import GatewayDriverContext, MemoryState
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Reading
 
@@ -23,7 +23,7 @@ from zaas_edge.model import Alarm, Event, Reading
 @dataclass
 class Rig:
     driver: LoraDriver
-    ctx: RunningDriver
+    ctx: GatewayDriverContext
     hub: Hub
     readings: list[Reading] = field(default_factory=list)
     notices: list[Event | Alarm] = field(default_factory=list)
@@ -61,7 +61,7 @@ async def running(keys_file: Path, state: MemoryState | None = None, *, clock: C
                        **{"dedup_window_s": 0.05, "state_save_interval_s": 0, **options})
     hub = Hub()
     counters: dict[str, int] = {}
-    ctx = RunningDriver("lora", hub=hub, clock=SystemClock(assume_synced=True), heartbeat=lambda: None,
+    ctx = GatewayDriverContext("lora", hub=hub, clock=SystemClock(assume_synced=True), heartbeat=lambda: None,
                         counters=counters, backlog=lambda: {}, state_dir=keys_file.parent,
                         state=state if state is not None else MemoryState())
     rig = Rig(LoraDriver(opts) if clock is None else LoraDriver(opts, clock=clock), ctx, hub, counters=counters)

@@ -18,7 +18,7 @@ from zaas_edge.drivers.ble.scanner import Advert
 from hil.ble_replay import MissingAdapterSource, ReplaySource
 from tests.lora_helpers import until
 from zaas_edge.clock import SystemClock
-from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.context import GatewayDriverContext, MemoryState
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Reading
 
@@ -51,7 +51,8 @@ class Rig:
         self.counters: dict[str, int] = {}
         self.hub.on_readings("t", self.readings.extend)
         self.hub.on_notice("t", lambda n: self.alarms.append(n) if isinstance(n, Alarm) else None)
-        self.ctx = RunningDriver("ble", hub=self.hub, clock=SystemClock(assume_synced=True), heartbeat=lambda: None,
+        self.ctx = GatewayDriverContext("ble", hub=self.hub, clock=SystemClock(assume_synced=True),
+                                        heartbeat=lambda: None,
                                  counters=self.counters, backlog=lambda: {}, state_dir=Path("/tmp"),
                                  state=MemoryState())
 

@@ -15,7 +15,7 @@ from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
 from hil.mbus_sim import MBusSimulator
 from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from zaas_edge.clock import SystemClock
-from zaas_edge.context import MemoryState, RunningDriver
+from zaas_edge.context import GatewayDriverContext, MemoryState
 from zaas_edge.driver import driver_class
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Quality, Reading
@@ -33,7 +33,7 @@ class Harness:
         self.hub.on_notice("test", self._on_notice)
         self.counters: dict[str, int] = {}
         self.state = MemoryState()
-        self.ctx = RunningDriver(options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
+        self.ctx = GatewayDriverContext(options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
                                  heartbeat=lambda: None, counters=self.counters, backlog=dict,
                                  state_dir=Path(tempfile.gettempdir()), state=self.state)
         self.driver = MBusDriver(options)

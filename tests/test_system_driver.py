@@ -10,7 +10,7 @@ from zaas_edge.drivers.system import SystemDriver, SystemOptions
 from zaas_edge.drivers.system.driver import cpu_temperature, read_system
 
 from zaas_edge.clock import FakeClock
-from zaas_edge.context import RunningDriver
+from zaas_edge.context import GatewayDriverContext
 from zaas_edge.driver import driver_class
 from zaas_edge.hub import Hub
 
@@ -22,7 +22,7 @@ async def test_first_sample_reaches_the_hub_with_plausible_values(tmp_path: Path
     hub.on_readings("test", lambda b: (batches.append(b), got.set()))
     counters: dict[str, int] = {}
     beats = []
-    ctx = RunningDriver("system", hub=hub, clock=FakeClock(), heartbeat=lambda: beats.append(1),
+    ctx = GatewayDriverContext("system", hub=hub, clock=FakeClock(), heartbeat=lambda: beats.append(1),
                         counters=counters, backlog=lambda: {"reading": 42, "event": 3, "alarm": 0},
                         state_dir=tmp_path)
     driver = SystemDriver(SystemOptions(id="system", type="system", interval_s=60))

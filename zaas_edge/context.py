@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RunningDriver", "StateBackend", "MemoryState"]
+__all__ = ["GatewayDriverContext", "StateBackend", "MemoryState"]
 
 import logging
 import time
@@ -17,7 +17,7 @@ from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Quality, Reading, Severity, Stamp, point_key
 
 
-class RunningDriver:
+class GatewayDriverContext:
     """Implements ``zaas_edge.driver.DriverContext`` for one driver instance."""
 
     def __init__(

@@ -23,7 +23,7 @@ from typing import Any
 from zaas_edge import __version__
 from zaas_edge.clock import Clock, SystemClock
 from zaas_edge.config import LoadedConfig, load_config
-from zaas_edge.context import RunningDriver
+from zaas_edge.context import GatewayDriverContext
 from zaas_edge.control import ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError, ZaasError
@@ -73,13 +73,13 @@ class Daemon:
         self.hub.on_readings("store", self.writer.submit)
         self.hub.on_notice("store", self._store_notice)
         self.hub.on_notice("log", _log_notice)
-        self.drivers: dict[str, DriverOptions] = {}
+        self.driver_options: dict[str, DriverOptions] = {}
         self.disabled: set[str] = set()  # disabled at run time by a command
         self.service_status: dict[str, dict[str, Any]] = {}
         self._backlog: dict[str, int] = {}  # refreshed by the watchdog loop, read by drivers
-        self._state = StoreState(self.writer, self.clock)
-        self.driver_instances: dict[str, Driver] = {}
-        self.driver_contexts: dict[str, RunningDriver] = {}
+        self._state = StoredDriverState(self.writer, self.clock)
+        self.drivers: dict[str, Driver] = {}
+        self.driver_contexts: dict[str, GatewayDriverContext] = {}
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
         self.reloads = 0
@@ -117,7 +117,7 @@ class Daemon:
         self._start_services()
         self.notifier.ready(self._status_line())
         self._notice(Event("daemon.started", f"zaas-edge {__version__} started", "daemon", self.clock.now(),
-                           Severity.NOTICE, {"version": __version__, "drivers": sorted(self.drivers)}))
+                           Severity.NOTICE, {"version": __version__, "drivers": sorted(self.driver_options)}))
         watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
         try:
             await self._stop.wait()
@@ -146,7 +146,7 @@ class Daemon:
     # -- drivers ---------------------------------------------------------------
 
     def _start_driver(self, opt: DriverOptions) -> None:
-        self.drivers[opt.id] = opt
+        self.driver_options[opt.id] = opt
         if not opt.enabled:
             log.info("driver %s is disabled in the configuration", opt.id, extra={"fields": {"driver": opt.id}})
             return
@@ -161,14 +161,14 @@ class Daemon:
     async def _run_driver(self, opt: DriverOptions, counters: dict[str, int]) -> None:
         name = _driver_task(opt.id)
         driver = driver_class(opt.type)(opt)
-        ctx = RunningDriver(
+        ctx = GatewayDriverContext(
             opt.id, hub=self.hub, clock=self.clock,
             heartbeat=lambda: self.supervisor.heartbeat(name),
             counters=counters, backlog=lambda: self._backlog,
             state_dir=self.loaded.config.gateway.state_dir,
             state=self._state,
         )
-        self.driver_instances[opt.id] = driver
+        self.drivers[opt.id] = driver
         self.driver_contexts[opt.id] = ctx
         log.info("driver %s (%s) running", opt.id, opt.type, extra={"fields": {"driver": opt.id, "type": opt.type}})
         await driver.run(ctx)
@@ -176,8 +176,8 @@ class Daemon:
     async def _stop_driver(self, driver_id: str) -> None:
         await self.supervisor.stop(_driver_task(driver_id), timeout=self.loaded.config.runtime.stop_timeout_s / 2)
         self.supervisor.forget(_driver_task(driver_id))
+        self.driver_options.pop(driver_id, None)
         self.drivers.pop(driver_id, None)
-        self.driver_instances.pop(driver_id, None)
         self.driver_contexts.pop(driver_id, None)
 
     # -- services --------------------------------------------------------------
@@ -225,17 +225,17 @@ class Daemon:
     def drivers_info(self) -> dict[str, DriverInfo]:
         tasks = self.supervisor.snapshot()
         out = {}
-        for driver_id, opt in self.drivers.items():
-            inst = self.driver_instances.get(driver_id)
+        for driver_id, opt in self.driver_options.items():
+            inst = self.drivers.get(driver_id)
             state = tasks.get(_driver_task(driver_id), {}).get("state", "disabled")
             out[driver_id] = DriverInfo(driver_id, opt.type, driver_id not in self.disabled and opt.enabled,
                                         state, tuple(inst.points()) if inst else ())
         return out
 
     def _driver(self, driver_id: str) -> Driver:
-        inst = self.driver_instances.get(driver_id)
+        inst = self.drivers.get(driver_id)
         if inst is None:
-            running = ", ".join(sorted(self.driver_instances)) or "none"
+            running = ", ".join(sorted(self.drivers)) or "none"
             raise PermanentError(f"no running driver {driver_id!r} (running: {running})")
         return inst
 
@@ -244,7 +244,7 @@ class Daemon:
 
     async def set_enabled(self, driver_id: str, enabled: bool) -> None:
         """Enable or disable a configured driver until the next restart or reload."""
-        opt = self.drivers.get(driver_id)
+        opt = self.driver_options.get(driver_id)
         if opt is None:
             raise PermanentError(f"no driver {driver_id!r} in the configuration")
         running = _driver_task(driver_id) in self.supervisor.running()
@@ -254,13 +254,13 @@ class Daemon:
         elif not enabled and running:
             self.disabled.add(driver_id)
             await self.supervisor.stop(_driver_task(driver_id))
-            self.driver_instances.pop(driver_id, None)
+            self.drivers.pop(driver_id, None)
         log.notice("driver %s %s on request", driver_id, "enabled" if enabled else "disabled",  # type: ignore[attr-defined]
                    extra={"fields": {"driver": driver_id}})
 
     async def write(self, point: str, value: float) -> float:
         device = point.partition("/")[0]
-        for inst in self.driver_instances.values():
+        for inst in self.drivers.values():
             if inst.id == device or any(p.key == point for p in inst.points()):
                 return await inst.write(point, value)
         raise PermanentError(f"no running driver owns point {point!r}")
@@ -297,11 +297,11 @@ class Daemon:
             if getattr(old.config, section) != getattr(new.config, section):
                 log.warning("changes to [%s] take effect at the next restart", section)
         new_by_id = {d.id: d for d in new.drivers}
-        changed = [i for i in self.drivers if i not in new_by_id or new_by_id[i] != self.drivers[i]]
+        changed = [i for i in self.driver_options if i not in new_by_id or new_by_id[i] != self.driver_options[i]]
         for driver_id in changed:
             await self._stop_driver(driver_id)
         for opt in new.drivers:
-            if opt.id not in self.drivers:
+            if opt.id not in self.driver_options:
                 self._start_driver(opt)
         for name, spec in SERVICES.items():
             before, after = getattr(old.config, spec.section, None), getattr(new.config, spec.section, None)
@@ -357,7 +357,7 @@ class Daemon:
     def _status_line(self) -> str:
         running = sum(1 for n in self.supervisor.running() if n.startswith("driver."))
         backlog = self._backlog
-        return (f"{running}/{len(self.drivers)} drivers running, {self.hub.readings_total} readings, "
+        return (f"{running}/{len(self.driver_options)} drivers running, {self.hub.readings_total} readings, "
                 f"backlog {backlog.get('reading', 0)}")
 
     async def _ping(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -368,7 +368,7 @@ class Daemon:
         now_mono = time.monotonic()
         tasks = self.supervisor.snapshot()
         drivers = {}
-        for driver_id, opt in sorted(self.drivers.items()):
+        for driver_id, opt in sorted(self.driver_options.items()):
             t = tasks.get(_driver_task(driver_id), {})
             ctx = self.driver_contexts.get(driver_id)
             last = ctx.last_emit_mono if ctx else None
@@ -418,7 +418,7 @@ class Daemon:
 
     def _driver_health(self, driver_id: str) -> dict[str, Any]:
         """A running driver's per-device health; a driver's bug here must not break status."""
-        inst = self.driver_instances.get(driver_id)
+        inst = self.drivers.get(driver_id)
         if inst is None:
             return {}
         try:
@@ -449,7 +449,7 @@ class Daemon:
             self.writer.event(item)
 
 
-class StoreState:
+class StoredDriverState:
     """Drivers' persistent documents, kept in the store (one transaction per save)."""
 
     def __init__(self, writer: Writer, clock: Clock) -> None:
