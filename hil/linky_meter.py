@@ -110,22 +110,23 @@ class MeterConfig:
 class MeterState:
     """Everything the meter remembers, at epoch second ``t``.
 
-    ``energy_wh`` holds one float per register of the contract, ``distributor_wh``
-    the four distributor registers; ``s_va`` is the power delivered per phase in
+    ``energy_vas`` holds one counter per register of the contract, ``distributor_vas``
+    the four distributor registers, in VA·s (integers, so a frame's Wh never
+    drifts; at power factor 1 a VA·s is a joule); ``s_va`` is the power delivered per phase in
     the last second and ``demand_va`` what the load asked for (they differ only
     while the breaker is open).
     """
 
     t: int
-    energy_wh: tuple[float, ...]
-    distributor_wh: tuple[float, ...]
+    energy_vas: tuple[int, ...]
+    distributor_vas: tuple[int, ...]
     breaker: breaker.BreakerState
     s_va: tuple[int, ...]
     demand_va: tuple[int, ...]
     smax: tuple[tuple[int, int], ...]  # today's max per phase (or total on one phase): (VA, epoch)
     smax_prev: tuple[tuple[int, int], ...]
     day: str
-    cc_wh: float = 0.0  # energy of the load-curve half-hour in progress
+    cc_vas: int = 0  # energy of the load-curve half-hour in progress
     cc_last: tuple[int, int] = (0, 0)  # (end epoch, average W) of the last complete half-hour
     cc_prev: tuple[int, int] = (0, 0)
     over_until: int = -1  # three-phase historic: short frames until this second
@@ -142,8 +143,8 @@ def initial_state(config: MeterConfig, now: float) -> MeterState:
     half = t - t % 1800
     return MeterState(
         t=t,
-        energy_wh=(float(config.initial_wh),) * n,
-        distributor_wh=(float(config.initial_wh),) + (0.0,) * 3,
+        energy_vas=(config.initial_wh * 3600,) * n,
+        distributor_vas=(config.initial_wh * 3600,) + (0,) * 3,
         breaker=breaker.closed_breaker(config.phases),
         s_va=(0,) * config.phases,
         demand_va=(0,) * config.phases,
@@ -170,27 +171,26 @@ def _second(state: MeterState, config: MeterConfig, tariff: Tariff, demand: Sequ
     brk = breaker.step(brk, delivered, config.pcoup_va)
     if brk.open:
         delivered = (0,) * config.phases
-    local = local_time(t)
-    index = period_index(config.contract, tariff, local)
+    index = period_index(config.contract, tariff, local_time(state.t))  # the period the second started in
     total = sum(delivered)
-    energy = list(state.energy_wh)
-    energy[index] += total / 3600
-    dist = list(state.distributor_wh)
-    dist[0 if REGISTERS[config.contract][index].off_peak or config.contract is Contract.BASE else 1] += total / 3600
-    day = local.date().isoformat()
+    energy = list(state.energy_vas)
+    energy[index] += total
+    dist = list(state.distributor_vas)
+    dist[0 if REGISTERS[config.contract][index].off_peak or config.contract is Contract.BASE else 1] += total
+    day = local_time(t).date().isoformat()
     smax, smax_prev = state.smax, state.smax_prev
     if day != state.day:
         smax_prev, smax = smax, tuple((0, t) for _ in smax)
     per = delivered if config.phases > 1 else (total,)
     smax = tuple((s, t) if s > m[0] else m for s, m in zip(per, smax, strict=True))
-    cc_wh, cc_last, cc_prev = state.cc_wh + total / 3600, state.cc_last, state.cc_prev
+    cc_vas, cc_last, cc_prev = state.cc_vas + total, state.cc_last, state.cc_prev
     if t % 1800 == 0:
-        cc_prev, cc_last, cc_wh = cc_last, (t, round(cc_wh * 2)), 0.0  # Wh in 30 min × 2 = average W
+        cc_prev, cc_last, cc_vas = cc_last, (t, round(cc_vas / 1800)), 0  # average W of the half-hour
     over_until = state.over_until
     if config.phases > 1 and any(round(s / config.voltage) > config.isousc for s in delivered):
         over_until = t + SHORT_FRAME_HOLD_S
-    return replace(state, t=t, energy_wh=tuple(energy), distributor_wh=tuple(dist), breaker=brk, s_va=delivered,
-                   demand_va=asked, smax=smax, smax_prev=smax_prev, day=day, cc_wh=cc_wh, cc_last=cc_last,
+    return replace(state, t=t, energy_vas=tuple(energy), distributor_vas=tuple(dist), breaker=brk, s_va=delivered,
+                   demand_va=asked, smax=smax, smax_prev=smax_prev, day=day, cc_vas=cc_vas, cc_last=cc_last,
                    cc_prev=cc_prev, over_until=over_until, pmax=max(state.pmax, total))
 
 
@@ -231,8 +231,8 @@ def _relay_closed(config: MeterConfig, off_peak: bool) -> bool:
     return off_peak and config.contract in (Contract.HC, Contract.TEMPO)
 
 
-def _wh(v: float) -> str:
-    return f"{int(v) % 1_000_000_000:09d}"
+def _wh(vas: int) -> str:
+    return f"{vas // 3600 % 1_000_000_000:09d}"
 
 
 def _amps(config: MeterConfig, s: int) -> int:
@@ -262,7 +262,7 @@ def _historic(state: MeterState, config: MeterConfig, tariff: Tariff) -> list[Gr
     regs = REGISTERS[config.contract]
     index = period_index(config.contract, tariff, local)
     g = [Group("ADCO", config.adco), Group("OPTARIF", config.contract.optarif), Group("ISOUSC", f"{config.isousc:02d}")]
-    g += [Group(r.label, _wh(e)) for r, e in zip(regs, state.energy_wh, strict=True)]
+    g += [Group(r.label, _wh(e)) for r, e in zip(regs, state.energy_vas, strict=True)]
     if config.contract is Contract.EJP and ejp_notice(tariff, local):
         g.append(Group("PEJP", "30"))
     g.append(Group("PTEC", regs[index].ptec))
@@ -303,10 +303,10 @@ def _standard(state: MeterState, config: MeterConfig, tariff: Tariff) -> list[Gr
         Group("DATE", "", _hd(config, state.t)),
         Group("NGTF", config.contract.ngtf),
         Group("LTARF", regs[index].ltarf.center(16)),
-        Group("EAST", _wh(sum(state.energy_wh))),
+        Group("EAST", _wh(sum(state.energy_vas))),
     ]
-    g += [Group(f"EASF{i:02d}", _wh(state.energy_wh[i - 1] if i <= len(regs) else 0)) for i in range(1, 11)]
-    g += [Group(f"EASD{i:02d}", _wh(v)) for i, v in enumerate(state.distributor_wh, 1)]
+    g += [Group(f"EASF{i:02d}", _wh(state.energy_vas[i - 1] if i <= len(regs) else 0)) for i in range(1, 11)]
+    g += [Group(f"EASD{i:02d}", _wh(v)) for i, v in enumerate(state.distributor_vas, 1)]
     g += [Group(f"IRMS{i}", f"{_amps(config, s):03d}") for i, s in zip(phases, state.s_va, strict=True)]
     g += [Group(f"URMS{i}", f"{config.voltage:03d}") for i in phases]
     g += [Group("PREF", f"{config.pref_kva:02d}"), Group("PCOUP", f"{config.pcoup_va // 1000:02d}")]
