@@ -51,13 +51,16 @@ class GatewayDriverContext:
         return Reading.at(stamp or self._clock.now(), point_key(device_id or self.driver_id, quantity),
                           float(value), unit, quality)
 
-    def emit(self, readings: Iterable[Reading]) -> None:
+    def emit(self, readings: Iterable[Reading], *, live: Iterable[Reading] = ()) -> None:
         batch = readings if isinstance(readings, list) else list(readings)
-        if not batch:
+        extra = live if isinstance(live, list) else list(live)
+        if not batch and not extra:
             return
         self.counters["readings"] = self.counters.get("readings", 0) + len(batch)
+        if extra:
+            self.counters["readings_live"] = self.counters.get("readings_live", 0) + len(extra)
         self.last_emit_mono = time.monotonic()
-        self._hub.readings(batch)
+        self._hub.readings(batch, live=extra)
         self._heartbeat()
 
     def event(self, kind: str, text: str, severity: Severity = Severity.INFO,

@@ -3,11 +3,17 @@
 Drivers emit into the hub; the store writer, the rules engine, MQTT and the
 latest-value table subscribe to it. A consumer that raises is logged and
 counted, never allowed to stop the others or the emitting driver.
+
+Stored and live readings: a driver that hears a value every second but
+stores it less often (the TIC driver: one frame a second, stored on change
+or interval) hands the readings it does not store as ``live``. They reach
+every consumer but the store (the rules engine, MQTT, the latest values), in
+the same batch as the stored ones, so a consumer sees each frame whole.
 """
 
 from __future__ import annotations
 
-__all__ = ["Hub", "ReadingSink", "NoticeSink"]
+__all__ = ["Hub", "ReadingSink", "NoticeSink", "STORE_SINK"]
 
 import logging
 from collections.abc import Callable, Sequence
@@ -18,6 +24,8 @@ ReadingSink = Callable[[Sequence[Reading]], None]
 NoticeSink = Callable[[Event | Alarm], None]
 
 log = logging.getLogger("zaas_edge.hub")
+
+STORE_SINK = "store"  # the consumer that live readings skip (the daemon registers the writer under it)
 
 
 class Hub:
@@ -40,16 +48,21 @@ class Hub:
         self._reading_sinks = [(n, f) for n, f in self._reading_sinks if f != sink]
         self._notice_sinks = [(n, f) for n, f in self._notice_sinks if f != sink]
 
-    def readings(self, batch: Sequence[Reading]) -> None:
-        if not batch:
+    def readings(self, batch: Sequence[Reading], *, live: Sequence[Reading] = ()) -> None:
+        """Hand ``batch`` to every consumer, and ``live`` to every consumer but the store."""
+        if not batch and not live:
             return
-        self.readings_total += len(batch)
+        everything = [*batch, *live] if live else batch
+        self.readings_total += len(everything)
         latest = self.latest
-        for r in batch:
+        for r in everything:
             latest[r.point] = r
         for name, sink in self._reading_sinks:
+            part = batch if name == STORE_SINK else everything
+            if not part:
+                continue
             try:
-                sink(batch)
+                sink(part)
             except Exception:
                 self._sink_failed(name)
 
