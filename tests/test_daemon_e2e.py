@@ -121,3 +121,32 @@ def test_deeply_nested_file_on_reload_is_a_refused_reload(base: Path) -> None:
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_a_storm_of_sighups_is_served_one_reload_at_a_time_and_the_last_file_wins(base: Path) -> None:
+    extra = '\n[[drivers]]\nid = "{}"\ntype = "system"\ninterval_s = {}\n'
+    cfg = write_config(base / "config.toml", base)
+    good = cfg.read_text()
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_notify("READY=1")
+        for i in range(400):
+            if i % 50 == 0:  # the file changes under the storm, between two signals
+                cfg.write_text(good + extra.format(f"sys{i % 100}", 1 + i % 3))
+            d.signal(signal.SIGHUP)
+        cfg.write_text(good + extra.format("last", 2))
+        d.signal(signal.SIGHUP)
+        d.signal(signal.SIGHUP)
+        st = d.wait_status(lambda s: not s["daemon"]["reloading"] and set(s["drivers"]) == {"system", "last"}
+                           and s["drivers"]["last"]["state"] == "running", timeout=60)
+        assert st["daemon"]["reload_failures"] == 0
+        assert 1 <= st["daemon"]["reloads"] < 400  # coalesced, never overlapping
+        out = d.output()
+        assert "already running" not in out and "Traceback" not in out
+        # Every reload ends by telling systemd it is ready again.
+        states = [m for m in d.messages if "RELOADING=1" in m or "READY=1" in m]
+        assert states[-1].startswith("READY=1") or "READY=1" in states[-1]
+        assert sum("RELOADING=1" in m for m in states) == st["daemon"]["reloads"]
+        assert d.stop() == 0
+    finally:
+        d.close()

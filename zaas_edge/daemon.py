@@ -84,6 +84,12 @@ class Daemon:
         self.started_wall = time.time()
         self.reloads = 0
         self.reload_failures = 0
+        # Reloads run one at a time; requests made while one runs are served by a single next one.
+        self._reload_lock = asyncio.Lock()
+        self._reload_requests = 0  # tickets handed out
+        self._reload_served = 0  # tickets covered by a reload that had not yet read the file
+        self._reload_ok = True
+        self._reload_tasks: set[asyncio.Task[bool]] = set()
         self._stop = asyncio.Event()
         self._control = ControlServer(cfg.control_socket, {
             "status": self._status,
@@ -98,7 +104,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         for d in (cfg.gateway.state_dir, cfg.gateway.runtime_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o750)
         await self._control.start()  # before anything else: refuses a second daemon
@@ -267,9 +273,39 @@ class Daemon:
 
     # -- reload ----------------------------------------------------------------
 
+    def request_reload(self) -> None:
+        """SIGHUP: a reload, coalesced with any others asked for while one runs."""
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+
     async def reload(self) -> bool:
-        """Load the configuration again; keep the old one in force if the new one is bad."""
-        self.notifier.reloading()
+        """Load the configuration again; keep the old one in force if the new one is bad.
+
+        Reloads never overlap: two at once would stop and start the same
+        drivers twice. A request made while a reload runs is served by the
+        next one, which reads the file after every request before it, so
+        400 SIGHUPs cost two reloads and the last file written is the one
+        in force. Whatever happens, systemd is told READY again.
+        """
+        self._reload_requests += 1
+        ticket = self._reload_requests
+        async with self._reload_lock:
+            if self._reload_served >= ticket:
+                return self._reload_ok  # a reload that started after this request has run
+            self._reload_served = self._reload_requests
+            self.notifier.reloading()
+            try:
+                self._reload_ok = await self._reload_once()
+            except Exception:
+                log.exception("reload failed half way; the daemon runs on with what it has")
+                self.reload_failures += 1
+                self._reload_ok = False
+            finally:
+                self.notifier.ready(self._status_line())
+            return self._reload_ok
+
+    async def _reload_once(self) -> bool:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
         except Exception as error:
@@ -287,7 +323,6 @@ class Daemon:
                                f"new configuration refused ({len(exc.issues)} errors); the previous one stays in force",
                                "daemon", self.clock.now(), Severity.ERROR,
                                {"errors": [str(i) for i in exc.issues][:20]}))
-            self.notifier.ready(self._status_line())
             return False
         old = self.loaded
         self.loaded = new
@@ -316,7 +351,6 @@ class Daemon:
             "added": ",".join(sorted(added)) or "-"}})
         self._notice(Event("config.reloaded", "configuration reloaded", "daemon", self.clock.now(), Severity.NOTICE,
                            {"changed": sorted(changed), "added": sorted(added)}))
-        self.notifier.ready(self._status_line())
         return True
 
     async def _reload_request(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -401,6 +435,7 @@ class Daemon:
                 "config": [str(p) for p in self.loaded.sources],
                 "reloads": self.reloads,
                 "reload_failures": self.reload_failures,
+                "reloading": self._reload_lock.locked(),
                 "clock_synced": self.clock.now().synced,
             },
             "drivers": drivers,
