@@ -150,3 +150,26 @@ def test_a_storm_of_sighups_is_served_one_reload_at_a_time_and_the_last_file_win
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_files_the_daemon_writes_are_owner_only_even_outside_systemd(base: Path) -> None:
+    import os
+    import stat
+
+    cfg = write_config(base / "config.toml", base)
+    old = os.umask(0o022)  # a technician's shell; the child inherits it
+    try:
+        d = DaemonProcess(cfg)
+    finally:
+        os.umask(old)
+    try:
+        d.wait_status(lambda s: s["drivers"]["system"]["readings"] > 0)
+        state = base / "state"
+        assert stat.S_IMODE(state.stat().st_mode) & 0o077 == 0
+        written = [p for p in state.rglob("*") if p.is_file()]
+        assert any(p.name == "store.sqlite" for p in written)
+        for p in written:
+            assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, f"{p} is {oct(p.stat().st_mode)}"
+        assert d.stop() == 0
+    finally:
+        d.close()

@@ -515,6 +515,10 @@ def _log_notice(item: Event | Alarm) -> None:
 
 
 def run_daemon(config_path: str | Path | None) -> int:
+    # Whatever the daemon writes (the store, driver state, keys, batches) is the site's data: owner
+    # only, as the unit's UMask=0077 says, also when it runs outside systemd (a technician's shell,
+    # a container). The control socket sets its own group mode explicitly.
+    os.umask(0o077)
     loaded = load_config(config_path)
     setup_logging(loaded.config.log.level, loaded.config.log.format)
     return asyncio.run(Daemon(loaded, config_path).run())
