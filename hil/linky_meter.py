@@ -138,6 +138,8 @@ class MeterState:
 def initial_state(config: MeterConfig, now: float) -> MeterState:
     """A meter just installed at ``now``: indexes at ``initial_wh``, breaker closed, no load."""
     t = int(now)
+    if not 2000 <= local_time(t).year <= 2099:
+        raise ValueError(f"the meter's clock must be in 2000..2099 (a horodate has two year digits), got {t}")
     n = len(REGISTERS[config.contract])
     zero = tuple((0, t) for _ in range(config.phases))
     half = t - t % 1800

@@ -22,6 +22,7 @@ line (``{"ok": true, "state": {...}}`` or ``{"ok": false, "error": "..."}``)::
     ejp day on|off        today is an EJP day (peak 07:00 → 01:00) or not
     ejp notice on|off|auto
     hc 22:00-06:00[,12:00-14:00]
+    checksum old|spec     the older meters' checksum rule, or the spec's
     fault KIND [label=L] [at=N] [times=N]   noise, bad_checksum, eot, partial, tail
     state                 the meter's state
 
@@ -64,6 +65,7 @@ from hil import linky_breaker
 from hil.linky_faults import Fault, FaultKind, render
 from hil.linky_meter import MeterConfig, MeterState, advance, initial_state, next_frame, over_power, rearm
 from hil.linky_tariff import REGISTERS, Colour, Contract, Tariff, ejp_notice, local_time, period_index
+from zaas_edge.errors import ProtocolError
 
 __all__ = [
     "LoadCurve",
@@ -86,6 +88,7 @@ __all__ = [
 LoadCurve = Callable[[float], float]
 
 FRAME_GAP_S = 0.025  # the spec's 16.7–33.4 ms of silence between frames
+_MAX_LINE = 4096  # control protocol: longest command line
 
 
 def constant(va: float) -> LoadCurve:
@@ -129,6 +132,7 @@ class LinkyMeter:
         self._lock = threading.RLock()
         self._state = initial_state(self.config, clock() if start is None else start)
         self._faults: deque[Fault] = deque()
+        self._variant = self.config.variant
 
     # -- what is set live ---------------------------------------------------------------
 
@@ -183,6 +187,12 @@ class LinkyMeter:
         """Force the EJP notice on or off; ``None`` gives it in the 30 minutes before an EJP peak."""
         self.set_tariff(replace(self._tariff, ejp_notice=notice))
 
+    def set_checksum(self, old: bool) -> None:
+        """Switch to the older meters' checksum rule (the other zone than the spec's), or back."""
+        spec = Variant.spec(self.config.mode)
+        with self._lock:
+            self._variant = (Variant.MODE1 if spec is Variant.MODE2 else Variant.MODE2) if old else None
+
     def inject(self, fault: Fault, times: int = 1) -> None:
         """Put ``fault`` on each of the next ``times`` frames."""
         with self._lock:
@@ -218,7 +228,7 @@ class LinkyMeter:
         with self._lock:
             groups = self.groups(now)
             faults = [self._faults.popleft()] if self._faults else []
-            variant = self.config.variant
+            variant = self._variant
         try:
             return render(groups, self.config.mode, variant, faults)
         except ValueError as exc:  # a fault naming a group this frame lacks: send the frame clean, say so
@@ -281,13 +291,15 @@ class LinkyMeter:
             self.set_ejp_notice(None if args[1] == "auto" else _switch(args[1]))
         elif verb == "hc" and len(args) == 1:
             self.set_hc_schedule([_range(r) for r in args[0].split(",")])
+        elif verb == "checksum" and args in (["old"], ["spec"]):
+            self.set_checksum(args[0] == "old")
         elif verb == "fault" and args:
             self._fault(args)
         elif verb == "state":
             pass
         else:
             raise CommandError(f"unknown command {' '.join(words)!r}: "
-                               "power, curve, rearm, tempo, ejp, hc, fault, state")
+                               "power, curve, rearm, tempo, ejp, hc, checksum, fault, state")
 
     def _fault(self, args: list[str]) -> None:
         try:
@@ -360,7 +372,7 @@ class LinkySimulator:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.frames_sent = 0
-        self.bytes_dropped = 0
+        self.flushes = 0  # times the pty was full (no reader) and its backlog dropped
 
     def __enter__(self) -> LinkySimulator:
         return self.start()
@@ -386,7 +398,7 @@ class LinkySimulator:
             except BlockingIOError:
                 # nobody reads: the pty is full; drop what waits, like a line no one listens to
                 termios.tcflush(self._slave, termios.TCIFLUSH)
-                self.bytes_dropped += 1
+                self.flushes += 1
                 select.select([], [self._master], [], 0.05)
                 continue
             except OSError:
@@ -395,8 +407,16 @@ class LinkySimulator:
 
     def _run(self) -> None:
         rate = self.meter.config.mode.value / 10  # 7E1: start + 7 data + parity + stop bits per character
+        said: set[str] = set()
         while not self._stop.is_set():
-            frame = self.meter.frame()
+            try:
+                frame = self.meter.frame()
+            except (ValueError, ProtocolError) as exc:  # a clock the meter cannot show: say it once, keep going
+                if str(exc) not in said:
+                    said.add(str(exc))
+                    print(f"linky_sim: no frame: {exc}", file=sys.stderr, flush=True)
+                self._stop.wait(1.0)
+                continue
             if self.fast:
                 self._write(frame)
                 self.frames_sent += 1
@@ -405,7 +425,7 @@ class LinkySimulator:
             begun = time.monotonic()
             for i in range(0, len(frame), 64):
                 self._write(frame[i : i + 64])
-                due = begun + (i + 64) / rate
+                due = begun + min(i + 64, len(frame)) / rate
                 self._stop.wait(max(0.0, due - time.monotonic()))
             self.frames_sent += 1
             self._stop.wait(FRAME_GAP_S)
@@ -429,14 +449,14 @@ class LinkySimulator:
 def _control_server(meter: LinkyMeter, path: Path) -> socketserver.ThreadingUnixStreamServer:
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
-            for raw in self.rfile:
+            while raw := self.rfile.readline(_MAX_LINE + 1):
+                if len(raw) > _MAX_LINE:
+                    self.wfile.write(b'{"ok": false, "error": "line too long"}\n')
+                    return
                 line = raw.decode("utf-8", "replace").strip()
                 if not line:
                     continue
-                if len(raw) > 4096:
-                    reply: dict[str, object] = {"ok": False, "error": "line too long"}
-                else:
-                    reply = meter.command(line)
+                reply = meter.command(line)
                 self.wfile.write(json.dumps(reply).encode() + b"\n")
                 self.wfile.flush()
 

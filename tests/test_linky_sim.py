@@ -112,6 +112,21 @@ def test_the_older_meters_checksum_decodes_and_is_counted(mode: Mode) -> None:
     assert off_spec == decoder.counters.groups_ok > 0
 
 
+def test_the_checksum_rule_switches_live() -> None:
+    meter = _meter()
+    assert meter.command("checksum old")["ok"] is True
+    _, decoder = _decode(meter.frame(T0))
+    assert decoder.counters.checksum_mode2 == decoder.counters.groups_ok > 0 and decoder.counters.groups_bad == 0
+    meter.command("checksum spec")
+    _, decoder = _decode(meter.frame(T0 + 1))
+    assert decoder.counters.checksum_mode1 == decoder.counters.groups_ok > 0
+
+
+def test_a_clock_a_horodate_cannot_show_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="2000..2099"):
+        LinkyMeter(start=0)  # 1970: a box whose clock was never set
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     mode=st.sampled_from(MODES),
