@@ -11,7 +11,7 @@ import pytest
 from zaas_edge.clock import FakeClock
 from zaas_edge.config_model import StoreSection
 from zaas_edge.errors import StoreUnavailable
-from zaas_edge.model import Alarm, Event, Lane, Reading, Severity
+from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, Stamp
 from zaas_edge.store import DEGRADED_ALARM, Commit, Store, Writer
 
 WAIT = 10.0  # upper bound for awaited effects; never a measured duration
@@ -237,3 +237,93 @@ async def test_retention_runs_from_the_writer_and_reports_gaps(tmp_path: Path) -
     assert sum(g["count"] for g in gaps) == st.counters["dropped_unacked.reading"] > 0
     rows = stored(path)
     assert rows[0].seq == st.counters["dropped_unacked.reading"] + 1 and rows[-1].seq == 20_000
+
+
+async def test_rows_a_degraded_stop_cannot_write_are_recorded_and_written_as_gaps_at_the_next_start(
+        tmp_path: Path) -> None:
+    import stat
+
+    from zaas_edge.store.retention import GAP_KIND
+
+    path = tmp_path / "s.sqlite"
+    side = tmp_path / "s.sqlite.lost.json"
+    spill = tmp_path / "run"
+    hooks = Hooks()
+    w = make(path, hooks, writer_kw={"spill_dirs": (spill,)}, flush_rows=1000)
+    await w.start()
+    w.submit(readings(10))
+    assert await w.flush()
+    await w._call(lambda s: s.connection.execute(  # a real SQLITE_FULL
+        f"PRAGMA max_page_count={s.connection.execute('PRAGMA page_count').fetchone()[0]}"))
+    lost = readings(2774, start=10)
+    w.submit(lost)
+    await hooks.until(lambda: w.degraded)
+    device = Alarm("device.m1.offline", True, "m1 offline", "modbus", Stamp(lost[5].wall_ns, 1, "boot-1", True))
+    w.alarm(device)
+    await w.close()  # SIGTERM while degraded
+
+    assert side.exists() and stat.S_IMODE(side.stat().st_mode) == 0o600
+    assert len(stored(path)) == 10 and stored(path, Lane.ALARM) == []
+
+    hooks2 = Hooks()
+    again = make(path, hooks2, writer_kw={"spill_dirs": (spill,)})
+    await again.start()
+    await again.close()
+    assert not side.exists()
+    alarms = [r.item for r in stored(path, Lane.ALARM)]
+    assert [(a.alarm_id, a.active) for a in alarms] == [(DEGRADED_ALARM, True), ("device.m1.offline", True)]
+    assert alarms[1] == device  # exactly as raised, its time included
+    gaps = [r.item for r in stored(path, Lane.EVENT) if r.item.kind == GAP_KIND]
+    assert [(g.data["lane"], g.data["count"], g.data["reason"]) for g in gaps] == [("reading", 2774, "lost_at_stop")]
+    assert (gaps[0].data["first_wall_ns"], gaps[0].data["last_wall_ns"]) == (lost[0].wall_ns, lost[-1].wall_ns)
+    with Store(path, readonly=True) as s:
+        assert s.counters()["lost_at_stop.reading"] == 2774
+
+
+async def test_a_stop_that_cannot_write_beside_the_store_records_its_loss_in_the_runtime_directory(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    (tmp_path / "s.sqlite.lost.json").mkdir()  # the side file cannot be written there
+    spill = tmp_path / "run"
+    hooks = Hooks()
+    w = make(path, hooks, writer_kw={"spill_dirs": (spill,)})
+    await w.start()
+    await w._call(lambda s: s.connection.execute("PRAGMA query_only=1"))
+    w.submit(readings(20))
+    await hooks.until(lambda: w.degraded)
+    await w.close()
+    assert (spill / "s.sqlite.lost.json").is_file()
+    (tmp_path / "s.sqlite.lost.json").rmdir()
+
+    again = make(path, Hooks(), writer_kw={"spill_dirs": (spill,)})
+    await again.start()
+    await again.close()
+    assert not (spill / "s.sqlite.lost.json").exists()
+    gaps = [r.item.data for r in stored(path, Lane.EVENT) if r.item.kind == "store.gap"]
+    assert [(g["lane"], g["count"]) for g in gaps] == [("reading", 20)]
+    assert [r.item.alarm_id for r in stored(path, Lane.ALARM)] == [DEGRADED_ALARM]
+
+
+def test_the_lost_rows_record_round_trips_and_refuses_garbage() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from zaas_edge.errors import ProtocolError
+    from zaas_edge.store import lost
+
+    rec = lost.LostRows(5, "disk full", {Lane.READING: (3, 1, 9), Lane.EVENT: (1, 4, 4)},
+                        (Alarm("a", True, "t", "s", Stamp(1, 2, "b", False), Severity.ERROR, {"k": 1}),))
+    assert lost.decode(lost.encode(rec)) == rec and rec.count == 5
+    assert lost.tally([(Lane.READING, 5), (Lane.READING, 2), (Lane.EVENT, 7)]) == {
+        Lane.READING: (2, 2, 5), Lane.EVENT: (1, 7, 7)}
+
+    @given(st.binary(max_size=200))
+    def garbage(data: bytes) -> None:
+        try:
+            lost.decode(data)
+        except ProtocolError:
+            pass
+
+    garbage()
+    with pytest.raises(ProtocolError):
+        lost.decode(b'{"format": 1, "lanes": {"nope": [1, 2, 3]}}')

@@ -67,7 +67,7 @@ class Daemon:
         from_store = lambda item: self.hub.notice(item, exclude=("store",))  # noqa: E731
         self.writer = Writer(
             cfg.store, cfg.store_path, self.clock,
-            on_alarm=from_store, on_event=from_store,
+            on_alarm=from_store, on_event=from_store, spill_dirs=(cfg.gateway.runtime_dir,),
             heartbeat=lambda: self.supervisor.heartbeat(WRITER_TASK),
         )
         self.hub.on_readings("store", self.writer.submit)

@@ -26,9 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from zaas_edge.errors import StoreUnavailable, ZaasError
+from zaas_edge.errors import ProtocolError, StoreUnavailable, ZaasError
+from zaas_edge.files import atomic_write
 from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, UploadRecord
-from zaas_edge.store import retention
+from zaas_edge.store import lost, retention
 from zaas_edge.store.outbox import Position
 from zaas_edge.store.records import Commit, Retention, Stored, StoreStats, WriterStats
 from zaas_edge.store.store import Store
@@ -72,6 +73,7 @@ class Writer:
         source: str = "store",
         cap_bytes: int | None = None,
         retention_interval_s: float = RETENTION_INTERVAL_S,
+        spill_dirs: Sequence[Path] = (),
     ) -> None:
         self.config = config
         self.path = Path(path)
@@ -95,6 +97,9 @@ class Writer:
         self._next_retry = 0.0
         self._last_retention = float("-inf")
         self._overflow: dict[Lane, list[int]] = {}  # lane -> [count, first wall_ns, last wall_ns]
+        # Where a stop that cannot write records what it loses: beside the store, else (a full or
+        # read-only disk) in the given directories, such as the runtime directory on tmpfs.
+        self._lost_files = [d / f"{self.path.name}{lost.LOST_SUFFIX}" for d in (self.path.parent, *spill_dirs)]
         self._unsaved: dict[str, int] = {}  # counters to persist with the next transaction
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
@@ -157,7 +162,64 @@ class Writer:
         self._opened = True
         if self._store is None:
             await self._try_open()
+        if self._store is not None:
+            await self._take_lost()
         return self._store is not None
+
+    # ------------------------------------------- rows a stop could not write
+
+    def _record_lost(self) -> str:
+        """Write what this stop loses to the first side file that takes it; says where."""
+        rows = [(Lane.READING, r.wall_ns) for r in self._readings]
+        rows += [(Lane.EVENT, e.stamp.wall_ns) for e in self._events]
+        lanes = lost.tally(rows)
+        for lane, (n, first, last) in self._overflow.items():  # dropped from the ring, never reported
+            had = lanes.get(lane)
+            lanes[lane] = (n, first, last) if had is None else (had[0] + n, min(had[1], first), max(had[2], last))
+        record = lost.LostRows(self.clock.now().wall_ns, self._degraded or "", lanes, tuple(self._alarms))
+        errors = []
+        for target in self._lost_files:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(target, lost.encode(record), 0o600)
+            except OSError as exc:
+                errors.append(f"{target}: {exc.strerror or exc}")
+                continue
+            return f"recorded in {target} for the next start"
+        return "recorded nowhere: " + "; ".join(errors)
+
+    async def _take_lost(self) -> None:
+        """Write what an earlier stop recorded as lost (its alarms, one gap per lane), then forget it."""
+        found = []
+        for target in self._lost_files:
+            try:
+                data = target.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("store %s: cannot read %s: %s", self.path, target, exc)
+                continue
+            try:
+                found.append((target, lost.decode(data)))
+            except ProtocolError as exc:
+                log.warning("store %s: %s set aside as %s.bad: %s", self.path, target, target.name, exc)
+                with contextlib.suppress(OSError):
+                    target.replace(target.with_name(target.name + ".bad"))
+        for _target, record in found:
+            self._alarms[:0] = record.alarms
+            for lane, (n, first, last) in sorted(record.lanes.items()):
+                self._raise_event(retention.gap_event(
+                    lane, n, "lost_at_stop",
+                    f"{n} {lane} rows could not be written when the daemon stopped with the store unavailable "
+                    f"({record.reason or 'degraded'})", self.source, self.clock.now(),
+                    first_wall_ns=first, last_wall_ns=last, stopped_ns=record.stopped_ns))
+                self._unsaved[f"lost_at_stop.{lane}"] = self._unsaved.get(f"lost_at_stop.{lane}", 0) + n
+            log.warning("store %s: the last stop could not write %d rows; recorded as gaps", self.path,
+                        record.count - len(record.alarms))
+        if found and await self.flush():
+            for target, _record in found:
+                with contextlib.suppress(OSError):
+                    target.unlink()
 
     async def start(self) -> None:
         """Open and run the flush loop as a task of its own (tests, tools, the benchmark)."""
@@ -211,8 +273,8 @@ class Writer:
             self._task = None
         try:
             if not await self.flush():
-                log.error("store %s: closing degraded, %d rows not written: %s",
-                          self.path, self.pending_rows, self._degraded)
+                log.error("store %s: closing degraded, %d rows not written (%s): %s",
+                          self.path, self.pending_rows, self._record_lost(), self._degraded)
         finally:
             self._closed = True
             if self._store is not None:

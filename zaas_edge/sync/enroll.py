@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from zaas_edge import logsetup  # noqa: F401  (gives loggers .notice)
 from zaas_edge.errors import PermanentError
-from zaas_edge.sync.identity import CertInfo, Identity, atomic_write, client_context, load_certs
+from zaas_edge.files import atomic_write
+from zaas_edge.sync.identity import CertInfo, Identity, client_context, load_certs
 from zaas_edge.sync.uplink import Uplink, enroll_request
 
 log = logging.getLogger("zaas_edge.sync")

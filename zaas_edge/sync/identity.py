@@ -21,7 +21,6 @@ __all__ = [
     "Identity",
     "CertInfo",
     "IDENTITY_FILES",
-    "atomic_write",
     "new_key",
     "make_csr",
     "cert_info",
@@ -45,38 +44,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError
+from zaas_edge.files import atomic_write
 
 IDENTITY_FILES = ("key.pem", "csr.pem", "cert.pem", "ca.pem")
 RENEW_AT_FRACTION = 2 / 3
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so a crash leaves the old file or the new one.
-
-    The temporary file is created with ``mode`` from the start (no window in
-    which a key is readable by others), fsynced, renamed over ``path``, and
-    the directory fsynced so the rename itself is durable.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it; never widened beyond mode
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
