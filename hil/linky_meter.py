@@ -25,7 +25,7 @@ from datetime import date, timedelta
 
 from zaas_edge.drivers.tic import Group, Horodate, Mode, Variant
 
-from hil import linky_breaker as breaker
+from hil import linky_breaker
 from hil.linky_tariff import (
     REGISTERS,
     Contract,
@@ -45,6 +45,7 @@ __all__ = [
     "advance",
     "next_frame",
     "over_power",
+    "rearm",
     "stge",
     "SHORT_FRAMES",
     "SHORT_FRAME_HOLD_S",
@@ -120,7 +121,7 @@ class MeterState:
     t: int
     energy_vas: tuple[int, ...]
     distributor_vas: tuple[int, ...]
-    breaker: breaker.BreakerState
+    breaker: linky_breaker.BreakerState
     s_va: tuple[int, ...]
     demand_va: tuple[int, ...]
     smax: tuple[tuple[int, int], ...]  # today's max per phase (or total on one phase): (VA, epoch)
@@ -147,7 +148,7 @@ def initial_state(config: MeterConfig, now: float) -> MeterState:
         t=t,
         energy_vas=(config.initial_wh * 3600,) * n,
         distributor_vas=(config.initial_wh * 3600,) + (0,) * 3,
-        breaker=breaker.closed_breaker(config.phases),
+        breaker=linky_breaker.closed_breaker(config.phases),
         s_va=(0,) * config.phases,
         demand_va=(0,) * config.phases,
         smax=zero,
@@ -170,7 +171,7 @@ def _second(state: MeterState, config: MeterConfig, tariff: Tariff, demand: Sequ
     asked = tuple(max(0, round(v)) for v in demand)
     brk = state.breaker
     delivered = (0,) * config.phases if brk.open else asked
-    brk = breaker.step(brk, delivered, config.pcoup_va)
+    brk = linky_breaker.step(brk, delivered, config.pcoup_va)
     if brk.open:
         delivered = (0,) * config.phases
     index = period_index(config.contract, tariff, local_time(state.t))  # the period the second started in
@@ -206,7 +207,7 @@ def advance(state: MeterState, config: MeterConfig, tariff: Tariff, demand: Dema
 
 def rearm(state: MeterState) -> MeterState:
     """The customer presses the meter's button: the breaker closes, load returns at the next second."""
-    return replace(state, breaker=breaker.rearm(state.breaker))
+    return replace(state, breaker=linky_breaker.rearm(state.breaker))
 
 
 def stge(state: MeterState, config: MeterConfig, tariff: Tariff) -> int:

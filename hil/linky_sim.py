@@ -335,9 +335,13 @@ def _switch(text: str) -> bool:
 
 
 def _range(text: str) -> tuple[int, int]:
+    def minute(hhmm: str) -> int:
+        h, m = hhmm.split(":")
+        return int(h) * 60 + int(m)
+
     try:
-        a, b = text.split("-")
-        return tuple(int(h) * 60 + int(m) for h, m in (x.split(":") for x in (a, b)))  # type: ignore[return-value]
+        start, end = text.split("-")
+        return minute(start), minute(end)
     except ValueError:
         raise CommandError(f"HC range {text!r} is not HH:MM-HH:MM") from None
 

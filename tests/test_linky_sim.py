@@ -383,6 +383,25 @@ def test_partial_frame_loses_only_its_cut_group(mode: Mode) -> None:
     assert frames[1].complete and not frames[1].bad_groups and decoder.counters.frames_truncated == 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(MODES), phases=st.sampled_from([1, 3]),
+       kind=st.sampled_from([FaultKind.NOISE, FaultKind.BAD_CHECKSUM, FaultKind.EOT, FaultKind.PARTIAL]),
+       at=st.integers(0, 100))
+def test_a_fault_costs_exactly_what_it_says(mode: Mode, phases: int, kind: FaultKind, at: int) -> None:
+    n = len(_meter(mode, phases, va=1000).groups(T0))
+    at %= n
+    meter = _meter(mode, phases, va=1000)
+    meter.inject(Fault(kind, at=at))
+    frames, decoder = _decode(meter.frame(T0) + meter.frame(T0 + 1), mode)
+    assert len(frames) == 2
+    faulted, after = frames
+    assert after.complete and not after.bad_groups and len(after.groups) == n
+    kept, bad = {FaultKind.NOISE: (n, 0), FaultKind.BAD_CHECKSUM: (n - 1, 1), FaultKind.EOT: (at, 0),
+                 FaultKind.PARTIAL: (at, 1)}[kind]
+    assert (len(faulted.groups), len(faulted.bad_groups)) == (kept, bad)
+    assert decoder.counters.groups_bad == bad
+
+
 def test_a_reader_joining_mid_frame_drops_the_tail() -> None:
     meter = _meter()
     meter.inject(Fault(FaultKind.TAIL))
