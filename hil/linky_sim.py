@@ -46,8 +46,10 @@ import json
 import math
 import os
 import select
+import signal
 import socket
 import socketserver
+import subprocess
 import sys
 import termios
 import threading
@@ -65,6 +67,7 @@ from hil import linky_breaker
 from hil.linky_faults import Fault, FaultKind, render
 from hil.linky_meter import MeterConfig, MeterState, advance, initial_state, next_frame, over_power, rearm
 from hil.linky_tariff import REGISTERS, Colour, Contract, Tariff, ejp_notice, local_time, period_index
+from hil.procs import kill_process, stop_process
 from zaas_edge.errors import ProtocolError
 
 __all__ = [
@@ -73,6 +76,7 @@ __all__ = [
     "daily_curve",
     "LinkyMeter",
     "LinkySimulator",
+    "LinkySimProcess",
     "CommandError",
     "send",
     "main",
@@ -483,6 +487,38 @@ def send(path: str | Path, line: str, timeout: float = 5.0) -> dict[str, object]
     return json.loads(answer)
 
 
+class LinkySimProcess:
+    """``python -m hil.linky_sim`` in a process of its own (daemon end-to-end tests, the demo).
+
+    ``args`` are the command-line options; the control socket is always on,
+    at ``control``. ``path`` is the pty to open once the constructor returns;
+    :meth:`send` drives the meter (``power 15000`` then ``rearm``).
+    """
+
+    def __init__(self, *args: str, control: str | Path, cwd: Path | None = None) -> None:
+        root = Path(__file__).resolve().parent.parent
+        self.control = Path(control)
+        self.proc = subprocess.Popen([sys.executable, "-m", "hil.linky_sim", "--control", str(self.control), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd or root)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("pty="):
+            err = self.proc.stderr.read() if self.proc.stderr and kill_process(self.proc) is not None else ""
+            raise RuntimeError(f"linky simulator did not start: {line!r} {err.strip()}")
+        self.path = line.split()[0].removeprefix("pty=")
+
+    def send(self, line: str) -> dict[str, object]:
+        return send(self.control, line)
+
+    def close(self) -> int:
+        return stop_process(self.proc)
+
+    def __enter__(self) -> LinkySimProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- command line -------------------------------------------------------------------------
 
 
@@ -538,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pty={sim.path}" + (f" control={sim.control_path}" if sim.control_path else ""), flush=True)
     print(f"  {args.mode} {mode.value} Bd 7E1, {args.phases} phase(s), {args.contract}, PREF {args.pref} kVA",
           flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly: the socket file goes too
     try:
         while True:
             time.sleep(3600)

@@ -24,8 +24,17 @@ from zaas_edge.drivers.tic import Frame, Group, Mode, TicDecoder, Variant
 from hil import linky_breaker as breaker
 from hil.linky_faults import DEFAULT_NOISE, Fault, FaultKind
 from hil.linky_meter import SHORT_FRAMES
-from hil.linky_sim import Colour, Contract, LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant, send
-from hil.procs import stop_process
+from hil.linky_sim import (
+    Colour,
+    Contract,
+    LinkyMeter,
+    LinkySimProcess,
+    LinkySimulator,
+    MeterConfig,
+    Tariff,
+    constant,
+    send,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -484,15 +493,9 @@ def test_the_command_line_simulator(tmp_path: Path) -> None:
     help_text = subprocess.run([sys.executable, "-m", "hil.linky_sim", "--help"], cwd=ROOT, capture_output=True,
                                text=True, timeout=20)
     assert help_text.returncode == 0 and "--control" in help_text.stdout and "rearm" in help_text.stdout
-    control = tmp_path / "ctl.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "hil.linky_sim", "--fast", "--interval", "0.02", "--power", "900",
-                             "--contract", "hc", "--control", str(control)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith("pty=") and f"control={control}" in line, line
-        path = line.split()[0].removeprefix("pty=")
-        with serial.Serial(path, 1200, bytesize=serial.SEVENBITS, parity=serial.PARITY_EVEN, timeout=0.2) as port:
+    with LinkySimProcess("--fast", "--interval", "0.02", "--power", "900", "--contract", "hc",
+                         control=tmp_path / "ctl.sock") as proc:
+        with serial.Serial(proc.path, 1200, bytesize=serial.SEVENBITS, parity=serial.PARITY_EVEN, timeout=0.2) as port:
             decoder, papp = TicDecoder(), ""
             deadline = time.monotonic() + 10
             while papp != "00900" and time.monotonic() < deadline:  # the first second measures no load yet
@@ -500,11 +503,11 @@ def test_the_command_line_simulator(tmp_path: Path) -> None:
                     assert f.groups.get("OPTARIF") in (None, Group("OPTARIF", "HC.."))
                     papp = f.groups["PAPP"].data if "PAPP" in f.groups else papp
             assert papp == "00900" and decoder.counters.frames_complete >= 1
-        answer = subprocess.run([sys.executable, "-m", "hil.linky_sim", "--send", str(control), "rearm"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=20)
+        answer = subprocess.run([sys.executable, "-m", "hil.linky_sim", "--send", str(proc.control), "rearm"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=20)
         assert answer.returncode == 0 and '"ok": true' in answer.stdout
-    finally:
-        stop_process(proc)
+        assert proc.send("power 100 200")["ok"] is False  # one phase: one value
+    assert not (tmp_path / "ctl.sock").exists()  # removed on SIGTERM
 
 
 def test_tariff_defaults() -> None:
