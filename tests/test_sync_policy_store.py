@@ -197,3 +197,42 @@ async def test_a_box_that_never_gets_ntp_still_uploads_after_the_hold_flagged_un
         assert all(r.mono_ns is not None for r in recs)  # the platform can place them itself
         assert [(r.point, r.wall_ns, r.count) for r in recs[:2]] == [("m/p", T0, 60), ("m/q", T0, 60)]
         assert agg.status["aggregate_held_since_seq"] is None
+
+
+async def test_a_wall_clock_step_forward_and_back_neither_pins_the_aggregator_nor_expires_history_at_once(tmp_path):
+    """+1 day and back: windows stamped tomorrow close after a window of real time, the cursor reaches
+    the end, and the local window is not emptied by the step."""
+    day = 86_400
+    clock = FakeClock(wall_ns=T0)
+    cfg = SyncSection(enabled=True, aggregate_grace_s=5, local_window_h=1)
+    async with Writer(StoreSection(), tmp_path / "s.db", clock) as w:
+        agg = Aggregator(w, cfg, clock)
+        await agg.start()
+        w.submit(readings(clock, 2 * 3600, points=("m/p",)))  # two hours of history
+        await w.flush()
+        await agg.step()
+        held = len(await w.read(Lane.READING, 0, 10**6))
+        clock.jump_wall(day)
+        w.submit(readings(clock, 90, points=("m/p",)))  # stamped tomorrow
+        await w.flush()
+        while await agg.step():
+            pass
+        # The step expired at most what real time allows, not the two hours at once.
+        after_step = len(await w.read(Lane.READING, 0, 10**6))
+        assert after_step >= held - 2 * 90 - 5
+        clock.jump_wall(-day)  # and back
+        w.submit(readings(clock, 120, points=("m/p",)))
+        await w.flush()
+        for _ in range(3):
+            await agg.step()
+            clock.advance(30)
+        w.submit(readings(clock, 1, points=("m/p",)))
+        await w.flush()
+        await agg.step()
+        last = (await w.position(CONSUMER, Lane.READING)).last_seq
+        cursor = (await w.position(CONSUMER, Lane.READING)).cursor
+        # Every window but the one the last reading opened is closed: the cursor is not pinned tomorrow.
+        assert last - cursor <= 60
+        ups = [s.item for s in await w.read(Lane.UPLOAD, 0, 10**6)]
+        tomorrow = [u for u in ups if u.wall_ns >= T0 + day * S]
+        assert sum(u.count for u in tomorrow) == 90  # every reading stamped tomorrow went up, once

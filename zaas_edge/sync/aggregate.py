@@ -78,6 +78,10 @@ class _Window:
     corrected: bool = False
     mono_ns: int | None = None
     boot_id: str = ""
+    # The box's own monotonic clock when the window opened (its first reading's), so a window
+    # closes after window_s + grace of real time even if the wall clock stepped meanwhile.
+    opened_mono_ns: int = 0
+    opened_boot: str = ""
 
     def add(self, value: float, wall_ns: int, quality: Quality, corrected: bool) -> None:
         self.count += 1
@@ -215,7 +219,12 @@ class Aggregation:
         w = self.windows.get(key)
         if w is None:
             w = self.windows[key] = _Window(r.unit, start, pol.window_s, seq, pol.kind,
-                                            mono_ns=fx.mono_ns, boot_id=fx.boot_id)
+                                            mono_ns=fx.mono_ns, boot_id=fx.boot_id,
+                                            opened_mono_ns=r.mono_ns, opened_boot=r.boot_id)
+            if not replay and w.end_ns <= self.closed_ns:
+                # The wall clock went back below the watermark: lower it, so a restart replays this
+                # window instead of taking it for one already sent.
+                self.closed_ns = w.end_ns - 1
         w.add(r.value, fx.wall_ns, r.quality, fx.corrected)
 
     def _moved(self, r: Reading, fx: clockfix.Fixed, pol: UploadPolicy) -> bool:
@@ -235,24 +244,39 @@ class Aggregation:
     # ----------------------------------------------------------- closing
 
     def close(self, now: Stamp, *, everything: bool = False) -> list[UploadRecord]:
-        """Close the windows due at ``now`` (end + grace passed); ``everything`` closes them all."""
-        cutoff = now.wall_ns - int(self.grace_s * _NS)
-        if now.synced and cutoff > self.closed_ns:
-            self.closed_ns = cutoff
+        """Close the windows due at ``now``; ``everything`` closes them all.
+
+        A window is due when its end plus the grace has passed on the wall
+        clock, or on the box's monotonic clock (a window opened under a wall
+        clock that later stepped back must not wait for the wall to catch up:
+        it would pin the raw cursor for as long as the step), or when it starts
+        in the future of the wall clock (only a step back makes one).
+        """
+        grace_ns = int(self.grace_s * _NS)
+        cutoff = now.wall_ns - grace_ns
         due = []
         for key, w in self.windows.items():
             unsynced_boot = key[3]
-            if everything:
+            aged = (w.opened_boot == now.boot_id
+                    and now.mono_ns - w.opened_mono_ns >= w.window_s * _NS + grace_ns)
+            if everything or aged:
                 due.append(key)
             elif unsynced_boot:
                 # Uncorrected windows: by this boot's own (unsynchronised) wall clock; another boot's are over.
                 if unsynced_boot != now.boot_id or w.end_ns <= cutoff:
                     due.append(key)
-            elif now.synced and w.end_ns <= cutoff:
+            elif now.synced and (w.end_ns <= cutoff or w.start_ns > now.wall_ns + grace_ns):
                 due.append(key)
         out = []
         for key in sorted(due, key=lambda k: (self.windows[k].end_ns, self.windows[k].first_seq)):
             out.append(self._record(key[0], self.windows.pop(key)))
+        if now.synced:
+            # The replay watermark: every window ending at or before it is closed. Never past an
+            # open window, whatever the clock did.
+            open_end = min((w.end_ns for w in self.windows.values()), default=cutoff + 1)
+            mark = min(cutoff, open_end - 1)
+            if mark > self.closed_ns:
+                self.closed_ns = mark
         return out
 
     def _record(self, point: str, w: _Window) -> UploadRecord:
@@ -301,6 +325,7 @@ class Aggregator:
         self.heartbeat = heartbeat
         self._pos = 0
         self._last_expiry = -math.inf
+        self._expiry_cutoff: int | None = None  # the last local-window cutoff, wall ns
         self._scan = (0, 0)  # (held seq, scanned up to seq) while readings wait for a clock fix-up
 
     async def start(self) -> None:
@@ -371,13 +396,23 @@ class Aggregator:
         return False
 
     async def _expire(self, now: Stamp) -> None:
-        """Drop raw readings older than the local window that the aggregator is done with."""
+        """Drop raw readings older than the local window that the aggregator is done with.
+
+        The cutoff follows the wall clock but advances at most twice as fast as
+        real (monotonic) time: a forward step of the clock then expires the
+        history it skipped over gradually, not all at once, and a step back
+        expires nothing until the wall clock is past the old cutoff again.
+        """
         mono = self.clock.monotonic_ns() / _NS
-        if mono - self._last_expiry < 60 or not now.synced:
+        elapsed = mono - self._last_expiry
+        if elapsed < 60 or not now.synced:
             return
         self._last_expiry = mono
-        cutoff = now.wall_ns - int(self.config.local_window_h * 3600 * _NS)
-        dropped = await self.outbox.expire(Lane.READING, cutoff)
+        target = now.wall_ns - int(self.config.local_window_h * 3600 * _NS)
+        last = self._expiry_cutoff
+        cutoff = target if last is None or math.isinf(elapsed) else min(target, last + int(2 * elapsed * _NS))
+        self._expiry_cutoff = max(cutoff, last) if last is not None else cutoff
+        dropped = await self.outbox.expire(Lane.READING, self._expiry_cutoff)
         if dropped:
             log.info("dropped %d raw readings older than the local window of %g h", dropped,
                      self.config.local_window_h)
