@@ -9,6 +9,7 @@ Trip times are the ones shared/ENERGY.md §3.1 computes from the spec's filter
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -233,6 +234,18 @@ def test_three_phase_trips_phase_by_phase() -> None:
     assert _seconds_to_trip(breaker.closed_breaker(3), balanced, pcoup, 4 * 3600) is None
 
 
+@settings(max_examples=50, deadline=None)
+@given(k=st.floats(1.32, 6.0), y0=st.sampled_from([0.0, 1.0]))
+def test_trip_time_follows_the_closed_form_of_the_filter(k: float, y0: float) -> None:
+    # Y[n] = k² + (y0 − k²)·0.992ⁿ reaches 1.69 at n = ln((k² − 1.69)/(k² − y0)) / ln(0.992)
+    pcoup = 6000
+    s = round(k * pcoup)
+    k2 = (s / pcoup) ** 2
+    exact = math.log((k2 - 1.69) / (k2 - y0)) / math.log(0.992)
+    n = _seconds_to_trip(breaker.closed_breaker(1, y0, pcoup), [s], pcoup, 5000)
+    assert n is not None and abs(n - math.ceil(exact)) <= 1
+
+
 def test_an_open_breaker_stays_open_until_rearmed_and_keeps_its_filter() -> None:
     state = breaker.closed_breaker(1)
     for _ in range(40):
@@ -266,6 +279,16 @@ def test_over_power_is_flagged_first_then_the_breaker_opens_and_stays_open() -> 
     meter.rearm()
     back = _one(meter, T0 + 3601)
     assert _stge(back) >> 1 & 7 == 0 and back.groups["SINSTS"].data == "02000"
+
+
+def test_three_phase_meter_trips_on_one_phase() -> None:
+    meter = _meter(Mode.STANDARD, 3, pref_kva=12, va=0)  # 4 kVA a phase
+    meter.set_power([round(1.4 * 4000), 500, 500])
+    assert _stge(_one(meter, T0 + 1)) >> 7 & 1 == 1
+    assert _stge(_one(meter, T0 + 246)) >> 1 & 7 == 0
+    tripped = _one(meter, T0 + 247)
+    assert _stge(tripped) >> 1 & 7 == 1
+    assert [tripped.groups[f"SINSTS{i}"].data for i in (1, 2, 3)] == ["00000"] * 3
 
 
 def test_historic_adps_while_over_the_subscribed_current_and_power_zero_after_the_trip() -> None:
@@ -338,6 +361,8 @@ def test_ejp_notice_then_peak() -> None:
     frame = _one(std, start + 40 * 60)
     assert _stge(frame) >> 28 & 3 == 1 and frame.groups["DPM1"].horodate.raw == "H260115070000"  # type: ignore[union-attr]
     assert frame.groups["FPM1"].horodate.raw == "H260116010000"  # type: ignore[union-attr]
+    # tomorrow as a peak day: still today's peak until 01:00, then its own from 07:00
+    assert frame.groups["PPOINTE"].data.startswith("00008002 01008001 07008002 NONUTILE")
     assert _stge(_one(std, start + 2 * 3600)) >> 30 & 3 == 1
 
 
