@@ -41,7 +41,6 @@ import fcntl
 import hashlib
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zaas_edge.config import validation_issues
 from zaas_edge.driver import ID_PATTERN
 from zaas_edge.errors import ConfigError, ConfigIssue
+from zaas_edge.files import atomic_write
 from zaas_edge.logsetup import register_secret
 from zaas_edge.secrets import read_secret
 
@@ -302,26 +302,7 @@ def save_keys(path: str | Path, devices: Sequence[DeviceKeys]) -> None:
     """Write the keys file atomically with mode 0600: a power cut leaves the old or the new file, whole."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    data = _render(devices).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)  # mkstemp creates 0600
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dirfd = os.open(p.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    atomic_write(p, _render(devices).encode("utf-8"), 0o600)
 
 
 def update_keys(path: str | Path, change: Callable[[list[DeviceKeys]], list[DeviceKeys]]) -> list[DeviceKeys]:
