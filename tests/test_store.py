@@ -294,3 +294,34 @@ def test_retention_is_blocked_by_unacked_alarms_only(store: Store) -> None:
     assert len(store.read(Lane.ALARM, limit=1000)) == 100
     assert store.counters()["retention_blocked"] == 1
     assert enforce_retention(store, store.used_bytes() * 2, stamp) is None
+
+
+def test_a_flood_of_one_event_kind_cannot_hold_the_store_over_its_cap(store: Store) -> None:
+    """The forged-frame flood: with nothing acknowledged, the oldest events of the flooding kind go (a gap
+    records it), the newest of each kind stay, other kinds, gap records and alarms are untouched."""
+    from zaas_edge.store.retention import GAP_KIND, KEEP_PER_EVENT_KIND
+
+    stamp = CLOCK.now()
+    store.register("sync", [Lane.EVENT, Lane.ALARM])
+    store.append(alarms=[Alarm("a.one", True, "x", "t", stamp)])
+    store.append(events=[Event("other.kind", "y" * 200, "t", stamp)] * 50)
+    flood = 30_000
+    for _ in range(flood // 5000):
+        store.append(events=[Event("lora.security", "bad MIC " + "z" * 200, "lora", stamp)] * 5000)
+    cap = store.used_bytes() // 3
+    done = enforce_retention(store, cap, stamp)
+    assert done is not None and not done.blocked and done.used_after <= cap
+    kinds: dict[str, int] = {}
+    rows = store.read(Lane.EVENT, 0, 10**6)
+    for r in rows:
+        kinds[r.item.kind] = kinds.get(r.item.kind, 0) + 1
+    assert kinds["other.kind"] == 50
+    assert KEEP_PER_EVENT_KIND <= kinds["lora.security"] < flood
+    gaps = [r.item.data for r in rows if r.item.kind == GAP_KIND]
+    assert gaps and {g["reason"] for g in gaps} == {"event_flood"}
+    assert {g["event_kind"] for g in gaps} == {"lora.security"}
+    assert sum(g["count"] for g in gaps) == flood - kinds["lora.security"]
+    # The newest of the flooding kind are what is kept.
+    kept = [r.seq for r in rows if r.item.kind == "lora.security"]
+    assert kept == list(range(kept[0], kept[0] + len(kept)))
+    assert len(store.read(Lane.ALARM, limit=10)) == 1

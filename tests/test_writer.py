@@ -239,6 +239,33 @@ async def test_retention_runs_from_the_writer_and_reports_gaps(tmp_path: Path) -
     assert rows[0].seq == st.counters["dropped_unacked.reading"] + 1 and rows[-1].seq == 20_000
 
 
+async def test_retention_blocked_by_unsent_alarms_raises_its_alarm_once_and_clears_it(tmp_path: Path) -> None:
+    from zaas_edge.store import RETENTION_BLOCKED_ALARM
+
+    path = tmp_path / "s.sqlite"
+    hooks = Hooks()
+    w = make(path, hooks, writer_kw={"cap_bytes": 150_000, "retention_interval_s": 0.0})
+    async with w:
+        await w.register("sync", [Lane.ALARM])
+        stamp = Stamp(1_700_000_000_000_000_000, 1, "b", True)
+        for i in range(60):  # alarms are never dropped: nothing may go
+            w.alarm(Alarm(f"big.{i}", True, "x" * 4000, "t", stamp))
+        await w.flush()
+        w.submit(readings(1))
+        await w.flush()
+        await hooks.until(lambda: any(a.alarm_id == RETENTION_BLOCKED_ALARM for a in hooks.alarms))
+        w.submit(readings(1, start=1))
+        await w.flush()  # still blocked: not raised again
+        assert [a.active for a in hooks.alarms if a.alarm_id == RETENTION_BLOCKED_ALARM] == [True]
+        w.cap_bytes = 10**9  # the operator raised the cap
+        w.submit(readings(1, start=2))
+        await w.flush()
+        await hooks.until(lambda: len([a for a in hooks.alarms if a.alarm_id == RETENTION_BLOCKED_ALARM]) == 2)
+    states = [(r.item.alarm_id, r.item.active) for r in stored(path, Lane.ALARM)
+              if r.item.alarm_id == RETENTION_BLOCKED_ALARM]
+    assert states == [(RETENTION_BLOCKED_ALARM, True), (RETENTION_BLOCKED_ALARM, False)]
+
+
 async def test_rows_a_degraded_stop_cannot_write_are_recorded_and_written_as_gaps_at_the_next_start(
         tmp_path: Path) -> None:
     import stat

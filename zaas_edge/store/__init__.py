@@ -12,7 +12,7 @@ from zaas_edge.store.retention import GAP_KIND
 from zaas_edge.store.retention import enforce as enforce_retention
 from zaas_edge.store.schema import MIGRATIONS, SCHEMA_VERSION, connect, migrate
 from zaas_edge.store.store import Store
-from zaas_edge.store.writer import DEGRADED_ALARM, Writer
+from zaas_edge.store.writer import DEGRADED_ALARM, RETENTION_BLOCKED_ALARM, Writer
 
 __all__ = [
     "Store",
@@ -26,6 +26,7 @@ __all__ = [
     "enforce_retention",
     "GAP_KIND",
     "DEGRADED_ALARM",
+    "RETENTION_BLOCKED_ALARM",
     "SCHEMA_VERSION",
     "MIGRATIONS",
     "migrate",

@@ -13,7 +13,7 @@ the file system through ``incremental_vacuum`` (the database is created with
 
 from __future__ import annotations
 
-__all__ = ["enforce", "expire", "gap_event", "GAP_KIND", "HEADROOM"]
+__all__ = ["enforce", "expire", "gap_event", "GAP_KIND", "HEADROOM", "KEEP_PER_EVENT_KIND"]
 
 import contextlib
 import math
@@ -30,10 +30,13 @@ HEADROOM = 0.9
 _MAX_ROUNDS = 16
 _ACKED_ORDER = (Lane.READING, Lane.UPLOAD, Lane.EVENT, Lane.ALARM)
 _EXPIRE_CHUNK = 50_000  # rows per transaction, so the writer is never held up long
+# Over the cap with only unsent events left: each kind keeps at least its newest this many; older ones
+# of a kind that has more may go (one noisy source must not hold the store). Gap records never go.
+KEEP_PER_EVENT_KIND = 1000
 
 
 def gap_event(lane: Lane, count: int, reason: str, text: str, source: str, stamp: Stamp, *,
-              first_seq: int | None = None, last_seq: int | None = None, **extra: int | None) -> Event:
+              first_seq: int | None = None, last_seq: int | None = None, **extra: int | str | None) -> Event:
     """The one record of rows that will never reach the platform: which lane, how many, which seqs
     (None when they were never given one) and why. The platform turns it into a visible hole in a
     series instead of a silent one; every path that drops unsent rows writes it."""
@@ -117,6 +120,20 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
                     gaps.append(gap)
                     gap_first = first if gap_first is None else gap_first
                     gap_last = last
+            if done < budget:
+                for kind, n, span in _drop_flooding_events(store, budget - done):
+                    done += n
+                    unacked_out[Lane.EVENT] += n
+                    counters["dropped_unacked.event"] = counters.get("dropped_unacked.event", 0) + n
+                    gap = gap_event(Lane.EVENT, n, "event_flood",
+                                    f"store over its size cap ({cap_bytes} bytes): dropped the {n} oldest unsent "
+                                    f"{kind!r} events, seq {span[0]} to {span[1]}, keeping the newest "
+                                    f"{KEEP_PER_EVENT_KIND}", source, stamp, first_seq=span[0], last_seq=span[1],
+                                    event_kind=kind)
+                    first, last = store.insert_events([gap])  # type: ignore[misc]
+                    gaps.append(gap)
+                    gap_first = first if gap_first is None else gap_first
+                    gap_last = last
             if done == 0:
                 counters["retention_blocked"] = 1
             store.bump_counters(counters)
@@ -133,6 +150,26 @@ def enforce(store: Store, cap_bytes: int, stamp: Stamp, source: str = "store") -
         gap_seqs=(gap_first, gap_last) if gap_first is not None else None,
         blocked=blocked,
     )
+
+
+def _drop_flooding_events(store: Store, budget: int) -> list[tuple[str, int, tuple[int, int]]]:
+    """Delete the oldest unacknowledged events of each kind beyond its newest ``KEEP_PER_EVENT_KIND``,
+    the most numerous kind first, about ``budget`` in all. Returns (kind, dropped, seq range) per kind."""
+    conn = store.connection
+    acked = store.acked_through(Lane.EVENT)
+    kinds = conn.execute("SELECT kind, count(*) FROM event WHERE seq > ? AND kind != ? GROUP BY kind "
+                         "HAVING count(*) > ? ORDER BY 2 DESC", (acked, GAP_KIND, KEEP_PER_EVENT_KIND)).fetchall()
+    out = []
+    for kind, n in kinds:
+        if budget <= 0:
+            break
+        take = min(n - KEEP_PER_EVENT_KIND, budget)
+        lo, hi = conn.execute("SELECT min(seq), max(seq) FROM (SELECT seq FROM event WHERE kind = ? AND seq > ? "
+                              "ORDER BY seq LIMIT ?)", (kind, acked, take)).fetchone()
+        dropped = conn.execute("DELETE FROM event WHERE kind = ? AND seq > ? AND seq <= ?", (kind, acked, hi)).rowcount
+        budget -= dropped
+        out.append((kind, dropped, (lo, hi)))
+    return out
 
 
 def _drop_upload_blocks(store: Store, budget: int) -> tuple[int, tuple[int, int]]:

@@ -15,7 +15,7 @@ works again, then clears the alarm.
 
 from __future__ import annotations
 
-__all__ = ["Writer", "DEGRADED_ALARM", "RETENTION_INTERVAL_S"]
+__all__ = ["Writer", "DEGRADED_ALARM", "RETENTION_BLOCKED_ALARM", "RETENTION_INTERVAL_S"]
 
 import asyncio
 import contextlib
@@ -44,6 +44,7 @@ log = logging.getLogger("zaas_edge.store")
 T = TypeVar("T")
 
 DEGRADED_ALARM = "store.degraded"
+RETENTION_BLOCKED_ALARM = "store.retention_blocked"
 RETENTION_INTERVAL_S = 5.0
 # Errors that leave the connection usable: retry on it. Anything else (I/O
 # error, file gone) reopens the file on the next retry.
@@ -97,6 +98,7 @@ class Writer:
         self._next_retry = 0.0
         self._last_retention = float("-inf")
         self._overflow: dict[Lane, list[int]] = {}  # lane -> [count, first wall_ns, last wall_ns]
+        self._retention_blocked = False
         # Where a stop that cannot write records what it loses: beside the store, else (a full or
         # read-only disk) in the given directories, such as the runtime directory on tmpfs.
         self._lost_files = [d / f"{self.path.name}{lost.LOST_SUFFIX}" for d in (self.path.parent, *spill_dirs)]
@@ -482,6 +484,14 @@ class Writer:
             log.warning("store %s: retention failed: %s", self.path, exc)
             self._unsaved["retention_errors"] = self._unsaved.get("retention_errors", 0) + 1
             return
+        blocked = done is not None and done.blocked
+        if blocked != self._retention_blocked:
+            self._retention_blocked = blocked
+            text = (f"store over its cap of {self.cap_bytes} bytes with only unsent alarms and gap records left: "
+                    "new rows grow the file; restore the uplink or raise store.max_size_mb" if blocked
+                    else "store back under its cap")
+            self._raise_alarm(Alarm(RETENTION_BLOCKED_ALARM, blocked, text, self.source, self.clock.now(),
+                                    Severity.ERROR, {"path": str(self.path), "cap_bytes": self.cap_bytes}))
         if done is None:
             return
         self.retention_runs += 1
