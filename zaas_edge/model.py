@@ -78,7 +78,11 @@ class Point:
     """A measurable or actuable quantity of one device, declared by its driver or profile.
 
     ``resolution`` is the smallest step worth keeping (0.1 V, 1 W, 0.01 kWh);
-    sync encodes values as integers at this resolution.
+    sync encodes values as integers at this resolution. ``states`` makes an
+    *enumerated* point (a tariff period, a Tempo colour): its value is the
+    index of its state in ``states``, so it travels, is stored and is synced
+    as a number like any other, and Home Assistant shows it as an ``enum``
+    sensor with these options.
     """
 
     device_id: str
@@ -87,6 +91,7 @@ class Point:
     resolution: float = 0.0
     description: str = ""
     writable: bool = False
+    states: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -1,8 +1,9 @@
 """Linky / "bleu" meter customer interface (TIC, Enedis-NOI-CPT_54E) codec.
 
 Sans-I/O: bytes from the serial line in, in any chunking, frames out; and an
-encoder for the meter simulator. The serial shell (1200 or 9600 Bd, 7E1) will
-be a thin layer over this; no driver is registered yet.
+encoder for the meter simulator. The serial shell (1200 or 9600 Bd, 7E1) is
+the ``tic`` driver (:mod:`.driver`, :class:`TicDriver`), a thin layer over
+this; :mod:`.cli` gives ``zaas-edge tic read|decode`` and ``zaas-edge scan tic``.
 
 Typical use::
 
@@ -45,9 +46,11 @@ from zaas_edge.drivers.tic.codec import (
     encode_group,
     parse_group,
 )
+from zaas_edge.drivers.tic.driver import TicDriver
 from zaas_edge.drivers.tic.errors import TicError
 from zaas_edge.drivers.tic.labels import MEASURES, Measure, points
 from zaas_edge.drivers.tic.meaning import Interpretation, Measurement, MobilePeak, Rejected, interpret
+from zaas_edge.drivers.tic.options import TicOptions
 from zaas_edge.drivers.tic.status import (
     Breaker,
     ContactAction,
@@ -64,6 +67,8 @@ from zaas_edge.drivers.tic.status import (
 from zaas_edge.drivers.tic.tariff import Contract, Period, TariffChange, TariffState, changes, tariff_state
 
 __all__ = [
+    "TicDriver",
+    "TicOptions",
     "DEFAULT_CLEAR_AFTER",
     "MEASURES",
     "AlarmKind",
