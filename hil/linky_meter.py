@@ -216,7 +216,7 @@ def stge(state: MeterState, config: MeterConfig, tariff: Tariff) -> int:
     index = period_index(config.contract, tariff, local)
     reg = REGISTERS[config.contract][index]
     value = _STGE_BASE
-    value |= int(_relay_closed(config, reg.off_peak))
+    value |= int(not _relay_closed(config, reg.off_peak))  # dry contact: 0 = closed, 1 = open (NOI-CPT_54E)
     value |= (1 if state.breaker.open else 0) << 1  # breaking device: 1 = open on over-power
     value |= int(over_power(config, state.s_va)) << 7
     value |= index << 10  # supplier index in use, value + 1

@@ -537,3 +537,15 @@ def test_the_command_line_simulator(tmp_path: Path) -> None:
 
 def test_tariff_defaults() -> None:
     assert Tariff().hc_schedule == ((22 * 60, 6 * 60),) and Tariff().tempo_tomorrow is Colour.NONE
+
+
+def test_the_dry_contact_bit_reads_as_the_spec_says_closed_in_off_peak_hours_on_hc() -> None:
+    """STGE bit 0 is 0 when the dry contact is closed, 1 when open (Enedis-NOI-CPT_54E), and the
+    gateway's decoder reads the simulator's register that way."""
+    from zaas_edge.drivers.tic import decode_status
+
+    meter = _meter(Mode.STANDARD, contract=Contract.HC, va=1800)  # 21:00 local: HP, then HC from 22:00
+    peak = _one(meter, T0 + 1)
+    off_peak = _one(meter, T0 + 2 * 3600)
+    assert _stge(peak) & 1 == 1 and decode_status(peak.groups["STGE"].data).dry_contact_open is True
+    assert _stge(off_peak) & 1 == 0 and decode_status(off_peak.groups["STGE"].data).dry_contact_open is False
