@@ -194,10 +194,10 @@ def test_minimal_profile_and_defaults():
         (("phases = 1", "phases = 1\ncolour = 'red'"), "colour", "unknown key"),
         (('unit = "W"', 'unit = "W", wordorder = "CDAB"'), "points[0].wordorder", "unknown key"),
         (("address = 10", "address = 70000"), "points[0].address", "(point 'power')"),
-        (('type = "int16"', 'type = "int12"'), "points[0].type", "Input should be"),
+        (('type = "int16"', 'type = "int12"'), "points[0].type", "expected one of 'int16'"),
         (('source = "table 1"', 'source = ""'), "points[0].source", "at least 3"),
         (('scale = 0.1', 'scale = 0'), "points[0]", "scale"),
-        (('version = "1"', 'version = "1"\n[defaults]\nmax_gap = 500'), "defaults.max_gap", "less than"),
+        (('version = "1"', 'version = "1"\n[defaults]\nmax_gap = 500'), "defaults.max_gap", "expected a value <= 124"),
     ],
 )
 def test_errors_name_file_and_key_path(edit, path, message):

@@ -38,6 +38,7 @@ __all__ = [
     "sf_key",
 ]
 
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -47,6 +48,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from zaas_edge.config import validation_issues
 from zaas_edge.driver import ID_PATTERN
 from zaas_edge.errors import ConfigError, ConfigIssue, ProtocolError
 from zaas_edge.model import Point
@@ -342,33 +344,21 @@ class Profile(_Model):
 # --- loading ------------------------------------------------------------------
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+_POINT_PATH = re.compile(r"points\[(\d+)\]")
 
 
 def _issues(file: str, exc: ValidationError, data: Mapping[str, Any]) -> list[ConfigIssue]:
+    """The configuration's own wording of a validation error, each point also named by its
+    quantity, so that "points[12]" is findable in a file of sixty points."""
+    points = data.get("points")
     issues = []
-    for err in exc.errors():
-        path = _loc(err["loc"])
-        msg = err["msg"]
-        loc = err["loc"]
-        # name the point by its quantity too, so "points[12]" is findable in the file
-        if len(loc) >= 2 and loc[0] == "points" and isinstance(loc[1], int):
-            try:
-                q = data["points"][loc[1]].get("quantity")
-            except (IndexError, AttributeError, KeyError, TypeError):
-                q = None
-            if q:
-                msg = f"{msg} (point {q!r})"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key: remove it or check its spelling"
-        issues.append(ConfigIssue(file=file, path=path, message=msg))
+    for issue in validation_issues(exc, Profile, file=file):
+        m = _POINT_PATH.match(issue.path)
+        entry = points[int(m.group(1))] if m and isinstance(points, list) and int(m.group(1)) < len(points) else None
+        quantity = entry.get("quantity") if isinstance(entry, dict) else None
+        if quantity:
+            issue = ConfigIssue(issue.file, issue.path, f"{issue.message} (point {quantity!r})")
+        issues.append(issue)
     return issues
 
 
