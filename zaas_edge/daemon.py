@@ -374,6 +374,7 @@ class Daemon:
                     log.notice("watchdog resumed")  # type: ignore[attr-defined]
                     withheld = False
                 self.notifier.watchdog()
+            self.hub.flush_summaries(self.clock.monotonic_ns())
             now = time.monotonic()
             if now - last_status >= BACKLOG_EVERY_S:
                 await self._refresh_backlog()
@@ -445,6 +446,7 @@ class Daemon:
             "alarms": {a.alarm_id: {"severity": a.severity.value, "text": a.text, "since": a.stamp.wall_ns / 1e9}
                        for a in self.hub.active_alarms.values()},
             "readings_total": self.hub.readings_total,
+            "events_suppressed": self.hub.gate.suppressed_total,
             "sync": self.service_status.get("sync"),
             "mqtt": self.service_status.get("mqtt"),
             "services": {k: v for k, v in self.service_status.items()},

@@ -2,7 +2,9 @@
 
 Drivers emit into the hub; the store writer, the rules engine, MQTT and the
 latest-value table subscribe to it. A consumer that raises is logged and
-counted, never allowed to stop the others or the emitting driver.
+counted, never allowed to stop the others or the emitting driver. Events
+pass a rate gate (``zaas_edge.eventgate``): past a rate, one kind from one
+source is counted and summarised instead of handed on one by one.
 
 Stored and live readings: a driver that hears a value every second but
 stores it less often (the TIC driver: one frame a second, stored on change
@@ -18,6 +20,7 @@ __all__ = ["Hub", "ReadingSink", "NoticeSink", "STORE_SINK"]
 import logging
 from collections.abc import Callable, Sequence
 
+from zaas_edge.eventgate import EventGate
 from zaas_edge.model import Alarm, Event, Reading
 
 ReadingSink = Callable[[Sequence[Reading]], None]
@@ -36,6 +39,7 @@ class Hub:
         self.active_alarms: dict[str, Alarm] = {}
         self.sink_errors: dict[str, int] = {}
         self.readings_total = 0
+        self.gate = EventGate()  # one noisy source cannot flood the consumers with one kind of event
 
     def on_readings(self, name: str, sink: ReadingSink) -> None:
         self._reading_sinks.append((name, sink))
@@ -77,6 +81,17 @@ class Hub:
                 self.active_alarms[item.alarm_id] = item
             else:
                 self.active_alarms.pop(item.alarm_id, None)
+            self._fan_out(item, exclude)
+            return
+        for event in self.gate.admit(item):
+            self._fan_out(event, exclude if event is item else ())
+
+    def flush_summaries(self, mono_ns: int) -> None:
+        """Hand on the summaries of held-back events whose interval has passed (the daemon's tick)."""
+        for event in self.gate.due(mono_ns):
+            self._fan_out(event, ())
+
+    def _fan_out(self, item: Event | Alarm, exclude: tuple[str, ...]) -> None:
         for name, sink in self._notice_sinks:
             if name in exclude:
                 continue
