@@ -38,6 +38,7 @@ from .decode import (
     encode_value,
     register_count,
 )
+from .identify import identify
 from .options import parse_units
 from .plan import Table
 from .profile import get_profile, load_profiles
@@ -150,11 +151,6 @@ def _run(coro):  # noqa: ANN001, ANN202
 # --- scan -----------------------------------------------------------------------------------
 
 
-# A register signature: quantities whose value range identifies a meter that answers there.
-_PLAUSIBLE = {"voltage_l1": (80.0, 480.0), "voltage_l2": (80.0, 480.0), "voltage_l3": (80.0, 480.0),
-              "frequency": (45.0, 65.0)}
-
-
 async def _probe_unit(bus, unit: int, timeout: float, gap: float) -> str | None:  # noqa: ANN001
     """'data' or 'exception NN' when the unit answers a cheap read, None when silent."""
     from .transport import ExceptionResponse, NoResponse
@@ -172,69 +168,11 @@ async def _probe_unit(bus, unit: int, timeout: float, gap: float) -> str | None:
     return "exception 01"
 
 
-async def _identify(bus, unit: int, timeout: float, gap: float) -> tuple[list[str], str]:  # noqa: ANN001
-    """Profiles that fit the unit, best first, and how they were found."""
-    from zaas_edge.errors import ZaasError
-
-    from .transport import LinkDown
-
-    async def regs(table: Table, start: int, count: int) -> list[int] | None:
-        try:
-            return await bus.read(unit, table, start, count, timeout=timeout, gap_s=gap)
-        except LinkDown:
-            raise
-        except ZaasError:
-            return None
-
-    lib = load_profiles()
-    for prof in lib.values():
-        det = prof.detection
-        if det is None:
-            continue
-        table = {"holding": Table.HOLDING, "input": Table.INPUT}.get(det.table, Table.HOLDING)
-        seen: dict[int, list[int]] = {}
-        for base in det.candidates:
-            r = await regs(table, base, det.marker_registers)
-            if r is None:
-                continue
-            seen[base] = r
-            for e in det.expect:
-                rr = await regs(table, base + e.offset, register_count(e.type))
-                if rr is not None:
-                    seen[base + e.offset] = rr
-            if det.match(seen) is not None:
-                return [prof.name], f"{det.marker} marker at {base}"
-    scores: list[tuple[int, str]] = []
-    for prof in lib.values():
-        if prof.detection is not None:
-            continue
-        checks = [q for q in _PLAUSIBLE if q in prof.quantities]
-        if "voltage_l1" not in checks or "frequency" not in checks:
-            continue
-        ok = 0
-        for q in checks:
-            p = prof.point(q)
-            r = await regs(prof.table_of(p), p.address, p.count)
-            if r is None:
-                ok = -1
-                break
-            try:
-                v = decode_value(r, prof.register_spec(p)).value
-            except Exception:
-                v = None
-            lo, hi = _PLAUSIBLE[q]
-            if v is not None and lo <= v <= hi:
-                ok += 1
-            elif q in ("voltage_l1", "frequency"):
-                ok = -1
-                break
-        if ok > 0:
-            scores.append((ok, prof.name))
-    if not scores:
-        return [], "no profile matches its registers"
-    best = max(s for s, _ in scores)
-    names = sorted(n for s, n in scores if s == best)
-    return names, "register signature (voltage and frequency in range)"
+def _reader(bus, unit: int, timeout: float, gap: float):  # noqa: ANN001, ANN202
+    """The scan's ``ReadRegisters`` for one unit: the bus itself, nothing counted."""
+    async def read(table: Table, start: int, count: int) -> list[int]:
+        return await bus.read(unit, table, start, count, timeout=timeout, gap_s=gap)
+    return read
 
 
 @scan_group.command("modbus")
@@ -267,8 +205,9 @@ def _scan(serial_port: str | None, host: str | None, tcp_port: int | None, rtu_o
             for unit in unit_ids:
                 answer = await _probe_unit(bus, unit, timeout, opts.frame_gap_s)
                 if answer is not None:
-                    names, how = await _identify(bus, unit, timeout, opts.frame_gap_s)
-                    found.append({"unit": unit, "answer": answer, "profiles": names, "how": how})
+                    ident = await identify(_reader(bus, unit, timeout, opts.frame_gap_s), load_profiles().values())
+                    found.append({"unit": unit, "answer": answer, "profiles": list(ident.profiles),
+                                  "how": ident.how})
                 bar.update(1)
         finally:
             bus.close()

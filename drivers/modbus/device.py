@@ -67,6 +67,7 @@ from .decode import (
     encode_bits,
     encode_value,
 )
+from .identify import find_marker
 from .options import DeviceOptions, ModbusOptions
 from .plan import Block, Plan, Scheduler, Table
 from .profile import Profile, ProfilePoint, sf_key
@@ -246,6 +247,17 @@ class Device:
         self.health.count(Counter.ANSWERS)
         return regs
 
+    async def _counted_read(self, table: Table, start: int, count: int) -> list[int]:
+        """A marker search's read: counted on the device, its failures judged like a poll's."""
+        try:
+            return await self._request(Block(table, start, count, ()))
+        except ExceptionResponse:
+            self._count(Counter.EXCEPTIONS)
+            raise
+        except (TransientError, ProtocolError) as exc:
+            self._note_failure(exc)
+            raise
+
     def _count(self, name: Counter | str, n: int = 1) -> None:
         """Count on the device (the shared vocabulary) and on the driver."""
         if isinstance(name, Counter):
@@ -268,30 +280,13 @@ class Device:
         """Find the SunSpec marker (or the profile's) and relocate the points; False if the device was silent."""
         det = self.profile.detection
         assert det is not None
-        table = {"coils": Table.COILS, "discrete_inputs": Table.DISCRETE_INPUTS,
-                 "holding": Table.HOLDING, "input": Table.INPUT}[det.table]
-        seen: dict[int, list[int]] = {}
-        answered = False
-        for base in det.candidates:
-            try:
-                seen[base] = await self._request(Block(table, base, det.marker_registers, ()))
-                answered = True
-                for e in det.expect:
-                    n = 2 if e.type.value.endswith("32") else 4 if e.type.value.endswith("64") else 1
-                    seen[base + e.offset] = await self._request(Block(table, base + e.offset, n, ()))
-            except ExceptionResponse:
-                self.health.count(Counter.EXCEPTIONS)
-                answered = True
-                continue
-            except (TransientError, ProtocolError) as exc:
-                self._note_failure(exc)
-                if not isinstance(exc, CrcError):
-                    break
-            if det.match(seen) is not None:
-                break
-        if not answered:
+        try:
+            search = await find_marker(det, self._counted_read)
+        except LinkDown:
+            return False  # counted by the read; the next poll looks again
+        if not search.answered:
             return False
-        found = det.match(seen)
+        found = search.base
         if found is None:
             self._log(logging.WARNING, f"device {self.id}: {det.marker!r} marker not found at "
                       f"{', '.join(map(str, det.candidates))}; assuming the profile's addresses")
