@@ -374,3 +374,22 @@ def test_the_device_id_is_made_of_the_driver_id_and_the_meter_id(meter_id: str, 
     from zaas_edge.drivers.tic.driver import meter_device_id
 
     assert meter_device_id("linky", meter_id) == device
+
+
+def test_the_example_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
+    from zaas_edge.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
+    start = text.index('#   [[drivers]]\n#   id = "linky"')
+    block = []
+    for line in text[start:].splitlines():
+        if not line.startswith("#   "):
+            break
+        block.append(line[4:])
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n' + "\n".join(block) + "\n")
+    [opts] = load_config(cfg, environ={}).drivers
+    assert isinstance(opts, TicOptions) and opts.port == "/dev/ttyUSB0"
+    defaults = TicOptions.model_validate({"id": "linky", "type": "tic", "port": "/dev/ttyUSB0"})
+    assert opts.model_dump(exclude={"points"}) == defaults.model_dump(exclude={"points"})
+    assert opts.points["apparent_power"].deadband_abs == 100

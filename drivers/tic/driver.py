@@ -50,11 +50,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from zaas_edge.drivers.tic.alarms import AlarmKind, AlarmTracker, AlarmTransition
-from zaas_edge.drivers.tic.codec import Frame, Horodate, Mode, TicDecoder, detect_mode
+from zaas_edge.drivers.tic.codec import Frame, Horodate, Mode, TicDecoder
 from zaas_edge.drivers.tic.labels import points as measure_points
 from zaas_edge.drivers.tic.meaning import Interpretation, interpret
 from zaas_edge.drivers.tic.options import TicOptions
-from zaas_edge.drivers.tic.port import TicPort
+from zaas_edge.drivers.tic.port import TicPort, detect_speed
 from zaas_edge.drivers.tic.state_points import is_exact, state_points, state_values
 from zaas_edge.drivers.tic.tariff import TariffState, changes, tariff_state
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
@@ -200,22 +200,12 @@ class TicDriver(Driver):
 
     async def _detect(self, ctx: DriverContext, port: TicPort) -> tuple[Mode, bytes]:
         """9600 Bd first, then 1200: the speed at which groups pass their checksums."""
-        for mode in (Mode.STANDARD, Mode.HISTORIC):
-            if port.baudrate != mode.value:
-                await port.set_speed(mode.value)
-            buf = bytearray()
-            deadline = self._clock() + self.options.detect_s
-            while (left := deadline - self._clock()) > 0:
-                buf += await port.read(min(left, READ_WAIT_S))
-                ctx.heartbeat()
-                found = detect_mode(bytes(buf))
-                if found is mode:
-                    return mode, bytes(buf)
-                if found is not None:
-                    break  # the other mode's groups: not this speed (only a pty passes both)
-        ctx.count("detect_failures")
-        raise TransientError(f"no TIC frames on {self.options.port} at 9600 or 1200 Bd (7E1): "
-                             "check the wiring (I1, I2) and that the meter's TIC output is on")
+        found = await detect_speed(port, self.options.detect_s, ctx.heartbeat, self._clock)
+        if found is None:
+            ctx.count("detect_failures")
+            raise TransientError(f"no TIC frames on {self.options.port} at 9600 or 1200 Bd (7E1): "
+                                 "check the wiring (I1, I2) and that the meter's TIC output is on")
+        return found
 
     async def _watch_silence(self, ctx: DriverContext) -> None:
         """Frames drive everything else; silence needs a clock of its own."""

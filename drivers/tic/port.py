@@ -19,13 +19,17 @@ line.
 
 from __future__ import annotations
 
-__all__ = ["PortError", "TicPort", "is_pty"]
+__all__ = ["PortError", "TicPort", "is_pty", "detect_speed"]
 
 import asyncio
 import os
 import stat
 import termios
+import time
+from collections.abc import Callable
 from typing import Any
+
+from zaas_edge.drivers.tic.codec import Mode, detect_mode
 
 from zaas_edge.aio import wait_for
 from zaas_edge.errors import TransientError
@@ -148,6 +152,28 @@ class TicPort:
             await asyncio.to_thread(ser.close)
         except Exception:  # noqa: BLE001 - closing a vanished dongle may fail; it is gone anyway
             pass
+
+
+async def detect_speed(port: TicPort, listen_s: float, tick: Callable[[], None] = lambda: None,
+                       clock: Callable[[], float] = time.monotonic) -> tuple[Mode, bytes] | None:
+    """Mode auto-detection: listen ``listen_s`` at 9600 Bd, then at 1200, and keep the speed at which
+    groups pass their checksums. Returns the mode and the bytes heard at its speed (to decode, not
+    to lose a frame), or ``None``. At the wrong speed a real line gives garbage that never passes;
+    a pty (no wire, no speed) passes both, and a historic stream heard "at 9600" moves on at once."""
+    for mode in (Mode.STANDARD, Mode.HISTORIC):
+        if port.baudrate != mode.value:
+            await port.set_speed(mode.value)
+        buf = bytearray()
+        deadline = clock() + listen_s
+        while (left := deadline - clock()) > 0:
+            buf += await port.read(min(left, 1.0))
+            tick()
+            found = detect_mode(bytes(buf))
+            if found is mode:
+                return mode, bytes(buf)
+            if found is not None:
+                break
+    return None
 
 
 def _why(exc: BaseException) -> str:
