@@ -16,7 +16,7 @@ replaced SD card or a wiped state directory cannot leave ghosts behind.
 
 from __future__ import annotations
 
-__all__ = ["PointSpec", "sensor_classes", "device_config", "component_key"]
+__all__ = ["PointSpec", "sensor_classes", "device_config", "component_key", "spec_of"]
 
 import re
 from collections.abc import Mapping
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zaas_edge import __version__
+from zaas_edge.model import Point
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE
 from zaas_edge.mqtt.topics import Topics
 
@@ -32,12 +33,22 @@ ORIGIN = {"name": "zaas-edge", "sw": __version__}
 
 @dataclass(frozen=True, slots=True)
 class PointSpec:
-    """What discovery needs to know about one point of a device."""
+    """What discovery needs to know about one point of a device.
+
+    ``states`` makes an ``enum`` sensor: the point's value is the index of its
+    state (a tariff period, a Tempo colour; see ``zaas_edge.model.Point``).
+    """
 
     quantity: str
     unit: str
     description: str = ""
     expire_after_s: int | None = None
+    states: tuple[str, ...] = ()
+
+
+def spec_of(point: Point, expire_after_s: int | None = None) -> PointSpec:
+    """The discovery view of a declared point."""
+    return PointSpec(point.quantity, point.unit, point.description, expire_after_s, point.states)
 
 
 # Our units (model.Reading.unit) -> Home Assistant's spelling.
@@ -152,6 +163,9 @@ def device_config(
             "value_template": "{{ value_json['points'][" + _jinja_str(quantity) + "] }}",
             **sensor_classes(quantity, spec.unit),
         }
+        if spec.states:
+            cmp = {k: v for k, v in cmp.items() if k not in ("unit_of_measurement", "state_class")}
+            cmp.update(device_class="enum", options=list(spec.states), value_template=_enum_template(quantity, spec))
         expire = spec.expire_after_s if spec.expire_after_s is not None else expire_after_s
         if expire:
             cmp["expire_after"] = int(expire)
@@ -172,6 +186,13 @@ def device_config(
         "qos": 1,
     }
     return topics.discovery(device), doc
+
+
+def _enum_template(quantity: str, spec: PointSpec) -> str:
+    """The state's name from its index; ``None`` (Home Assistant's "unknown") when absent or out of range."""
+    names = "[" + ", ".join(_jinja_str(x) for x in spec.states) + "]"
+    return ("{% set s = " + names + " %}{% set v = value_json['points'].get(" + _jinja_str(quantity) + ") %}"
+            "{{ s[v | int] if v is number and 0 <= v | int < s | length else None }}")
 
 
 def _jinja_str(s: str) -> str:

@@ -15,6 +15,7 @@ __all__ = ["MqttService"]
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Collection
@@ -27,7 +28,7 @@ from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler, LoadOverrides
-from zaas_edge.mqtt.discovery import PointSpec, device_config
+from zaas_edge.mqtt.discovery import PointSpec, device_config, spec_of
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics
@@ -327,7 +328,7 @@ class MqttService(Service):
         declared, owner = self._declared()
         out: dict[str, dict[str, PointSpec]] = {}
         for device, pts in declared.items():
-            out[device] = {q: PointSpec(q, p.unit, p.description) for q, p in pts.items()}
+            out[device] = {q: spec_of(p) for q, p in pts.items()}
         for device, readings in self.publisher.latest.items():
             specs = out.setdefault(device, {})
             for q, r in readings.items():
@@ -336,7 +337,7 @@ class MqttService(Service):
         for device, specs in out.items():
             for q, spec in list(specs.items()):
                 expire = int(max(60.0, 2 * self.policies.max_interval(f"{device}/{q}")))
-                specs[q] = PointSpec(spec.quantity, spec.unit, spec.description, expire)
+                specs[q] = dataclasses.replace(spec, expire_after_s=expire)
         return out, owner
 
     async def _announce(self, conn: MqttConnection) -> None:
