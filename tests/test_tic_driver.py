@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zaas_edge.drivers.tic import Group, Horodate, Mode, TicDriver, TicOptions, encode_frame
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from zaas_edge.drivers.tic import Group, Horodate, Mode, TicDecoder, TicDriver, TicOptions, encode_frame
 from zaas_edge.drivers.tic.state_points import STATE_POINTS
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
 
@@ -200,6 +202,25 @@ def test_throttle_stores_indexes_on_change_and_measurements_beyond_their_deadban
     assert keep("energy_base", 5001, 2, exact=True)
     assert keep("voltage_l1", 230, 0) and not keep("voltage_l1", 240, 1) and keep("voltage_l1", 242.0, 2)
     assert throttle.kept == 8 and throttle.skipped == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(0, 20000), min_size=1, max_size=300), interval=st.integers(1, 60),
+       exact=st.booleans())
+def test_a_stored_series_follows_every_move_beyond_the_deadband_and_never_stays_silent_past_the_interval(
+        values: list[int], interval: int, exact: bool) -> None:
+    throttle = StoreThrottle(policy_table(Policy(interval_s=interval, deadband_pct=5, deadband_abs=50), {}))
+    kept = [(t, v) for t, v in enumerate(values) if throttle.keep("m/q", "q", float(v), "ok", float(t), exact=exact)]
+    assert kept[0] == (0, values[0])
+    for (t0, _), (t1, _) in zip(kept, kept[1:], strict=False):
+        assert t1 - t0 <= interval
+    last_t, last_v = 0, values[0]
+    for t, v in enumerate(values):
+        if (t, v) in kept:
+            last_t, last_v = t, v
+            continue
+        moved = v != last_v if exact else abs(v - last_v) > 50 and abs(v - last_v) > last_v * 0.05
+        assert not moved and t - last_t < interval
 
 
 def test_every_frame_is_stored_when_the_interval_is_zero() -> None:
@@ -393,3 +414,36 @@ def test_the_example_configuration_block_is_valid_and_shows_the_defaults(tmp_pat
     defaults = TicOptions.model_validate({"id": "linky", "type": "tic", "port": "/dev/ttyUSB0"})
     assert opts.model_dump(exclude={"points"}) == defaults.model_dump(exclude={"points"})
     assert opts.points["apparent_power"].deadband_abs == 100
+
+
+# --- bad input never crashes the driver ------------------------------------------------------------------------------
+
+_CLEAN = {mode: b"".join(LinkyMeter(MeterConfig(mode, contract=c), curve=constant(900), start=T0,
+                                    clock=ticking()).frame() for c in Contract)
+          for mode in (Mode.HISTORIC, Mode.STANDARD)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(mode=st.sampled_from([Mode.HISTORIC, Mode.STANDARD]),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=12),
+       noise=st.binary(max_size=200))
+def test_mutated_frames_and_noise_never_raise_out_of_the_frame_handler(mode: Mode, edits: list[tuple[int, int]],
+                                                                      noise: bytes) -> None:
+    data = bytearray(_CLEAN[mode])
+    for at, value in edits:
+        data[at % len(data)] = value
+    stream = noise + bytes(data) + noise
+
+    async def feed() -> Rig:
+        rig = Rig()
+        driver = TicDriver(options("/dev/null", mode=mode.name.lower()))
+        decoder = TicDecoder(mode)
+        for i in range(0, len(stream), 97):
+            for frame in decoder.feed(stream[i : i + 97]):
+                driver._on_frame(rig.ctx, frame, mode)
+        await asyncio.sleep(0)  # let the alarm-state saves run
+        return rig
+
+    rig = asyncio.run(feed())
+    assert all(r.point.startswith("linky-") for r in rig.seen)
+    assert all(r.value == r.value for r in rig.seen)  # no NaN made up from bad data

@@ -21,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -111,11 +112,11 @@ def _print_frame(n: int, report: dict[str, Any]) -> None:
     click.echo()
 
 
-def _emit_in_order(doc: dict[str, Any], as_json: bool, human: Any) -> None:
+def _emit_in_order(doc: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], None] | None) -> None:
     """Like ``emit``, but JSON keeps the frames' labels in the order the meter sent them."""
     if as_json:
         click.echo(json.dumps(doc, indent=2))
-    else:
+    elif human is not None:
         human(doc)
 
 
@@ -173,7 +174,7 @@ def decode_cmd(source: str, mode: str, as_json: bool) -> None:
 
 
 async def _listen(port_path: str, mode: str, count: int, timeout: float, detect_s: float,
-                  on_frame: Any = None) -> tuple[Mode, int, list[Frame], Counters]:
+                  on_frame: Callable[[int, Frame], None] | None = None) -> tuple[Mode, int, list[Frame], Counters]:
     """Open the port (detecting the mode when asked) and collect ``count`` complete frames (0: forever)."""
     from zaas_edge.drivers.tic.port import TicPort, detect_speed
 
