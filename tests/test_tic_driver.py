@@ -338,6 +338,27 @@ async def test_a_silent_meter_goes_offline_and_comes_back_with_its_next_frame() 
         line.close()
 
 
+async def test_characters_with_a_parity_error_are_counted_and_lose_only_their_group() -> None:
+    """With 7E1 (INPCK, no PARMRK) Linux hands a character with a parity or framing error over as NUL."""
+    line = FrameWriter()
+    good = line.frame(1230)
+    bad = good.replace(b"PAPP", b"PA\x00P")  # one character of the PAPP group arrived with a parity error
+    try:
+        driver = TicDriver(options(line.path, mode="historic"))
+        async with running(driver) as rig:
+            await rig.until(lambda: driver.port_state == "open", "the port open")  # opening flushes the input
+            for _ in range(3):
+                os.write(line.master, bad)
+            os.write(line.master, good)
+            await rig.until(lambda: rig.values("apparent_power"), "the clean frame's power")
+            assert rig.counters["parity_errors"] == 3
+            assert rig.counters["decode_errors"] + rig.counters.get("checksum_errors", 0) >= 2
+            assert rig.values("energy_base")[0] == 1234567.0  # the rest of a damaged frame is kept
+            assert rig.values("apparent_power") == [1230.0]
+    finally:
+        line.close()
+
+
 async def test_a_meter_never_heard_goes_offline_when_its_id_is_configured(tmp_path: Path) -> None:
     master, slave = os.openpty()
     try:
