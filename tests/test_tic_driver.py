@@ -468,3 +468,16 @@ def test_mutated_frames_and_noise_never_raise_out_of_the_frame_handler(mode: Mod
     rig = asyncio.run(feed())
     assert all(r.point.startswith("linky-") for r in rig.seen)
     assert all(r.value == r.value for r in rig.seen)  # no NaN made up from bad data
+
+
+def test_points_md_lists_the_state_points_with_their_states_in_order() -> None:
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "drivers" / "tic" / "POINTS.md").read_text()
+    section = page[page.index("## Tariff state points"):]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| index \| ([^|(]+)", section, re.M))
+    for p in STATE_POINTS:
+        if p.states:
+            assert [s.strip() for s in rows[p.quantity].split(",")] == list(p.states), p.quantity
+        else:
+            assert f"`{p.quantity}`" in section
