@@ -183,7 +183,8 @@ class TicDriver(Driver):
                              mode.value, extra={"fields": {"driver": self.id, "port": self.options.port}})
                 self.port_state = "open"
             decoder = TicDecoder(mode)
-            stripped = nul = 0
+            # NULs heard at a wrong speed while detecting are not line errors: count from what is decoded
+            stripped, nul = 0, port.nul_bytes - heard.count(0)
             data = heard
             while True:
                 for frame in decoder.feed(data):
