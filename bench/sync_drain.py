@@ -45,8 +45,6 @@ import gzip
 import json
 import logging
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # hil/ runs from the source tree
 
+from hil.central.process import CentralProcess  # noqa: E402
 from zaas_edge.clock import SystemClock  # noqa: E402
 from zaas_edge.config_model import Config  # noqa: E402
 from zaas_edge.hub import Hub  # noqa: E402
@@ -191,36 +190,6 @@ def upload_commits(readings: list[Reading], building: Building, policies: Policy
     if rest:
         out.append(rest)
     return out, n / (time.perf_counter() - t)
-
-
-class CentralProcess:
-    """The reference central API in its own process on 127.0.0.1 (``python -m hil.central``)."""
-
-    def __init__(self, directory: Path, tokens: int) -> None:
-        # Test mode: the benchmark reads the central's counts through /test/stats.
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory),
-                                      "--tokens", str(tokens), "--test-mode"], cwd=ROOT, stdout=subprocess.PIPE,
-                                     text=True)
-        info = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
-        self.url, self.ca, self.tokens = info["url"], Path(info["ca"]), list(info["tokens"])
-
-    async def stats(self) -> dict[str, Any]:
-        import ssl
-
-        import aiohttp
-
-        ctx = ssl.create_default_context(cafile=str(self.ca))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s, \
-                s.get(f"{self.url}/test/stats") as r:
-            return await r.json()
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralProcess,

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import ssl
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hil.central import Central
+from hil.central.process import CentralProcess as _CentralProcess
 from tests.daemon_harness import write_config
 from zaas_edge.clock import SystemClock
 from zaas_edge.config_model import Config
@@ -32,25 +28,11 @@ GATEWAY = "gw-test"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class CentralProcess:
-    """The reference central API in its own process on 127.0.0.1, for tests of the real daemon."""
+class CentralProcess(_CentralProcess):
+    """The reference central in its own process, its tokens bound to the test gateway."""
 
     def __init__(self, directory: Path) -> None:
-        # Test mode: these tests read what the central holds through /test/rows, /test/gaps, /test/stats.
-        self.proc = subprocess.Popen([sys.executable, "-m", "hil.central", "--dir", str(directory), "--port", "0",
-                                      "--gateway", "gw-test", "--test-mode"], stdout=subprocess.PIPE, text=True,
-                                     cwd=ROOT)
-        info = json.loads(self.proc.stdout.readline())
-        self.url, self.ca, self.token = info["url"], info["ca"], info["tokens"][0]
-        self.ctx = ssl.create_default_context(cafile=self.ca)
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.url + path, context=self.ctx, timeout=10) as r:
-            return json.loads(r.read())
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        super().__init__(directory, gateway=GATEWAY)
 
 
 def daemon_sync_config(base: Path, central: CentralProcess, *, window_s: float = 1, aggregate_grace_s: float = 0.2,
