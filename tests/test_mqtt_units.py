@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from zaas_edge.errors import PermanentError
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity, Stamp
-from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler, LoadOverrides
+from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler
+from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.discovery import PointSpec, component_key, device_config, sensor_classes
 from zaas_edge.mqtt.payloads import alarm_event_payload, alarm_payload, event_payload, state_payload

@@ -30,6 +30,7 @@ from pydantic import Field
 from zaas_edge.config_types import SECRET_FILE, AbsPath, SecretFile, SecretFileMarker, Section
 from zaas_edge.driver import ID_PATTERN
 from zaas_edge.mqtt.config import MqttSection
+from zaas_edge.rules.config import SheddingConfig
 from zaas_edge.sync.config import SyncSection
 
 
@@ -90,6 +91,7 @@ class Config(Section):
     clock: ClockSection = ClockSection()
     mqtt: MqttSection = MqttSection()
     sync: SyncSection = SyncSection()
+    shedding: SheddingConfig = SheddingConfig()
     # Each entry is validated again against its driver's own Options model.
     drivers: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -31,7 +31,8 @@ from zaas_edge.hub import Hub
 from zaas_edge.logsetup import level_of, setup_logging
 from zaas_edge.model import Alarm, Event, Severity
 from zaas_edge.runtime import Supervisor, TaskSpec
-from zaas_edge.service import SERVICES, DriverInfo, Service, ServiceContext
+from zaas_edge.service import SERVICES, DriverInfo, MessagePort, Service, ServiceContext
+from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.store import Writer
 from zaas_edge.systemd import Notifier
 
@@ -76,6 +77,9 @@ class Daemon:
         self.driver_options: dict[str, DriverOptions] = {}
         self.disabled: set[str] = set()  # disabled at run time by a command
         self.service_status: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, Service] = {}  # the running instances, by name
+        # One table of manual load overrides, written by MQTT and the CLI, read by load shedding.
+        self.overrides = LoadOverrides(lambda: [ld.id for ld in self.loaded.config.shedding.loads])
         self._backlog: dict[str, int] = {}  # refreshed by the watchdog loop, read by drivers
         self._state = StoredDriverState(self.writer, self.clock)
         self.drivers: dict[str, Driver] = {}
@@ -210,11 +214,18 @@ class Daemon:
             name=name, config=lambda: self.loaded.config, hub=self.hub, clock=self.clock, outbox=self.writer,
             drivers=self, notice=self.hub.notice, heartbeat=lambda: self.supervisor.heartbeat(task),
             add_command=self._add_command, log=logging.getLogger(f"zaas_edge.{name}"),
+            overrides=self.overrides, messages=self._messages,
         )
         self.service_status[name] = ctx.status
 
         async def run() -> None:
-            await cls(ctx).run()
+            service = cls(ctx)
+            self.services[name] = service
+            try:
+                await service.run()
+            finally:
+                if self.services.get(name) is service:
+                    del self.services[name]
 
         self.supervisor.start(TaskSpec(task, run, critical=cls.critical, kind="service"))
 
@@ -222,6 +233,11 @@ class Daemon:
         await self.supervisor.stop(f"service.{name}", timeout=self.loaded.config.runtime.stop_timeout_s / 2)
         self.supervisor.forget(f"service.{name}")
         self.service_status.pop(name, None)
+
+    def _messages(self) -> MessagePort | None:
+        """The running MQTT service, as the port other services publish and watch through."""
+        service = self.services.get("mqtt")
+        return service if isinstance(service, MessagePort) else None
 
     def _add_command(self, name: str, handler: Any) -> None:
         self._control.handlers[name] = handler

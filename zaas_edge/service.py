@@ -9,18 +9,19 @@ restarted when its section changes on reload.
 
 from __future__ import annotations
 
-__all__ = ["Service", "ServiceContext", "ServiceSpec", "DriverControl", "DriverInfo", "SERVICES"]
+__all__ = ["Service", "ServiceContext", "ServiceSpec", "DriverControl", "DriverInfo", "MessagePort", "SERVICES"]
 
 import abc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point
+from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.store.outbox import Outbox
 
 
@@ -42,6 +43,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "mqtt": ServiceSpec("zaas_edge.mqtt.service:MqttService", "mqtt"),
     "aggregate": ServiceSpec("zaas_edge.sync.aggregate:AggregatorService", "sync"),
     "sync": ServiceSpec("zaas_edge.sync.service:SyncService", "sync"),
+    "shed": ServiceSpec("zaas_edge.shed.service:ShedService", "shedding"),
 }
 
 
@@ -66,6 +68,29 @@ class DriverControl(Protocol):
     async def write(self, point: str, value: float) -> float: ...
 
 
+@runtime_checkable
+class MessagePort(Protocol):
+    """What services may ask of the building's MQTT broker beyond the gateway's own topics.
+
+    Load shedding switches smart relays that listen on their own topics
+    (Shelly ``shellies/<id>/relay/0/command``, Tasmota ``cmnd/<topic>/POWER``)
+    and reads their state back from theirs. The MQTT service implements it
+    while it runs; ``ServiceContext.messages()`` is ``None`` otherwise.
+    """
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1; raises ``TransientError`` while the broker is unreachable."""
+        ...
+
+    def watch(self, topic: str, callback: Callable[[str, bytes], None]) -> Callable[[], None]:
+        """Subscribe to ``topic`` (a filter, wildcards allowed) for as long as the service runs,
+        across reconnects; ``callback(topic, payload)`` gets each message. Returns the unsubscribe."""
+        ...
+
+
 @dataclass
 class ServiceContext:
     name: str
@@ -77,6 +102,9 @@ class ServiceContext:
     notice: Callable[[Event | Alarm], None]
     heartbeat: Callable[[], None]
     add_command: Callable[[str, Callable[[dict[str, Any]], Awaitable[Any]]], None]
+    # The manual load-shedding overrides: the daemon's one table for MQTT, the CLI and the engine.
+    overrides: LoadOverrides = field(default_factory=lambda: LoadOverrides(tuple))
+    messages: Callable[[], MessagePort | None] = lambda: None  # the MQTT service while it runs
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("zaas_edge.service"))
     # Maintained by the service; `zaas-edge status` shows it under the service's name.
     status: dict[str, Any] = field(default_factory=dict)

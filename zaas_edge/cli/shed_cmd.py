@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = ["shed_group"]
 
-import click
 
 from zaas_edge.cli import cli
 

@@ -25,7 +25,6 @@ __all__ = [
     "CommandHandler",
     "DriverCommand",
     "LoadShedCommand",
-    "LoadOverrides",
     "TokenBucket",
     "MAX_PAYLOAD",
     "MAX_TTL_S",
@@ -34,7 +33,6 @@ __all__ = [
 
 import json
 import logging
-from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zaas_edge.errors import ZaasError
 from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.service import DriverControl
+from zaas_edge.shed.overrides import LoadOverrides
 
 log = logging.getLogger("zaas_edge.mqtt")
 
@@ -84,44 +83,6 @@ class Ack:
 
         return dumps({"req_id": self.req_id, "accepted": self.accepted, "code": self.code,
                       "reason": self.reason, "state": self.state})
-
-
-class LoadOverrides:
-    """Manual overrides of load shedding, by load: the seam the rules engine will read.
-
-    ``loads`` returns the loads the configuration knows; with none, load
-    shedding is not configured and every override is refused. The rules
-    engine asks ``effective(load, now)``: ``"auto"`` (its own decision),
-    ``"shed"`` or ``"restore"`` until the override expires.
-    """
-
-    def __init__(self, loads: Callable[[], Collection[str]]) -> None:
-        self._loads = loads
-        self._table: dict[str, tuple[str, float]] = {}  # load -> (mode, until monotonic s)
-
-    def loads(self) -> Collection[str]:
-        return self._loads()
-
-    def set(self, load: str, mode: str, ttl_s: float, now: float) -> None:
-        if mode == "auto":
-            self._table.pop(load, None)
-        else:
-            self._table[load] = (mode, now + ttl_s)
-
-    def effective(self, load: str, now: float) -> str:
-        entry = self._table.get(load)
-        if entry is None or entry[1] <= now:
-            self._table.pop(load, None)
-            return "auto"
-        return entry[0]
-
-    def state(self, load: str, now: float) -> dict[str, Any]:
-        mode = self.effective(load, now)
-        entry = self._table.get(load)
-        return {"mode": mode, "remaining_s": round(entry[1] - now, 1) if entry else None}
-
-    def snapshot(self, now: float) -> dict[str, dict[str, Any]]:
-        return {load: self.state(load, now) for load in list(self._table)}
 
 
 class _Refused(Exception):

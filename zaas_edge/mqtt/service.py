@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Collection
 from typing import Any
 
 from zaas_edge.aio import wait_for
@@ -27,7 +26,7 @@ from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
-from zaas_edge.mqtt.commands import CommandHandler, LoadOverrides
+from zaas_edge.mqtt.commands import CommandHandler
 from zaas_edge.mqtt.discovery import PointSpec, device_config, spec_of
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
@@ -41,13 +40,6 @@ READ_BACK_S = 2.0  # retained discovery configurations arrive right after SUBACK
 REFUSED_ALARM = "mqtt.broker_refused"  # the broker refuses who we are (login, TLS): an operator must act
 
 
-def _configured_loads(cfg: Any) -> Collection[str]:
-    """The loads the rules engine's configuration declares; none until it exists."""
-    rules = getattr(cfg, "rules", None)
-    loads = getattr(rules, "loads", None) or ()
-    return {getattr(x, "id", x) for x in loads}
-
-
 class MqttService(Service):
     name = "mqtt"
 
@@ -58,8 +50,7 @@ class MqttService(Service):
         self.topics = Topics(cfg.gateway.site, cfg.gateway.id, s.discovery_prefix)
         self.policies = PolicyTable.from_section(s)
         self.publisher = StatePublisher(self.topics, self.policies, coalesce_s=s.coalesce_ms / 1000)
-        # The seam the rules engine will read (and, later, own): manual load overrides.
-        self.overrides = LoadOverrides(lambda: _configured_loads(ctx.config()))
+        self.overrides = ctx.overrides  # the daemon's one table, read by the load-shedding service
         st = ctx.status
         st.update({"connected": False, "broker": None, "last_connect": None, "last_error": None,
                    "reconnects": 0, "failures": 0, "retry_in_s": None, "published": 0, "dropped": 0, "devices": 0,

@@ -2,8 +2,8 @@
 
 Validated once, frozen, then handed to the engine inside its state, so a
 decision never depends on anything but the configuration, the state and the
-inputs. Not yet part of the daemon's configuration model: the daemon
-integration adds it there; ``shed simulate`` reads it from a scenario file.
+inputs. The daemon reads it from ``config.toml``; ``shed simulate`` from a
+scenario file, in the same keys.
 
 Conventions: powers in W (a Linky limit in VA, which the meter filters);
 times in seconds; a load's ``priority`` is how much it matters: a lower
@@ -191,7 +191,7 @@ class LoadConfig(Section):
 class SheddingConfig(Section):
     """The whole load-shedding configuration (the ``[shedding]`` section)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=False, description="run the engine in the daemon (shed simulate runs it regardless)")
     dry_run: bool = Field(default=False, description="decide and report, switch nothing")
     reaction_s: float = Field(default=3.0, gt=0,
                               description="worst case from a decision to the load's power leaving the meter")
