@@ -1,7 +1,10 @@
 """The local control socket: how the CLI asks the running daemon.
 
 A unix stream socket in the runtime directory, mode 0660 so the service's
-group (field technicians' accounts) can use it and nobody else. One JSON
+group (field technicians' accounts) can use it and nobody else. Membership
+is the whole authority: every command (status, reload, sync now, load
+overrides) is open to the group, each an operator's action with a bounded
+effect; a read-only account reads the journal instead. One JSON
 request per line, one JSON answer per line. Nothing listens on the network.
 """
 

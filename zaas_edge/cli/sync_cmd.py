@@ -80,7 +80,8 @@ def identity_show(ctx: click.Context, as_json: bool) -> None:
 @cli.command("enroll")
 @click.option("--url", default=None, help="The platform's API base URL [default: sync.url].")
 @click.option("--token", required=True, envvar="ZAAS_ENROLL_TOKEN",
-              help="One-time enrollment token from the platform [env ZAAS_ENROLL_TOKEN].")
+              help="One-time enrollment token from the platform [env ZAAS_ENROLL_TOKEN; prefer "
+                   "the variable: a value on the command line shows in ps].")
 @click.option("--ca", "ca", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The platform CA to pin [default: sync.ca_file, else the identity's ca.pem].")
 @json_option
