@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +15,8 @@ from zaas_edge.drivers.ble.replay import load_adverts
 from zaas_edge.drivers.ble.scanner import Advert
 
 from hil.ble_replay import MissingAdapterSource, ReplaySource
+from tests.driver_run import DriverRun
 from tests.lora_helpers import until
-from zaas_edge.clock import SystemClock
-from zaas_edge.context import GatewayDriverContext, MemoryState
-from zaas_edge.hub import Hub
-from zaas_edge.model import Alarm, Reading
 
 DATA = Path(__file__).parent / "data" / "ble_adverts.jsonl"
 RUUVI, PLAIN, SECRET = "CB:B8:33:4C:88:4F", "A4:C1:38:00:00:01", "54:48:E6:8F:80:A5"
@@ -42,39 +38,9 @@ def options(bindkey_file: Path, **extra: Any) -> BleOptions:
         **extra})
 
 
-class Rig:
-    def __init__(self, driver: BleDriver) -> None:
-        self.driver = driver
-        self.hub = Hub()
-        self.readings: list[Reading] = []
-        self.alarms: list[Alarm] = []
-        self.counters: dict[str, int] = {}
-        self.hub.on_readings("t", self.readings.extend)
-        self.hub.on_notice("t", lambda n: self.alarms.append(n) if isinstance(n, Alarm) else None)
-        self.ctx = GatewayDriverContext("ble", hub=self.hub, clock=SystemClock(assume_synced=True),
-                                        heartbeat=lambda: None,
-                                 counters=self.counters, backlog=lambda: {}, state_dir=Path("/tmp"),
-                                 state=MemoryState())
-
-    def values(self, point: str) -> list[float]:
-        return [r.value for r in self.readings if r.point == point]
-
-
-@contextlib.asynccontextmanager
-async def running(driver: BleDriver) -> AsyncIterator[Rig]:
-    rig = Rig(driver)
-    task = asyncio.create_task(driver.run(rig.ctx))
-    try:
-        yield rig
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def test_recorded_adverts_become_readings(bindkey_file: Path) -> None:
     source = ReplaySource(DATA)
-    async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+    async with DriverRun(BleDriver(options(bindkey_file), source=source)) as rig:
         await until(lambda: source.played == len(source.adverts))
         await until(lambda: rig.counters.get("decode_errors") == 1)
         # RuuviTag data format 5, the specification's "valid data" example
@@ -93,13 +59,13 @@ async def test_recorded_adverts_become_readings(bindkey_file: Path) -> None:
         assert c["duplicates"] == 2  # the repeated Ruuvi measurement and the replayed encrypted advert
         assert c["adverts_unknown"] == 1 and c["devices_unknown"] == 1
         assert c["fridge.decode_errors"] == 1  # the truncated Ruuvi frame
-        assert not any(r.point.startswith("ble-") for r in rig.readings)
+        assert not any(r.point.startswith("ble-") for r in rig.seen)
         assert rig.driver.state == "scanning"
 
 
 async def test_min_interval_throttles_each_device(bindkey_file: Path) -> None:
     source = ReplaySource(DATA)
-    async with running(BleDriver(options(bindkey_file, min_interval_s=600), source=source)) as rig:
+    async with DriverRun(BleDriver(options(bindkey_file, min_interval_s=600), source=source)) as rig:
         await until(lambda: source.played == len(source.adverts))
         await until(lambda: rig.counters.get("decode_errors") == 1)
         assert rig.values("fridge/temperature") == [24.3]
@@ -109,7 +75,7 @@ async def test_min_interval_throttles_each_device(bindkey_file: Path) -> None:
 
 async def test_unknown_devices_are_reported_when_accepted(bindkey_file: Path) -> None:
     source = ReplaySource(DATA)
-    async with running(BleDriver(options(bindkey_file, accept_unknown=True), source=source)) as rig:
+    async with DriverRun(BleDriver(options(bindkey_file, accept_unknown=True), source=source)) as rig:
         await until(lambda: source.played == len(source.adverts))
         await until(lambda: rig.values("ble-112233445566/temperature"))
         assert rig.values("ble-112233445566/temperature") == [25.06]
@@ -120,13 +86,13 @@ async def test_missing_adapter_is_retried_logged_once_and_alarmed_until_back(
         bindkey_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     source = MissingAdapterSource(3, ReplaySource(DATA))
     with caplog.at_level(logging.INFO, logger="zaas_edge.driver.ble"):
-        async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+        async with DriverRun(BleDriver(options(bindkey_file), source=source)) as rig:
             await until(lambda: rig.values("office/temperature"))
             assert source.attempts == 4
             assert rig.counters["adapter_errors"] == 3
-            assert [(a.alarm_id, a.active) for a in rig.alarms] == [("ble.ble.adapter", True),
+            assert [(a.alarm_id, a.active) for a in rig.alarm_items()] == [("ble.ble.adapter", True),
                                                                      ("ble.ble.adapter", False)]
-            assert "hci0 not found" in rig.alarms[0].text
+            assert "hci0 not found" in rig.alarm_items()[0].text
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "hci0 not found" in errors[0].getMessage()
     assert sum("scanning for BLE adverts" in r.getMessage() for r in caplog.records) == 1
@@ -134,7 +100,7 @@ async def test_missing_adapter_is_retried_logged_once_and_alarmed_until_back(
 
 async def test_an_adapter_that_vanishes_is_reopened(bindkey_file: Path) -> None:
     source = ReplaySource(DATA, then="vanish")
-    async with running(BleDriver(options(bindkey_file), source=source)) as rig:
+    async with DriverRun(BleDriver(options(bindkey_file), source=source)) as rig:
         await until(lambda: source.streams >= 2 and rig.driver.scanning.is_set())
         assert rig.counters["adapter_errors"] >= 1
         assert len(rig.values("office/temperature")) >= 2  # heard again after reopening
@@ -165,7 +131,7 @@ async def test_a_bindkey_file_readable_by_others_is_refused(bindkey_file: Path) 
     from zaas_edge.errors import ConfigError
 
     bindkey_file.chmod(0o644)
-    rig = Rig(BleDriver(options(bindkey_file), source=ReplaySource(DATA)))
+    rig = DriverRun(BleDriver(options(bindkey_file), source=ReplaySource(DATA)))
     with pytest.raises(ConfigError, match="chmod 600"):
         await rig.driver.run(rig.ctx)
 
@@ -176,7 +142,7 @@ async def test_replay_env_feeds_the_driver_at_its_boundary_and_says_so(
     driver = BleDriver(options(bindkey_file))
     assert driver.replay_file == DATA and driver.source is None  # no bleak scanner is built
     with caplog.at_level(logging.WARNING, logger="zaas_edge.driver.ble"):
-        async with running(driver) as rig:
+        async with DriverRun(driver) as rig:
             await until(lambda: rig.counters.get("decode_errors") == 1)
             assert rig.values("office/temperature") == [25.06]
             assert rig.values("lab/temperature") == [25.06, 25.14]
@@ -189,7 +155,7 @@ async def test_replay_env_naming_a_missing_file_is_a_clear_start_up_error(
     from zaas_edge.errors import ConfigError
 
     monkeypatch.setenv("ZAAS_EDGE_BLE_REPLAY", str(tmp_path / "nope.jsonl"))
-    rig = Rig(BleDriver(options(bindkey_file)))
+    rig = DriverRun(BleDriver(options(bindkey_file)))
     with pytest.raises(ConfigError, match="nope.jsonl cannot be read .*unset ZAAS_EDGE_BLE_REPLAY"):
         await rig.driver.run(rig.ctx)
 
@@ -215,18 +181,18 @@ async def test_a_device_not_heard_for_offline_after_s_goes_offline_until_its_nex
     driver = BleDriver(options(bindkey_file, offline_after_s=600), source=source,
                        clock=lambda: time.monotonic() + offset[0])
     driver.SILENCE_CHECK_S = 0.01
-    async with running(driver) as rig:
+    async with DriverRun(driver) as rig:
         source.queue.put_nowait(adverts[RUUVI])
         await until(lambda: "fridge" in driver.health() and driver.health()["fridge"].online is True)
         assert driver.health()["office"].online is None  # not heard yet, not silent long enough yet
         offset[0] += 601
         await until(lambda: all(h.online is False for h in driver.health().values()))
-        assert sorted(a.alarm_id for a in rig.alarms if a.active) == [
+        assert sorted(a.alarm_id for a in rig.alarm_items() if a.active) == [
             "device.fridge.offline", "device.lab.offline", "device.office.offline"]
-        assert "BLE sensor fridge offline: nothing valid heard for 601 s" in rig.alarms[0].text
+        assert "BLE sensor fridge offline: nothing valid heard for 601 s" in rig.alarm_items()[0].text
         source.queue.put_nowait(adverts[RUUVI])  # the same measurement again still says it is there
         await until(lambda: driver.health()["fridge"].online is True)
-        assert [(a.alarm_id, a.active) for a in rig.alarms if a.alarm_id == "device.fridge.offline"] == [
+        assert [(a.alarm_id, a.active) for a in rig.alarm_items() if a.alarm_id == "device.fridge.offline"] == [
             ("device.fridge.offline", True), ("device.fridge.offline", False)]
         assert driver.health()["office"].online is False
         assert driver.health()["fridge"].details["mac"] == RUUVI

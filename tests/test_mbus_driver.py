@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import tempfile
@@ -14,66 +13,12 @@ from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
 
 from hil.mbus_sim import MBusSimulator
 from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
-from zaas_edge.clock import SystemClock
-from zaas_edge.context import GatewayDriverContext, MemoryState
+from tests.driver_run import DriverRun
 from zaas_edge.driver import driver_class
-from zaas_edge.hub import Hub
-from zaas_edge.model import Alarm, Event, Quality, Reading
+from zaas_edge.model import Alarm, Event, Quality
 
 
-class Harness:
-    """A running driver with a real hub and context; collects what it emits."""
-
-    def __init__(self, options: MBusOptions) -> None:
-        self.hub = Hub()
-        self.readings: list[Reading] = []
-        self.notices: list[Event | Alarm] = []
-        self.changed = asyncio.Event()
-        self.hub.on_readings("test", self._on_readings)
-        self.hub.on_notice("test", self._on_notice)
-        self.counters: dict[str, int] = {}
-        self.state = MemoryState()
-        self.ctx = GatewayDriverContext(options.id, hub=self.hub, clock=SystemClock(assume_synced=True),
-                                 heartbeat=lambda: None, counters=self.counters, backlog=dict,
-                                 state_dir=Path(tempfile.gettempdir()), state=self.state)
-        self.driver = MBusDriver(options)
-        self.task: asyncio.Task[None] | None = None
-
-    def _on_readings(self, batch) -> None:
-        self.readings.extend(batch)
-        self.changed.set()
-
-    def _on_notice(self, item) -> None:
-        self.notices.append(item)
-        self.changed.set()
-
-    async def __aenter__(self) -> Harness:
-        self.task = asyncio.create_task(self.driver.run(self.ctx))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await self.task
-
-    async def wait_for(self, predicate, what: str, timeout: float = 20.0) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                if self.task is not None and self.task.done():
-                    raise AssertionError(f"driver stopped: {self.task.exception()!r}")
-                await self.changed.wait()
-        try:
-            await asyncio.wait_for(loop(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; counters={self.counters}") from None
-
-    def latest(self) -> dict[str, Reading]:
-        return {r.point: r for r in self.readings}
-
-
-def c_requests(h: Harness) -> int:
+def c_requests(h: DriverRun) -> int:
     """Requests on the bus: with one meter configured, all of them are that meter's."""
     return h.counters["requests"]
 
@@ -105,8 +50,8 @@ def test_entry_point_and_options_validation() -> None:
 
 async def test_polls_every_meter_with_point_keys_units_and_filters() -> None:
     with MBusSimulator() as sim:
-        async with Harness(options(sim.path)) as h:
-            await h.wait_for(lambda: {p.split("/")[0] for p in h.latest()} >= {"heat-1", "water-1", "gas-1"},
+        async with DriverRun(MBusDriver(options(sim.path))) as h:
+            await h.until(lambda: {p.split("/")[0] for p in h.latest()} >= {"heat-1", "water-1", "gas-1"},
                              "a readout of every meter")
             latest = h.latest()
             heat = sim.bus.meter("heat")
@@ -128,7 +73,7 @@ async def test_polls_every_meter_with_point_keys_units_and_filters() -> None:
     assert saved is not None and saved["heat-1"]["energy"] == "kWh"
 
 
-def availability(h: Harness) -> list[str]:
+def availability(h: DriverRun) -> list[str]:
     """The device.availability events so far (the only events of these runs), by state."""
     events = [n for n in h.notices if isinstance(n, Event)]
     assert {e.kind for e in events} <= {"device.availability"}
@@ -138,8 +83,8 @@ def availability(h: Harness) -> list[str]:
 async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None:
     with MBusSimulator() as sim:
         opts = options(sim.path, retries=1, offline_after=2, meters=[{"id": "gas-1", "address": 7, "interval_s": 3600}])
-        async with Harness(opts) as h:
-            await h.wait_for(lambda: "gas-1/volume" in h.latest(), "the first readout")
+        async with DriverRun(MBusDriver(opts)) as h:
+            await h.until(lambda: "gas-1/volume" in h.latest(), "the first readout")
             sim.inject("gas", "no_answer", times=2)
             await h.driver.poll_now()  # timeout, retry, timeout: failure 1
             assert not any(isinstance(n, Alarm) for n in h.notices)
@@ -154,9 +99,9 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
             assert (gas.online, gas.consecutive_failures, gas.failed_polls) == (False, 2, 2)
             assert [gas.counters[c] for c in ("timeouts", "checksum_errors", "truncated", "retries")] == [2, 1, 1, 2]
             assert gas.polls == 3 and gas.details["address"] == "7" and gas.last_error
-            before = len(h.readings)
+            before = len(h.seen)
             await h.driver.poll_now()  # answers again
-            assert len(h.readings) > before
+            assert len(h.seen) > before
             alarms = [n for n in h.notices if isinstance(n, Alarm)]
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True),
                                                                 ("device.gas-1.offline", False)]
@@ -170,7 +115,7 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
 
 
 async def test_missing_port_fails_the_run_for_the_supervisor_to_retry(tmp_path: Path) -> None:
-    h = Harness(options(str(tmp_path / "ttyUSB7")))
+    h = DriverRun(MBusDriver(options(str(tmp_path / "ttyUSB7"))))
     with pytest.raises(Exception, match="cannot open M-Bus port"):
         await h.driver.run(h.ctx)
     with pytest.raises(Exception, match="not running"):

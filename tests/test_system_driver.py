@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
 from zaas_edge.drivers.system import SystemDriver, SystemOptions
 from zaas_edge.drivers.system.driver import cpu_temperature, read_system
 
+from tests.driver_run import DriverRun
 from zaas_edge.clock import FakeClock
-from zaas_edge.context import GatewayDriverContext
 from zaas_edge.driver import driver_class
-from zaas_edge.hub import Hub
 
 
 async def test_first_sample_reaches_the_hub_with_plausible_values(tmp_path: Path) -> None:
-    hub = Hub()
-    got = asyncio.Event()
-    batches = []
-    hub.on_readings("test", lambda b: (batches.append(b), got.set()))
-    counters: dict[str, int] = {}
     beats = []
-    ctx = GatewayDriverContext("system", hub=hub, clock=FakeClock(), heartbeat=lambda: beats.append(1),
-                        counters=counters, backlog=lambda: {"reading": 42, "event": 3, "alarm": 0},
-                        state_dir=tmp_path)
     driver = SystemDriver(SystemOptions(id="system", type="system", interval_s=60))
-    task = asyncio.create_task(driver.run(ctx))
-    await asyncio.wait_for(got.wait(), 10)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with DriverRun(driver, clock=FakeClock(), heartbeat=lambda: beats.append(1), state_dir=tmp_path,
+                         backlog=lambda: {"reading": 42, "event": 3, "alarm": 0}) as run:
+        await run.until(lambda: run.batches, "the first sample", timeout=10)
+    batches, counters, hub = run.batches, run.counters, run.hub
 
     values = {r.point: r for r in batches[0]}
     assert values["system/backlog_reading"].value == 42

@@ -26,72 +26,28 @@ from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
 
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant
 from hil.linky_tariff import Colour, Contract
-from zaas_edge.clock import SystemClock
-from zaas_edge.context import GatewayDriverContext, MemoryState
-from zaas_edge.hub import STORE_SINK, Hub
-from zaas_edge.model import Alarm, Event, Reading
+from tests.driver_run import DriverRun
+from zaas_edge.context import MemoryState
+from zaas_edge.model import Alarm, Reading
 
 T0 = 1_767_261_600  # 2026-01-01 11:00 +01:00: a winter weekday, HP on Tempo
 ADSC = "031762120855"
 DEVICE = f"linky-{ADSC}"
 
 
-class Rig:
-    """A real hub and context; what the store would get and what every other consumer gets."""
+class Rig(DriverRun):
+    """What the store would get (``stored``) and what every other consumer gets (``seen``), by quantity."""
 
-    def __init__(self, state: MemoryState | None = None) -> None:
-        self.hub = Hub()
-        self.stored: list[Reading] = []
-        self.seen: list[Reading] = []
-        self.notices: list[Event | Alarm] = []
-        self.counters: dict[str, int] = {}
-        self.changed = asyncio.Event()
-        self.hub.on_readings(STORE_SINK, self.stored.extend)
-        self.hub.on_readings("rules", self._seen)
-        self.hub.on_notice("t", self._notice)
-        self.state = state or MemoryState()
-        self.ctx = GatewayDriverContext("linky", hub=self.hub, clock=SystemClock(assume_synced=True),
-                                        heartbeat=lambda: None, counters=self.counters, backlog=lambda: {},
-                                        state_dir=Path("/tmp"), state=self.state)
-        self.task: asyncio.Task[None] | None = None
-
-    def _seen(self, batch: Sequence[Reading]) -> None:
-        self.seen.extend(batch)
-        self.changed.set()
-
-    def _notice(self, item: Event | Alarm) -> None:
-        self.notices.append(item)
-        self.changed.set()
+    def __init__(self, driver: TicDriver, state: MemoryState | None = None) -> None:
+        super().__init__(driver, "linky", state=state, state_dir=Path("/tmp"))
 
     async def frames(self, n: int) -> None:
         """Wait for ``n`` more batches (one per frame)."""
         target = len(self.seen) + n
         await self.until(lambda: len(self.seen) >= target, f"{n} more readings")
 
-    async def until(self, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                if self.task is not None and self.task.done():
-                    raise AssertionError(f"driver stopped: {self.task.exception()!r}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), 0.2)
-
-        try:
-            await asyncio.wait_for(loop(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; counters={self.counters}; "
-                                 f"notices={[getattr(n, 'kind', getattr(n, 'alarm_id', '')) for n in self.notices]}"
-                                 ) from None
-
     def values(self, quantity: str, readings: Sequence[Reading] | None = None) -> list[float]:
         return [r.value for r in (self.seen if readings is None else readings) if r.point == f"{DEVICE}/{quantity}"]
-
-    def alarms(self, alarm_id: str) -> list[bool]:
-        return [n.active for n in self.notices if isinstance(n, Alarm) and n.alarm_id == alarm_id]
-
-    def events(self, kind: str) -> list[Event]:
-        return [n for n in self.notices if isinstance(n, Event) and n.kind == kind]
 
 
 def options(port: str, **extra: Any) -> TicOptions:
@@ -100,16 +56,10 @@ def options(port: str, **extra: Any) -> TicOptions:
 
 
 @contextlib.asynccontextmanager
-async def running(driver: TicDriver, rig: Rig | None = None) -> AsyncIterator[Rig]:
-    rig = rig or Rig()
+async def running(driver: TicDriver, state: MemoryState | None = None) -> AsyncIterator[Rig]:
     driver.SILENCE_CHECK_S = 0.1
-    rig.task = asyncio.create_task(driver.run(rig.ctx))
-    try:
+    async with Rig(driver, state) as rig:
         yield rig
-    finally:
-        rig.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await rig.task
 
 
 def ticking(start: int = T0) -> Callable[[], float]:
@@ -276,7 +226,7 @@ async def test_an_alarm_active_before_a_restart_is_cleared_once_the_meter_says_i
     state = MemoryState()
     await state.save("linky", "alarms", {ADSC: ["breaker_open"]})
     with simulator(Mode.STANDARD, va=1000) as sim:
-        async with running(TicDriver(options(sim.path, mode="standard")), Rig(state)) as rig:
+        async with running(TicDriver(options(sim.path, mode="standard")), state) as rig:
             breaker = f"device.{DEVICE}.breaker_open"
             await rig.until(lambda: rig.alarms(breaker) == [False], "the stale alarm cleared")
             await rig.frames(200)
@@ -456,8 +406,8 @@ def test_mutated_frames_and_noise_never_raise_out_of_the_frame_handler(mode: Mod
     stream = noise + bytes(data) + noise
 
     async def feed() -> Rig:
-        rig = Rig()
         driver = TicDriver(options("/dev/null", mode=mode.name.lower()))
+        rig = Rig(driver)
         decoder = TicDecoder(mode)
         for i in range(0, len(stream), 97):
             for frame in decoder.feed(stream[i : i + 97]):
