@@ -15,7 +15,7 @@ from zaas_edge.drivers.ble.replay import load_adverts
 from zaas_edge.drivers.ble.scanner import Advert
 
 from hil.ble_replay import MissingAdapterSource, ReplaySource
-from tests.driver_run import DriverRun
+from hil.driver_run import DriverRun
 from tests.lora_helpers import until
 
 DATA = Path(__file__).parent / "data" / "ble_adverts.jsonl"
@@ -59,7 +59,7 @@ async def test_recorded_adverts_become_readings(bindkey_file: Path) -> None:
         assert c["duplicates"] == 2  # the repeated Ruuvi measurement and the replayed encrypted advert
         assert c["adverts_unknown"] == 1 and c["devices_unknown"] == 1
         assert c["fridge.decode_errors"] == 1  # the truncated Ruuvi frame
-        assert not any(r.point.startswith("ble-") for r in rig.seen)
+        assert not any(r.point.startswith("ble-") for r in rig.readings)
         assert rig.driver.state == "scanning"
 
 

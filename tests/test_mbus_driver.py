@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
 
+from hil.driver_run import DriverRun
 from hil.mbus_sim import MBusSimulator
 from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
-from tests.driver_run import DriverRun
 from zaas_edge.driver import driver_class
 from zaas_edge.model import Alarm, Event, Quality
 
@@ -51,9 +51,9 @@ def test_entry_point_and_options_validation() -> None:
 async def test_polls_every_meter_with_point_keys_units_and_filters() -> None:
     with MBusSimulator() as sim:
         async with DriverRun(MBusDriver(options(sim.path))) as h:
-            await h.until(lambda: {p.split("/")[0] for p in h.latest()} >= {"heat-1", "water-1", "gas-1"},
+            await h.until(lambda: {p.split("/")[0] for p in h.hub.latest} >= {"heat-1", "water-1", "gas-1"},
                              "a readout of every meter")
-            latest = h.latest()
+            latest = h.hub.latest
             heat = sim.bus.meter("heat")
     # energy converted to kWh on request; the other quantities keep the codec's units
     assert latest["heat-1/energy"].unit == "kWh" and 8000 < latest["heat-1/energy"].value < 9000
@@ -84,7 +84,7 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
     with MBusSimulator() as sim:
         opts = options(sim.path, retries=1, offline_after=2, meters=[{"id": "gas-1", "address": 7, "interval_s": 3600}])
         async with DriverRun(MBusDriver(opts)) as h:
-            await h.until(lambda: "gas-1/volume" in h.latest(), "the first readout")
+            await h.until(lambda: "gas-1/volume" in h.hub.latest, "the first readout")
             sim.inject("gas", "no_answer", times=2)
             await h.driver.poll_now()  # timeout, retry, timeout: failure 1
             assert not any(isinstance(n, Alarm) for n in h.notices)
@@ -99,9 +99,9 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
             assert (gas.online, gas.consecutive_failures, gas.failed_polls) == (False, 2, 2)
             assert [gas.counters[c] for c in ("timeouts", "checksum_errors", "truncated", "retries")] == [2, 1, 1, 2]
             assert gas.polls == 3 and gas.details["address"] == "7" and gas.last_error
-            before = len(h.seen)
+            before = len(h.readings)
             await h.driver.poll_now()  # answers again
-            assert len(h.seen) > before
+            assert len(h.readings) > before
             alarms = [n for n in h.notices if isinstance(n, Alarm)]
             assert [(a.alarm_id, a.active) for a in alarms] == [("device.gas-1.offline", True),
                                                                 ("device.gas-1.offline", False)]

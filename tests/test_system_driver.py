@@ -8,7 +8,7 @@ from pathlib import Path
 from zaas_edge.drivers.system import SystemDriver, SystemOptions
 from zaas_edge.drivers.system.driver import cpu_temperature, read_system
 
-from tests.driver_run import DriverRun
+from hil.driver_run import DriverRun
 from zaas_edge.clock import FakeClock
 from zaas_edge.driver import driver_class
 

@@ -24,9 +24,9 @@ from zaas_edge.drivers.tic import Group, Horodate, Mode, TicDecoder, TicDriver, 
 from zaas_edge.drivers.tic.state_points import STATE_POINTS
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
 
+from hil.driver_run import DriverRun
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant
 from hil.linky_tariff import Colour, Contract
-from tests.driver_run import DriverRun
 from zaas_edge.context import MemoryState
 from zaas_edge.model import Alarm, Reading
 
@@ -43,11 +43,11 @@ class Rig(DriverRun):
 
     async def frames(self, n: int) -> None:
         """Wait for ``n`` more batches (one per frame)."""
-        target = len(self.seen) + n
-        await self.until(lambda: len(self.seen) >= target, f"{n} more readings")
+        target = len(self.readings) + n
+        await self.until(lambda: len(self.readings) >= target, f"{n} more readings")
 
     def values(self, quantity: str, readings: Sequence[Reading] | None = None) -> list[float]:
-        return [r.value for r in (self.seen if readings is None else readings) if r.point == f"{DEVICE}/{quantity}"]
+        return [r.value for r in (self.readings if readings is None else readings) if r.point == f"{DEVICE}/{quantity}"]
 
 
 def options(port: str, **extra: Any) -> TicOptions:
@@ -120,7 +120,7 @@ async def test_auto_mode_finds_a_historic_meter_at_1200_bd() -> None:
             assert rig.values("apparent_power")[-1] == 2300.0 and rig.values("current_l1")[-1] == 10.0
             states = {p.quantity: p.states for p in STATE_POINTS}
             assert states["tariff_contract"][int(rig.values("tariff_contract")[-1])] == "hc"
-            assert "breaker" not in {r.point.partition("/")[2] for r in rig.seen}  # historic frames do not say
+            assert "breaker" not in {r.point.partition("/")[2] for r in rig.readings}  # historic frames do not say
 
 
 async def test_auto_mode_finds_a_standard_meter_at_9600_bd() -> None:
@@ -416,8 +416,8 @@ def test_mutated_frames_and_noise_never_raise_out_of_the_frame_handler(mode: Mod
         return rig
 
     rig = asyncio.run(feed())
-    assert all(r.point.startswith("linky-") for r in rig.seen)
-    assert all(r.value == r.value for r in rig.seen)  # no NaN made up from bad data
+    assert all(r.point.startswith("linky-") for r in rig.readings)
+    assert all(r.value == r.value for r in rig.readings)  # no NaN made up from bad data
 
 
 def test_points_md_lists_the_state_points_with_their_states_in_order() -> None:

@@ -4,8 +4,9 @@ In the spirit of h11's ``ConnectionPair``: every driver's tests (Modbus,
 M-Bus, BLE, LoRa, TIC, system) start the driver the way the daemon does
 (``driver.run(ctx)`` with a ``GatewayDriverContext`` on a real ``Hub``) and
 wait on what comes out, instead of each carrying its own copy of that
-wiring. ``stored`` is what the store would get, ``seen`` what every other
-consumer gets (they differ for drivers that hand live readings).
+wiring; the benchmarks use it too, so it lives in ``hil/``. ``stored`` is
+what the store would get, ``readings`` what every other consumer gets (they
+differ for drivers that hand live readings).
 """
 
 from __future__ import annotations
@@ -32,17 +33,20 @@ class DriverRun:
 
     def __init__(self, driver: Driver, driver_id: str | None = None, *, state: StateBackend | None = None,
                  clock: Clock | None = None, heartbeat: Callable[[], None] | None = None,
-                 backlog: Callable[[], Mapping[str, int]] | None = None, state_dir: Path | None = None) -> None:
+                 backlog: Callable[[], Mapping[str, int]] | None = None, state_dir: Path | None = None,
+                 keep_readings: bool = True) -> None:
         self.driver = driver
         self.hub = Hub()
         self.stored: list[Reading] = []
-        self.seen: list[Reading] = []
+        self.readings: list[Reading] = []
         self.batches: list[Sequence[Reading]] = []
+        self.readings_total = 0
+        self._keep = keep_readings  # a benchmark's long run counts readings without keeping them
         self.notices: list[Event | Alarm] = []
         self.counters: dict[str, int] = {}
         self.changed = asyncio.Event()
         self.state: StateBackend = state if state is not None else MemoryState()
-        self.hub.on_readings(STORE_SINK, self.stored.extend)
+        self.hub.on_readings(STORE_SINK, self._on_stored)
         self.hub.on_readings("test", self._on_readings)
         self.hub.on_notice("test", self._on_notice)
         self.ctx = GatewayDriverContext(
@@ -52,30 +56,46 @@ class DriverRun:
             state=self.state)
         self.task: asyncio.Task[None] | None = None
 
+    def _on_stored(self, batch: Sequence[Reading]) -> None:
+        if self._keep:
+            self.stored.extend(batch)
+
     def _on_readings(self, batch: Sequence[Reading]) -> None:
-        self.batches.append(batch)
-        self.seen.extend(batch)
+        self.readings_total += len(batch)
+        if self._keep:
+            self.batches.append(batch)
+            self.readings.extend(batch)
         self.changed.set()
 
     def _on_notice(self, item: Event | Alarm) -> None:
         self.notices.append(item)
         self.changed.set()
 
-    async def __aenter__(self) -> DriverRun:
-        self.task = asyncio.create_task(self.driver.run(self.ctx))
+    async def start(self) -> DriverRun:
+        self.task = asyncio.create_task(self.driver.run(self.ctx), name=f"driver.{self.ctx.driver_id}")
         return self
+
+    async def stop(self) -> BaseException | None:
+        """Cancel the driver; return what it died of if it stopped on its own first."""
+        task, self.task = self.task, None
+        if task is None:
+            return None
+        died = task.exception() if task.done() and not task.cancelled() else None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return died
+
+    async def __aenter__(self) -> DriverRun:
+        return await self.start()
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        assert self.task is not None
-        died = self.task.done() and not self.task.cancelled() and self.task.exception() is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        if died and kind is None:
-            raise AssertionError(f"the driver stopped on its own: {self.task.exception()!r}")
+        died = await self.stop()
+        if died is not None and kind is None:
+            raise AssertionError(f"the driver stopped on its own: {died!r}")
 
-    async def until(self, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
+    async def until(self, predicate: Callable[[], Any], what: str = "condition", timeout: float = 20.0) -> None:
         """Wait until ``predicate()`` holds; fail naming ``what`` (and the counters) after ``timeout``."""
 
         async def loop() -> None:
@@ -85,7 +105,7 @@ class DriverRun:
                     raise AssertionError(f"driver stopped: {self.task.exception()!r}")
                 # also wake on a short tick: some predicates look at counters, not emissions
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), 0.2)
+                    await asyncio.wait_for(self.changed.wait(), 0.05)
 
         try:
             await asyncio.wait_for(loop(), timeout)
@@ -93,11 +113,12 @@ class DriverRun:
             kinds = [getattr(n, "kind", None) or getattr(n, "alarm_id", "") for n in self.notices]
             raise AssertionError(f"timed out waiting for {what}; counters={self.counters}; notices={kinds}") from None
 
-    def latest(self) -> dict[str, Reading]:
-        return {r.point: r for r in self.seen}
+    def latest(self, point: str) -> Reading | None:
+        """The point's last reading (the hub's latest-value table)."""
+        return self.hub.latest.get(point)
 
     def values(self, point: str) -> list[float]:
-        return [r.value for r in self.seen if r.point == point]
+        return [r.value for r in self.readings if r.point == point]
 
     def alarms(self, alarm_id: str) -> list[bool]:
         """The transitions of one alarm, in order: True raised, False cleared."""
