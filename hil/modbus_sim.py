@@ -196,7 +196,7 @@ class SimMeter:
                 raw = int(round((value - spec.offset) / spec.scale))
                 regs = (encode_bits(self.tables[table].get(addr, 0), raw, spec.bit, spec.mask),)
             else:
-                value = realistic_value(p, self.unit, t)
+                value = realistic_value(p, self.unit, t) if not table.is_bits else float(self.unit % 2)
                 sf = self._sf.get(p.scale_factor, 0) if p.scale_factor is not None else 0
                 regs = encode_value(value, spec, sf)
             self._put(table, addr, regs)

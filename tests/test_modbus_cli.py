@@ -29,11 +29,12 @@ def sim():
         yield meters, inverter
 
 
-def test_profiles_list_names_all_twelve() -> None:
+def test_profiles_list_names_all_fourteen() -> None:
     out = zaas("profiles", "list", "--json")
     assert out.returncode == 0, out.stderr
     names = [p["name"] for p in json.loads(out.stdout)]
-    assert len(names) == 12 and "eastron-sdm630" in names and "sunspec-inverter" in names
+    assert len(names) == 14 and "eastron-sdm630" in names and "sunspec-inverter" in names
+    assert "waveshare-relay-8ch" in names and "heidelberg-energy-control" in names
     text = zaas("profiles", "list").stdout
     assert "Eastron" in text and "SDM630-Modbus V2" in text
 

@@ -22,13 +22,14 @@ SERVE = {"tcp": serve_tcp, "rtu": serve_rtu_pty, "rtu-over-tcp": serve_rtu_over_
 PROFILES = sorted(load_profiles())
 
 
-def test_the_library_has_twelve_profiles() -> None:
-    assert len(PROFILES) == 12
+def test_the_library_has_fourteen_profiles() -> None:
+    # twelve meters and inverters, a relay module and an EV charger
+    assert len(PROFILES) == 14
 
 
 @pytest.mark.parametrize("kind", list(SERVE))
 async def test_reads_every_profile_exactly_as_served(kind: str) -> None:
-    # One bus, twelve meters of twelve makes (units 1..12), as on a mixed RS-485 line.
+    # One bus, a device of each profile (units 1..14), as on a mixed RS-485 line.
     bus = SimBus([SimMeter(get_profile(name), unit) for unit, name in enumerate(PROFILES, start=1)])
     devices = [{"id": f"m{unit}", "unit": unit, "profile": name} for unit, name in enumerate(PROFILES, start=1)]
     async with await SERVE[kind](bus) as srv:

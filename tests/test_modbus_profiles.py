@@ -7,7 +7,7 @@ import itertools
 import pytest
 from pydantic import ValidationError
 from zaas_edge.drivers.modbus.decode import DataType, encode_raw, encode_string
-from zaas_edge.drivers.modbus.plan import Plan, Scheduler
+from zaas_edge.drivers.modbus.plan import Plan, Scheduler, Table
 from zaas_edge.drivers.modbus.profile import (
     Profile,
     get_profile,
@@ -73,13 +73,19 @@ def test_single_phase_sdm120_needs_l1_only():
     assert "voltage_l2" not in p.quantities
 
 
+def _unitless(p, pt) -> bool:
+    """A switch (coil), a state or an identification register has no unit; a measurement has one."""
+    return (p.table_of(pt) in (Table.COILS, Table.DISCRETE_INPUTS) or pt.quantity == "operating_state"
+            or pt.quantity.endswith(("_state", "_version", "_lock", "_mode")))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_points_have_sources_units_and_no_unintended_overlap(name):
     p = LIBRARY[name]
     assert p.doc.title and p.sources
     for pt in p.points:
         assert len(pt.source) >= 10, pt.quantity
-        if pt.type is not DataType.STRING and pt.quantity != "operating_state":
+        if pt.type is not DataType.STRING and not _unitless(p, pt):
             assert pt.unit or pt.quantity.startswith("pf"), pt.quantity
     for a, b in itertools.combinations(p.points, 2):
         if p.table_of(a) != p.table_of(b):

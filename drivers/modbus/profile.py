@@ -85,6 +85,10 @@ REQUIRED_METER = REQUIRED_METER_3P
 # An inverter is held to the same list; what it cannot measure (SunSpec 101-103
 # have no per-phase power nor an import counter) it lists under `unsupported`.
 REQUIRED_INVERTER = REQUIRED_METER_3P
+# Actuators measure little: a relay module its coils (how many varies), an EV
+# charger at least the power it draws and the current limit load shedding writes.
+REQUIRED_RELAY: frozenset[str] = frozenset()
+REQUIRED_CHARGER = frozenset(["power", "current_limit"])
 
 _ENERGY_UNITS = {"Wh", "kWh", "MWh", "varh", "kvarh", "VAh", "kVAh"}
 _QUANTITY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -98,6 +102,10 @@ def sf_key(address: int) -> str:
 def required_quantities(kind: str, phases: int) -> frozenset[str]:
     if kind == "inverter":
         return REQUIRED_INVERTER
+    if kind == "relay":
+        return REQUIRED_RELAY
+    if kind == "charger":
+        return REQUIRED_CHARGER
     return REQUIRED_METER_1P if phases == 1 else REQUIRED_METER_3P
 
 
@@ -239,7 +247,7 @@ class Profile(_Model):
     manufacturer: str = Field(min_length=1)
     model: str = Field(min_length=1)
     description: str = ""
-    kind: Literal["meter", "inverter"] = "meter"
+    kind: Literal["meter", "inverter", "relay", "charger"] = "meter"
     phases: Literal[1, 3] = 3
     doc: DocRef
     sources: list[str] = Field(min_length=1, description="Where the map was checked (projects, files)")
