@@ -70,7 +70,7 @@ from .decode import (
 from .identify import find_marker
 from .options import DeviceOptions, ModbusOptions
 from .plan import Block, Plan, Scheduler, Table
-from .profile import Profile, ProfilePoint, sf_key
+from .profile import Profile, sf_key
 from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, NoResponse
 
 log = logging.getLogger("zaas_edge.drivers.modbus")
@@ -564,6 +564,3 @@ class Device:
         if isinstance(d, str) or d.value is None:
             raise PermanentError(f"{self.id}/{e.quantity}: read-back is not a value")
         return d.value
-
-    def describe_points(self) -> list[ProfilePoint]:
-        return [self.profile.point(q) for q in self.entries]
