@@ -14,6 +14,7 @@ from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
 from hil.driver_run import DriverRun
 from hil.mbus_sim import MBusSimulator
 from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
+from tests.example_config import load_driver_block
 from zaas_edge.driver import driver_class
 from zaas_edge.model import Alarm, Event, Quality
 
@@ -174,18 +175,7 @@ meters = [
 
 
 def test_the_example_configuration_block_is_valid(tmp_path: Path) -> None:
-    from zaas_edge.config import load_config
-
-    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
-    start = text.index("#   [[drivers]]\n#   id = \"mbus-1\"")
-    block = []
-    for line in text[start:].splitlines():
-        if not line.startswith("#   "):
-            break
-        block.append(line[4:])
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n' + "\n".join(block) + "\n")
-    [opts] = load_config(cfg, environ={}).drivers
+    opts = load_driver_block(tmp_path, "mbus")
     assert isinstance(opts, MBusOptions)
     assert (opts.port, opts.baudrate, opts.retries, opts.offline_after) == ("/dev/ttyUSB0", 2400, 2, 3)
     assert [m.target for m in opts.meters] == [5, "12345699FFFFFFFF"]

@@ -15,6 +15,7 @@ from zaas_edge.drivers.modbus.plan import Table
 
 from hil.modbus_harness import DriverRun, bus_options
 from hil.modbus_sim import SimBus, SimMeter, serve_rtu_over_tcp, serve_rtu_pty, serve_tcp
+from tests.example_config import driver_block
 from zaas_edge.errors import PermanentError
 from zaas_edge.model import Quality
 
@@ -355,26 +356,13 @@ async def test_poll_now_while_stopped_is_a_clear_error() -> None:
 # --- the documented configuration -------------------------------------------------------------
 
 
-def _example_block() -> str:
-    """The Modbus block of config/example.toml, without its "#   " prefix."""
-    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith('#   type = "modbus"')) - 2
-    block = []
-    for line in lines[start:]:
-        if not line.startswith("#   "):
-            break
-        block.append(line[4:])
-    return "\n".join(block)
-
-
 def test_example_configuration_documents_every_key_and_loads() -> None:
     import tomllib
 
     from zaas_edge.drivers.modbus import DeviceOptions, ModbusOptions
     from zaas_edge.drivers.modbus.options import PointOverride
 
-    block = _example_block()
+    block = driver_block("modbus")
     # Commented settings ("# key = value") are documentation of the default: switch them on.
     switched = "\n".join(line[2:] if line.startswith("# ") and " = " in line and not line.startswith("#  ")
                          else line for line in block.splitlines())

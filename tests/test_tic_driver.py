@@ -27,6 +27,7 @@ from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
 from hil.driver_run import DriverRun
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant
 from hil.linky_tariff import Colour, Contract
+from tests.example_config import load_driver_block
 from zaas_edge.context import MemoryState
 from zaas_edge.model import Alarm, Reading
 
@@ -369,18 +370,7 @@ def test_the_device_id_is_made_of_the_driver_id_and_the_meter_id(meter_id: str, 
 
 
 def test_the_example_configuration_block_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
-    from zaas_edge.config import load_config
-
-    text = (Path(__file__).resolve().parent.parent / "config" / "example.toml").read_text()
-    start = text.index('#   [[drivers]]\n#   id = "linky"')
-    block = []
-    for line in text[start:].splitlines():
-        if not line.startswith("#   "):
-            break
-        block.append(line[4:])
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n' + "\n".join(block) + "\n")
-    [opts] = load_config(cfg, environ={}).drivers
+    opts = load_driver_block(tmp_path, "tic")
     assert isinstance(opts, TicOptions) and opts.port == "/dev/ttyUSB0"
     defaults = TicOptions.model_validate({"id": "linky", "type": "tic", "port": "/dev/ttyUSB0"})
     assert opts.model_dump(exclude={"points"}) == defaults.model_dump(exclude={"points"})
