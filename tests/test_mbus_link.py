@@ -207,11 +207,11 @@ class ScriptedTransport:
         self.sent: list[bytes] = []
         self._chunks: list[bytes] = []
 
-    async def send(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
         self.sent.append(data)
         self._chunks = list(self.answers.pop(0)) if self.answers else []
 
-    async def receive(self, timeout: float) -> bytes:
+    async def read(self, timeout: float) -> bytes:
         import asyncio
 
         if self._chunks:

@@ -1,8 +1,7 @@
 """The M-Bus link protocol over a serial line: the I/O shell around the codec.
 
 EN 13757-2 is master/slave and half duplex: the master sends one frame and
-waits for at most one answer. This module owns the serial port (it is the only
-one that imports pyserial) and the exchange rules:
+waits for at most one answer. This module owns the exchange rules:
 
 * every request is answered within a window derived from the baud rate
   (:func:`response_timeout`), or it is retried (``retries`` times);
@@ -14,11 +13,9 @@ one that imports pyserial) and the exchange rules:
 * a *probe* (used by the scans) listens a little after a valid answer: bytes
   that do not make one clean answer mean two meters answered at once.
 
-I/O design: reads use ``loop.add_reader`` on the tty file descriptor (pyserial
-opens it non-blocking), so waiting for an answer is cancellable and costs no
-thread; writes go through one executor thread per port, because a write to a
-USB adapter whose buffer is full may block. The same code serves a pty (the
-simulated bus) and a real adapter.
+The port is a :class:`zaas_edge.serialport.SerialLine` in 8E1 (reads
+without a thread, cancellable; writes on one executor thread per port); the
+same code serves a pty (the simulated bus) and a real adapter.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "response_timeout",
     "Transport",
-    "SerialTransport",
     "PortError",
     "Target",
     "parse_secondary",
@@ -40,11 +36,7 @@ __all__ = [
 import asyncio
 import enum
 import logging
-import os
-import stat
-import termios
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,8 +55,8 @@ from zaas_edge.drivers.mbus.frames import (
 from zaas_edge.drivers.mbus.header import LongHeader
 from zaas_edge.drivers.mbus.telegram import ApplicationError, VariableDataTelegram, decode_frame
 
-from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, TransientError
+from zaas_edge.serialport import PortError, SerialLine
 
 log = logging.getLogger("zaas_edge.drivers.mbus.link")
 
@@ -92,139 +84,18 @@ def _tx_time(baudrate: int, n: int) -> float:
 
 
 class Transport(Protocol):
-    """A byte pipe to the bus: the seam between the link rules and the port."""
+    """A byte pipe to the bus: the seam between the link rules and the port
+    (:class:`zaas_edge.serialport.SerialLine` in 8E1, or a script in the tests)."""
 
-    async def send(self, data: bytes) -> None: ...
+    async def write(self, data: bytes) -> None: ...
 
-    async def receive(self, timeout: float) -> bytes:
+    async def read(self, timeout: float) -> bytes:
         """Bytes received so far, waiting up to ``timeout`` for the first; ``b""`` when none came."""
         ...
 
     def discard_input(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class PortError(TransientError):
-    """The serial port itself failed (missing, unplugged, closed): not one meter's silence."""
-
-
-class SerialTransport:
-    """A serial port in 8E1 through pyserial (a USB M-Bus master or a pty)."""
-
-    def __init__(self, port: str, baudrate: int) -> None:
-        self.port = port
-        self.baudrate = baudrate
-        self._serial: Any = None
-        self._fd = -1
-        self._buf = bytearray()
-        self._ready = asyncio.Event()
-        self._error: OSError | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mbus-{os.path.basename(port)}")
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def open(self) -> SerialTransport:
-        import serial  # pyserial: imported here so the CLI starts fast
-
-        loop = asyncio.get_running_loop()
-
-        def _open() -> Any:
-            # A pseudo-terminal has no wire, hence no parity bit; some kernels
-            # refuse PARENB on a pty once it has been cleared, so a pty (the
-            # simulated bus) is opened without it. A real adapter gets 8E1.
-            parity = serial.PARITY_NONE if _is_pty(self.port) else serial.PARITY_EVEN
-            return serial.Serial(self.port, self.baudrate, bytesize=serial.EIGHTBITS, parity=parity,
-                                 stopbits=serial.STOPBITS_ONE, timeout=0, write_timeout=5)
-
-        try:
-            self._serial = await loop.run_in_executor(self._executor, _open)
-        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
-            self._executor.shutdown(wait=False)
-            raise PortError(f"cannot open M-Bus port {self.port}: {exc} "
-                                 "(check the device path and that the user is in group dialout)") from None
-        self._loop = loop
-        self._fd = self._serial.fileno()
-        os.set_blocking(self._fd, False)
-        loop.add_reader(self._fd, self._on_readable)
-        return self
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._fail(exc)
-            return
-        if not data:
-            self._fail(OSError(f"{self.port}: end of file (device gone?)"))
-            return
-        self._buf += data
-        self._ready.set()
-
-    def _fail(self, exc: OSError) -> None:
-        self._error = exc
-        if self._loop is not None and self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-        self._ready.set()
-
-    def _check(self) -> None:
-        if self._serial is None:
-            raise PortError(f"M-Bus port {self.port} is not open")
-        if self._error is not None:
-            raise PortError(f"M-Bus port {self.port} failed: {self._error}")
-
-    async def send(self, data: bytes) -> None:
-        self._check()
-        import serial
-
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._serial.write, data)
-        except (serial.SerialException, OSError) as exc:
-            raise PortError(f"cannot write to M-Bus port {self.port}: {exc}") from None
-
-    async def receive(self, timeout: float) -> bytes:
-        self._check()
-        if not self._buf:
-            try:
-                await wait_for(self._ready.wait(), max(0.0, timeout))
-            except TimeoutError:
-                return b""
-            self._check()
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._ready.clear()
-        return data
-
-    def discard_input(self) -> None:
-        self._buf.clear()
-        self._ready.clear()
-        if self._serial is not None and self._error is None:
-            try:
-                self._serial.reset_input_buffer()
-            except Exception:  # noqa: BLE001 - a pty may refuse tcflush; nothing to discard then
-                pass
-
-    async def close(self) -> None:
-        if self._serial is not None:
-            if self._loop is not None and self._error is None:
-                self._loop.remove_reader(self._fd)
-            ser, self._serial = self._serial, None
-            try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, ser.close)
-            except Exception:  # noqa: BLE001 - closing a vanished adapter may fail; it is gone anyway
-                pass
-        self._executor.shutdown(wait=False)
-
-
-def _is_pty(path: str) -> bool:
-    """Unix98 pty slaves have majors 136 to 143."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISCHR(st.st_mode) and 136 <= os.major(st.st_rdev) <= 143
 
 
 class ProbeResult(enum.Enum):
@@ -321,7 +192,7 @@ class MBusLink:
 
     @classmethod
     async def open_serial(cls, port: str, baudrate: int, **kwargs: Any) -> MBusLink:
-        transport = await SerialTransport(port, baudrate).open()
+        transport = await SerialLine(port, baudrate, parity="E", what="M-Bus").open()
         try:
             return cls(transport, baudrate, **kwargs)
         except BaseException:
@@ -349,7 +220,7 @@ class MBusLink:
         t.discard_input()
         parser = FrameParser()
         self.count("requests")
-        await t.send(request)
+        await t.write(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _tx_time(self.baudrate, len(request)) + response_timeout(
             self.baudrate, answer_bytes, self.extra_timeout_s)
@@ -362,7 +233,7 @@ class MBusLink:
             garbage = bool(parser.bad_frames or parser.dropped_bytes) and not parser.pending
             # After the answer (when settling) or after garbage, a short silence ends the wait.
             quiet = got_wanted or garbage
-            chunk = await t.receive(min(remaining, self.quiet_s) if quiet else remaining)
+            chunk = await t.read(min(remaining, self.quiet_s) if quiet else remaining)
             if not chunk:
                 if quiet:
                     break

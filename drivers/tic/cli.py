@@ -176,10 +176,10 @@ def decode_cmd(source: str, mode: str, as_json: bool) -> None:
 async def _listen(port_path: str, mode: str, count: int, timeout: float, detect_s: float,
                   on_frame: Callable[[int, Frame], None] | None = None) -> tuple[Mode, int, list[Frame], Counters]:
     """Open the port (detecting the mode when asked) and collect ``count`` complete frames (0: forever)."""
-    from zaas_edge.drivers.tic.port import TicPort, detect_speed
+    from zaas_edge.drivers.tic.port import detect_speed, open_tic_port
 
     fixed = _MODES.get(mode)
-    port = await TicPort.open(port_path, (fixed or Mode.STANDARD).value)
+    port = await open_tic_port(port_path, (fixed or Mode.STANDARD).value)
     try:
         heard = b""
         if fixed is None:

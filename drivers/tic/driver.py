@@ -54,7 +54,7 @@ from zaas_edge.drivers.tic.codec import Frame, Horodate, Mode, TicDecoder
 from zaas_edge.drivers.tic.labels import points as measure_points
 from zaas_edge.drivers.tic.meaning import Interpretation, interpret
 from zaas_edge.drivers.tic.options import TicOptions
-from zaas_edge.drivers.tic.port import TicPort, detect_speed
+from zaas_edge.drivers.tic.port import detect_speed, open_tic_port
 from zaas_edge.drivers.tic.state_points import is_exact, state_points, state_values
 from zaas_edge.drivers.tic.tariff import TariffState, changes, tariff_state
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
@@ -64,6 +64,7 @@ from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Reading, Severity, Stamp
+from zaas_edge.serialport import SerialLine
 
 PARIS = ZoneInfo("Europe/Paris")
 READ_WAIT_S = 1.0  # longest wait for bytes before the loop heartbeats again
@@ -173,7 +174,7 @@ class TicDriver(Driver):
 
     async def _session(self, ctx: DriverContext, backoff: Backoff) -> None:
         """Open the port (detecting the mode), then decode frames until it fails."""
-        port = await TicPort.open(self.options.port, (self.mode or Mode.STANDARD).value)
+        port = await open_tic_port(self.options.port, (self.mode or Mode.STANDARD).value)
         try:
             mode, heard = await self._detect(ctx, port) if self.options.mode == "auto" else (self.mode, b"")
             assert mode is not None
@@ -199,7 +200,7 @@ class TicDriver(Driver):
         finally:
             await port.close()
 
-    async def _detect(self, ctx: DriverContext, port: TicPort) -> tuple[Mode, bytes]:
+    async def _detect(self, ctx: DriverContext, port: SerialLine) -> tuple[Mode, bytes]:
         """9600 Bd first, then 1200: the speed at which groups pass their checksums."""
         found = await detect_speed(port, self.options.detect_s, ctx.heartbeat, self._clock)
         if found is None:
