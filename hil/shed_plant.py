@@ -94,7 +94,10 @@ class PlantMeter(SimMeter):
         now = self.plant.clock()
         total = self._publish(now)
         if table is Table.INPUT and address <= self._power.address < address + count:
-            self.plant.meter_reads.append(MeterRead(now, total))
+            read = MeterRead(now, total)
+            self.plant.meter_reads.append(read)
+            for listener in self.plant.read_listeners:
+                listener(read)
         return super().read(table, address, count)
 
     def write(self, table: Table, address: int, values: Sequence[int]) -> None:
@@ -129,6 +132,8 @@ class Plant:
                  clock: Callable[[], float] = time.monotonic, reads_kept: int = 100_000) -> None:
         self.clock = clock
         self.base_w = base_w  # balanced over the three phases
+        self.base_fn: Callable[[float], float] | None = None  # when set: the base load at a monotonic time
+        self.read_listeners: list[Callable[[MeterRead], None]] = []
         self.loads = {ld.id: ld for ld in loads}
         self.meter_reads: deque[MeterRead] = deque(maxlen=reads_kept)
         now = clock()
@@ -154,7 +159,8 @@ class Plant:
     def phase_powers(self, now: float | None = None) -> tuple[float, float, float]:
         """L1, L2, L3 in W at ``now``."""
         now = self.clock() if now is None else now
-        ph = [self.base_w / 3.0] * 3
+        base = self.base_fn(now) if self.base_fn is not None else self.base_w
+        ph = [base / 3.0] * 3
         for ld in self.loads.values():
             if ld.on_at(now):
                 if ld.phase is None:
