@@ -74,6 +74,7 @@ __all__ = [
     "LoadCurve",
     "constant",
     "daily_curve",
+    "ticking",
     "LinkyMeter",
     "LinkySimulator",
     "LinkySimProcess",
@@ -98,6 +99,17 @@ _MAX_LINE = 4096  # control protocol: longest command line
 def constant(va: float) -> LoadCurve:
     """A flat load."""
     return lambda t: va
+
+
+def ticking(start: float) -> Callable[[], float]:
+    """A meter clock for tests: one second per call, so every frame is the meter's next second."""
+    t = [start]
+
+    def clock() -> float:
+        t[0] += 1
+        return float(t[0])
+
+    return clock
 
 
 def daily_curve(base_va: float = 400, peak_va: float = 3500) -> LoadCurve:

@@ -6,12 +6,13 @@ or from ``shared/corpora`` beside the checkout, and skip when neither exists.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-__all__ = ["corpus_dir"]
+__all__ = ["corpus_dir", "corpus_cases"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -22,3 +23,16 @@ def corpus_dir(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"corpus {name!r} not found: set ZAAS_CORPORA or place shared/corpora beside the checkout")
     return path
+
+
+def corpus_cases(name: str, key: str, id_field: str = "file") -> list:
+    """The cases listed under ``key`` in a corpus's ``index.json``, as pytest parameters.
+
+    With the corpus absent, one skipped parameter that says why, so collection never fails.
+    """
+    try:
+        root = corpus_dir(name)
+    except pytest.skip.Exception as exc:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
+    index = json.loads((root / "index.json").read_text())
+    return [pytest.param(c, id=c[id_field]) for c in index[key]]

@@ -16,7 +16,7 @@ from zaas_edge.drivers.tic import Group, Horodate, Mode, TicOptions, encode_fram
 
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, constant
 from hil.linky_tariff import Contract
-from tests.corpora import corpus_dir
+from tests.corpora import corpus_cases, corpus_dir
 from zaas_edge.cli import _register, cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +37,7 @@ def decode_json(data: bytes, *extra: str) -> dict:
 # --- the real captures --------------------------------------------------------------------------------------------
 
 
-def _captures() -> list:
-    try:
-        root = corpus_dir("tic")
-    except pytest.skip.Exception as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
-    index = json.loads((root / "index.json").read_text())
-    return [pytest.param(c, id=c["file"]) for c in index["captures"]]
-
-
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_decode_json_gives_each_captures_first_frame_and_frame_count(capture: dict) -> None:
     path = corpus_dir("tic") / capture["file"]
     r = run("tic", "decode", str(path), "--json")

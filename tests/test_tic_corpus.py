@@ -8,21 +8,10 @@ must come out of ``flush`` as an incomplete frame with its unterminated group.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from zaas_edge.drivers.tic import Mode, TicDecoder, detect_mode
 
-from tests.corpora import corpus_dir
-
-
-def _captures() -> list:
-    try:
-        root = corpus_dir("tic")
-    except pytest.skip.Exception as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
-    index = json.loads((root / "index.json").read_text())
-    return [pytest.param(c, id=c["file"]) for c in index["captures"]]
+from tests.corpora import corpus_cases, corpus_dir
 
 
 def _decode(capture: dict, chunk: int) -> tuple[list, TicDecoder]:
@@ -38,7 +27,7 @@ def _decode(capture: dict, chunk: int) -> tuple[list, TicDecoder]:
     return frames, decoder
 
 
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_first_complete_frame_matches_the_index(capture: dict, chunk: int) -> None:
     frames, decoder = _decode(capture, chunk)
@@ -58,7 +47,7 @@ def test_first_complete_frame_matches_the_index(capture: dict, chunk: int) -> No
     assert decoder.counters.parity_stripped == 0
 
 
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_only_the_unterminated_tail_is_rejected(capture: dict) -> None:
     frames, decoder = _decode(capture, 1 << 20)
     incomplete = [f for f in frames if not f.complete]
@@ -68,7 +57,7 @@ def test_only_the_unterminated_tail_is_rejected(capture: dict) -> None:
     assert decoder.counters.groups_bad == len(capture["bad_groups"])
 
 
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_capture_read_8n1_decodes_the_same(capture: dict) -> None:
     """A port opened 8N1 hands over the even-parity bit as bit 7: stripped and counted."""
     data = (corpus_dir("tic") / capture["file"]).read_bytes()
@@ -78,7 +67,7 @@ def test_capture_read_8n1_decodes_the_same(capture: dict) -> None:
     assert marked.counters.parity_stripped == sum(1 for b in with_parity if b & 0x80) > 0
 
 
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_mode_is_detected_from_the_capture(capture: dict) -> None:
     data = (corpus_dir("tic") / capture["file"]).read_bytes()
     assert detect_mode(data) is Mode(1200 if capture["mode"] == "historic" else 9600)

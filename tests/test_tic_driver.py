@@ -25,7 +25,7 @@ from zaas_edge.drivers.tic.state_points import STATE_POINTS
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
 
 from hil.driver_run import DriverRun
-from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant
+from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant, ticking
 from hil.linky_tariff import Colour, Contract
 from tests.example_config import load_driver_block
 from zaas_edge.context import MemoryState
@@ -63,21 +63,10 @@ async def running(driver: TicDriver, state: MemoryState | None = None) -> AsyncI
         yield rig
 
 
-def ticking(start: int = T0) -> Callable[[], float]:
-    """The meter's clock: one second per call, so every frame is the next second of the meter."""
-    t = [start]
-
-    def clock() -> float:
-        t[0] += 1
-        return float(t[0])
-
-    return clock
-
-
 def simulator(mode: Mode = Mode.STANDARD, contract: Contract = Contract.BASE, va: float = 1500, *,
               clock: Callable[[], float] | None = None, tariff: Tariff | None = None) -> LinkySimulator:
     meter = LinkyMeter(MeterConfig(mode, contract=contract), tariff=tariff, curve=constant(va), start=T0,
-                       clock=clock or ticking())
+                       clock=clock or ticking(T0))
     return LinkySimulator(meter, fast=True, interval=0.02)
 
 
@@ -380,7 +369,7 @@ def test_the_example_configuration_block_is_valid_and_shows_the_defaults(tmp_pat
 # --- bad input never crashes the driver ------------------------------------------------------------------------------
 
 _CLEAN = {mode: b"".join(LinkyMeter(MeterConfig(mode, contract=c), curve=constant(900), start=T0,
-                                    clock=ticking()).frame() for c in Contract)
+                                    clock=ticking(T0)).frame() for c in Contract)
           for mode in (Mode.HISTORIC, Mode.STANDARD)}
 
 

@@ -6,30 +6,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from zaas_edge.drivers.tic import Mode
 from zaas_edge.drivers.tic.state_points import STATE_POINTS
 
-from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant
+from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant, ticking
 from hil.linky_tariff import Colour, Contract
 from tests.daemon_harness import DaemonProcess, write_config
 
 T0 = 1_767_261_600  # 2026-01-01 11:00 +01:00, HP on Tempo
 DEVICE = "linky-031762120855"
 STATES = {p.quantity: p.states for p in STATE_POINTS}
-
-
-def ticking(start: int = T0) -> Callable[[], float]:
-    t = [start]
-
-    def clock() -> float:
-        t[0] += 1
-        return float(t[0])
-
-    return clock
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def base() -> Iterator[Path]:
 @pytest.mark.timeout(120)
 def test_a_simulated_linky_becomes_readings_tariff_state_and_one_trip_alarm(base: Path) -> None:
     meter = LinkyMeter(MeterConfig(Mode.STANDARD, contract=Contract.TEMPO),
-                       tariff=Tariff(tempo_today=Colour.BLUE), curve=constant(1500), start=T0, clock=ticking())
+                       tariff=Tariff(tempo_today=Colour.BLUE), curve=constant(1500), start=T0, clock=ticking(T0))
     with LinkySimulator(meter, fast=True, interval=0.05) as sim:
         drivers = (f'[[drivers]]\nid = "linky"\ntype = "tic"\nport = "{sim.path}"\nmode = "auto"\n'
                    'offline_after_s = 5\nstore_interval_s = 600\n')

@@ -9,7 +9,6 @@ Expected values come from Enedis-NOI-CPT_54E v3 (the status register table
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -40,7 +39,7 @@ from zaas_edge.drivers.tic import (
     tariff_state,
 )
 
-from tests.corpora import corpus_dir
+from tests.corpora import corpus_cases, corpus_dir
 
 H, S = Mode.HISTORIC, Mode.STANDARD
 
@@ -347,21 +346,12 @@ def test_points_page_lists_every_measure() -> None:
 # --- the real captures ------------------------------------------------------------
 
 
-def _captures() -> list:
-    try:
-        root = corpus_dir("tic")
-    except pytest.skip.Exception as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
-    index = json.loads((root / "index.json").read_text())
-    return [pytest.param(c, id=c["file"]) for c in index["captures"]]
-
-
 def _frames(capture: dict) -> list[Frame]:
     decoder = TicDecoder()
     return decoder.feed((corpus_dir("tic") / capture["file"]).read_bytes())
 
 
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_every_capture_frame_interprets_cleanly(capture: dict) -> None:
     tracker = AlarmTracker()
     for frame in _frames(capture):
