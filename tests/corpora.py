@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,10 @@ def corpus_dir(name: str) -> Path:
     return path
 
 
-def corpus_cases(name: str, key: str, id_field: str = "file") -> list:
-    """The cases listed under ``key`` in a corpus's ``index.json``, as pytest parameters.
+def corpus_cases(name: str, key: str, *, where: Callable[[dict], bool] = lambda case: True,
+                 ident: Callable[[dict], str] = lambda case: str(case["file"])) -> list:
+    """The cases listed under ``key`` in a corpus's ``index.json`` (those ``where`` keeps), as pytest
+    parameters named by ``ident``.
 
     With the corpus absent, one skipped parameter that says why, so collection never fails.
     """
@@ -35,4 +38,4 @@ def corpus_cases(name: str, key: str, id_field: str = "file") -> list:
     except pytest.skip.Exception as exc:
         return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
     index = json.loads((root / "index.json").read_text())
-    return [pytest.param(c, id=c[id_field]) for c in index[key]]
+    return [pytest.param(c, id=ident(c)) for c in index[key] if where(c)]

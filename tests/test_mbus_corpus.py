@@ -32,17 +32,13 @@ from zaas_edge.drivers.mbus import (
     parse_frame,
 )
 
-from tests.corpora import corpus_dir
+from tests.corpora import corpus_cases, corpus_dir
 from zaas_edge.errors import ProtocolError
 
 
 def _entries(subset: str) -> list:
-    try:
-        root = corpus_dir("libmbus")
-    except pytest.skip.Exception as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
-    index = json.loads((root / "index.json").read_text())
-    return [pytest.param(e, id=Path(e["file"]).stem) for e in index["frames"] if e["subset"] == subset]
+    return corpus_cases("libmbus", "frames", where=lambda e: e["subset"] == subset,
+                        ident=lambda e: Path(e["file"]).stem)
 
 
 def _root() -> Path:

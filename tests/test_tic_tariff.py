@@ -7,7 +7,6 @@ aware time in the meter's zone.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -26,7 +25,7 @@ from zaas_edge.drivers.tic import (
     tariff_state,
 )
 
-from tests.corpora import corpus_dir
+from tests.corpora import corpus_cases, corpus_dir
 
 H, S = Mode.HISTORIC, Mode.STANDARD
 PARIS_WINTER = timezone(timedelta(hours=1))
@@ -221,15 +220,7 @@ def test_first_state_has_no_changes_and_a_mode_switch_starts_afresh() -> None:
 # --- the real captures -------------------------------------------------------------
 
 
-def _captures() -> list:
-    try:
-        root = corpus_dir("tic")
-    except pytest.skip.Exception as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="corpus-missing")]
-    return [pytest.param(c, id=c["file"]) for c in json.loads((root / "index.json").read_text())["captures"]]
-
-
-@pytest.mark.parametrize("capture", _captures())
+@pytest.mark.parametrize("capture", corpus_cases("tic", "captures"))
 def test_captures_give_one_steady_tariff_state(capture: dict) -> None:
     frames = TicDecoder().feed((corpus_dir("tic") / capture["file"]).read_bytes())
     state, seen = None, []
