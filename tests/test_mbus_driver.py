@@ -115,6 +115,51 @@ async def test_offline_alarm_after_failures_and_recovery_with_counters() -> None
     assert c["retries"] == 2 and c["failed_polls"] == 2
 
 
+async def test_records_the_meter_never_had_are_refused_until_they_persist_or_the_meter_is_replaced() -> None:
+    """Checksum-valid garbage (here: a telegram with made-up records) creates no point; a layout
+    that keeps coming back is a reconfigured meter, and a new identity a replaced one."""
+    from zaas_edge.drivers.mbus import RecordSpec
+    from zaas_edge.drivers.mbus.layout import CONFIRM
+    from zaas_edge.drivers.mbus.records import Coding
+
+    from hil.mbus_sim import gas_telegrams
+
+    def garbage(t: float) -> list[list[RecordSpec]]:
+        return [[*gas_telegrams(t)[0], RecordSpec(b"\x07", 10**9, Coding.INT32)]]  # energy x 10^4 Wh: 1e13 Wh
+
+    with MBusSimulator() as sim:
+        opts = options(sim.path, meters=[{"id": "gas-1", "address": 7, "interval_s": 3600}])
+        async with DriverRun(MBusDriver(opts)) as h:
+            await h.until(lambda: "gas-1/volume" in h.hub.latest, "the first readout")
+            known = {p.key for p in h.driver.points()}
+            gas = sim.bus.meter("gas")
+            gas.telegrams = garbage
+            before = len(h.readings)
+            for _ in range(CONFIRM - 1):
+                await h.driver.poll_now()
+            assert len(h.readings) == before, "a refused readout gives no reading at all"
+            assert {p.key for p in h.driver.points()} == known
+            assert h.counters["layout_mismatches"] == CONFIRM - 1
+            assert h.driver.health()["gas-1"].counters["bad_responses"] == CONFIRM - 1
+            assert h.driver.health()["gas-1"].online is True  # the meter answers; its records are the problem
+            await h.driver.poll_now()  # the same new layout a third time in a row: the meter was reconfigured
+            [changed] = h.events("mbus.layout_changed")
+            assert changed.data["new"] == ["energy"]
+            new_points = {p.key for p in h.driver.points()} - known
+            assert new_points == {"gas-1/energy"} and len(h.readings) > before
+            await h.until(lambda: h.driver._background == set(), "the layout saved")
+            saved = await h.state.load("mbus-1", "points")
+            assert "energy" in saved["gas-1"]
+
+            gas.telegrams = gas_telegrams  # the old layout once more: refused now...
+            gas.identification = "30112299"  # ...unless the meter was replaced: then its layout is learned at once
+            n = h.counters["layout_mismatches"]
+            await h.driver.poll_now()
+            assert h.counters["layout_mismatches"] == n
+            assert h.events("mbus.meter_changed")
+            assert "energy" not in h.driver._meters["gas-1"].units
+
+
 async def test_missing_port_fails_the_run_for_the_supervisor_to_retry(tmp_path: Path) -> None:
     h = DriverRun(MBusDriver(options(str(tmp_path / "ttyUSB7"))))
     with pytest.raises(Exception, match="cannot open M-Bus port"):

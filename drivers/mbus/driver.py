@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zaas_edge.drivers.mbus.header import LongHeader
+from zaas_edge.drivers.mbus.layout import CONFIRM, LayoutGuard, Verdict
 from zaas_edge.drivers.mbus.link import MBusLink, PortError, Readout
 from zaas_edge.drivers.mbus.options import MBusOptions, MeterOptions
 from zaas_edge.drivers.mbus.units import UNIT_FACTORS, convert
@@ -50,7 +51,11 @@ class _Meter:
     due: float = 0.0  # monotonic deadline of the next readout
     secondary: str | None = None  # last identity seen, to notice a swapped meter
     status: int | None = None
-    units: dict[str, str] = field(default_factory=dict)  # record key -> unit, as last emitted
+    units: dict[str, str] = field(default_factory=dict)  # record key -> unit: the meter's layout
+    layout: LayoutGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.layout = LayoutGuard(self.units)  # the same dict: what is loaded at start is the known layout
 
     def report(self, now: float) -> DeviceStatus:
         return self.health.status(now, {"address": str(self.options.target)})
@@ -208,27 +213,44 @@ class MBusDriver(Driver):
                           Severity.WARNING if header.has_error else Severity.INFO,
                           {"meter": mid, "status": header.status, "flags": list(header.flags)})
             meter.status = header.status
+        replaced = False
         if isinstance(header, LongHeader):
             if meter.secondary is not None and header.secondary_address != meter.secondary:
+                replaced = True
                 ctx.event("mbus.meter_changed", f"meter {mid} now answers as {header.secondary_address} "
                           f"(was {meter.secondary}): replaced or readdressed?", Severity.WARNING,
                           {"meter": mid, "secondary": header.secondary_address, "previous": meter.secondary})
             meter.secondary = header.secondary_address
-        readings, new_units = self._readings(ctx, meter, readout, quality)
+        readings, layout = self._readings(ctx, meter, readout, quality)
+        unknown = meter.layout.unknown(layout)
+        verdict = meter.layout.check(layout, replaced=replaced)
+        if verdict is Verdict.REFUSED:
+            # Checksum-valid records the meter never had: believe none of this readout.
+            ctx.count("layout_mismatches")
+            meter.health.count(Counter.BAD_RESPONSES)
+            if meter.layout.pending == 1:
+                ctx.log.warning("meter %s sent records it does not have (%s): readout refused; a layout "
+                                "seen %d times in a row is adopted", mid, ", ".join(unknown[:5]), CONFIRM,
+                                extra={"fields": {"driver": self.id, "meter": mid}})
+            return
+        if verdict is Verdict.CHANGED:
+            ctx.event("mbus.layout_changed", f"meter {mid} now sends {', '.join(unknown[:5])}"
+                      f"{' …' if len(unknown) > 5 else ''}: its records changed (reconfigured?)", Severity.WARNING,
+                      {"meter": mid, "new": unknown, "records": len(layout)})
         ctx.emit(readings)
-        if new_units:
-            meter.units.update(new_units)
+        if verdict is not Verdict.OK:
             task = asyncio.get_running_loop().create_task(self._save_points(ctx))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     def _readings(self, ctx: DriverContext, meter: _Meter, readout: Readout,
                   quality: Quality) -> tuple[list[Reading], dict[str, str]]:
+        """The readout's readings and its layout (record key to unit, after the point filter)."""
         opts = meter.options
         wanted = set(opts.points) if opts.points is not None else None
         stamp = ctx.now()
         out: list[Reading] = []
-        new_units: dict[str, str] = {}
+        layout: dict[str, str] = {}
         for key, record in readout.telegram.by_key().items():
             if wanted is not None and key not in wanted:
                 continue
@@ -240,9 +262,8 @@ class MBusDriver(Driver):
             if opts.energy_unit and UNIT_FACTORS.get(unit, ("",))[0] == "energy":
                 value, unit = convert(value, unit, opts.energy_unit), opts.energy_unit
             out.append(ctx.reading(key, value, unit, quality, stamp=stamp, device_id=opts.id))
-            if meter.units.get(key) != unit:
-                new_units[key] = unit
-        return out, new_units
+            layout[key] = unit
+        return out, layout
 
     # -- remembered points -----------------------------------------------------------
 
