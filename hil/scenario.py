@@ -45,10 +45,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from hil.buildings import BUILDINGS, Building, get_building
+from hil.buildings import BUILDINGS, Building, ModbusLine, get_building
 from zaas_edge.tomlw import toml_key, toml_value
+
+if TYPE_CHECKING:
+    from hil.modbus_sim import SimBus
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / ".demo"
@@ -189,6 +192,7 @@ class Scenario:
         self._central_ca = ""
         self._lora: dict[str, Any] | None = None
         self._logs: list[TextIO] = []
+        self.plant: Any = None  # hil.shed_plant.Plant of a line with plant=True, once started
 
     def say(self, line: str) -> None:
         print(f"scenario: {line}", file=self.out, flush=True)
@@ -231,7 +235,10 @@ class Scenario:
 
         for line in self.building.modbus:
             try:
-                bus = SimBus([SimMeter(get_profile(m.profile), m.unit) for m in line.meters], log_size=1000)
+                if line.plant:
+                    bus = self._plant(line)
+                else:
+                    bus = SimBus([SimMeter(get_profile(m.profile), m.unit) for m in line.meters], log_size=1000)
                 if line.transport == "rtu":
                     srv = await serve_rtu_pty(bus)
                     self._endpoints[line.id] = {"port": srv.pty_path, "baudrate": 115200}
@@ -247,6 +254,19 @@ class Scenario:
             self._closers.append((line.id, srv.close))
             units = ", ".join(f"{m.id}={m.unit}" for m in line.meters)
             self.running.append(f"{line.id:12s} {where}: {len(line.meters)} meters ({units})")
+
+    def _plant(self, line: ModbusLine) -> SimBus:
+        """The sheddable loads' bus: a meter that sees what the relays switch and the wallbox draws."""
+        from hil.shed_plant import DEFAULT_LOADS, Plant, office_base_load
+
+        unit = {m.profile: m.unit for m in line.meters}
+        plant = Plant(meter_unit=unit["eastron-sdm630"], relay_unit=unit["waveshare-relay-8ch"],
+                      charger_unit=unit.get("heidelberg-energy-control"), on=[ld.id for ld in DEFAULT_LOADS])
+        plant.base_fn = office_base_load(plant.clock())
+        if plant.charger is not None:
+            plant.charger.plug(phases=3)  # a car charging at full current
+        self.plant = plant
+        return plant.bus
 
     async def _start_mbus(self) -> None:
         from hil.mbus_sim import MBusSimulator, default_meters
@@ -457,6 +477,8 @@ class Scenario:
                          "   (Debian package mosquitto-clients)")
         if self._sync:
             lines.append(f"  {zaas} -c {cfg} sync status")
+        if self.plant is not None and self._base.get("shedding", {}).get("enabled"):
+            lines.append(f"  {zaas} -c {cfg} shed status")
         lines += ["Ctrl-C stops everything.", "=" * 72, ""]
         print("\n".join(lines), file=self.out, flush=True)
 

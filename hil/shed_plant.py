@@ -20,14 +20,15 @@ From a shell (the demo runs it so)::
 
 from __future__ import annotations
 
-__all__ = ["Plant", "PlantLoad", "PlantMeter", "MeterRead", "DEFAULT_LOADS"]
+__all__ = ["Plant", "PlantLoad", "PlantMeter", "MeterRead", "DEFAULT_LOADS", "office_base_load"]
 
 import argparse
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from zaas_edge.drivers.modbus.decode import encode_value
 from zaas_edge.drivers.modbus.plan import Table
@@ -68,6 +69,17 @@ DEFAULT_LOADS = (
     PlantLoad("heater-hall", 3, 2000.0, phase=3),
     PlantLoad("dryer", 4, 2500.0),
 )
+
+
+def office_base_load(t0: float, *, low_w: float = 3000.0, high_w: float = 7000.0,
+                     period_s: float = 240.0) -> Callable[[float], float]:
+    """A base load that rises for half of each ``period_s`` (the lunch peak, compressed) and wobbles a little,
+    so the demo's limit is crossed and cleared again while someone watches ``shed status``."""
+    def base(now: float) -> float:
+        phase = ((now - t0) % period_s) / period_s
+        level = high_w if phase >= 0.5 else low_w
+        return level + 150.0 * math.sin(2 * math.pi * (now - t0) / 17.0)
+    return base
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +146,11 @@ class Plant:
         self.base_w = base_w  # balanced over the three phases
         self.base_fn: Callable[[float], float] | None = None  # when set: the base load at a monotonic time
         self.read_listeners: list[Callable[[MeterRead], None]] = []
-        self.loads = {ld.id: ld for ld in loads}
+        self.loads = {ld.id: replace(ld, history=[]) for ld in loads}  # each plant its own loads' histories
         self.meter_reads: deque[MeterRead] = deque(maxlen=reads_kept)
         now = clock()
         self.relays = RelayModule(relay_unit, on=[ld.channel for ld in loads if ld.id in on], clock=clock)
-        for ld in loads:
+        for ld in self.loads.values():
             ld.history = [(now - ld.latency_s, ld.id in on)]
         self.relays.listeners.append(self._relay_moved)
         self.charger = EvCharger(charger_unit, clock=clock) if charger_unit is not None else None

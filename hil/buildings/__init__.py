@@ -32,6 +32,9 @@ class ModbusLine:
     meters: tuple[ModbusMeter, ...]
     interval_fast_s: float = 2.0
     interval_slow_s: float = 10.0
+    # served by hil.shed_plant: the eastron-sdm630 meter sees the loads the waveshare-relay-8ch switches
+    # and the heidelberg-energy-control charger draws (a closed loop for load shedding)
+    plant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ class Building:
 DEMO = Building(
     name="demo",
     description="a small office building: a main switchboard on Modbus TCP, two sub-meters on RS-485, "
-                "heat/water/electricity on M-Bus, LoRaWAN sensors",
+                "heat/water/electricity on M-Bus, LoRaWAN sensors, sheddable loads on a relay module and a wallbox",
     modbus=(
         ModbusLine("switchboard", "tcp", (
             ModbusMeter("main", 1, "eastron-sdm630"),
@@ -102,6 +105,12 @@ DEMO = Building(
             ModbusMeter("ev-1", 1, "eastron-sdm120"),
             ModbusMeter("ev-2", 2, "eastron-sdm120"),
         )),
+        # The sheddable loads of the [shedding] section in config/demo.toml.
+        ModbusLine("loads", "tcp", (
+            ModbusMeter("board", 1, "eastron-sdm630"),
+            ModbusMeter("relays", 2, "waveshare-relay-8ch"),
+            ModbusMeter("wallbox", 3, "heidelberg-energy-control"),
+        ), interval_fast_s=1.0, plant=True),
     ),
     mbus=(
         MBusLine("mbus", (
