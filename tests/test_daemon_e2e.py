@@ -101,6 +101,29 @@ def test_unknown_driver_type_refuses_to_start_with_one_line(base: Path) -> None:
     assert "nosuchbus" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_reload_command_answers_once_the_new_configuration_is_in_force(base: Path) -> None:
+    """What the unit's ExecReload runs: `systemctl reload` waits for it and fails when the file is refused."""
+    cfg = write_config(base / "config.toml", base)
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_notify("READY=1")
+        good = cfg.read_text()
+        cfg.write_text(good + '\n[[drivers]]\nid = "system2"\ntype = "system"\ninterval_s = 1\n')
+        r = d.cli("reload")
+        assert r.returncode == 0 and "configuration reloaded" in r.stdout
+        st = d.status()  # no waiting: the command returned after the reload
+        assert "system2" in st["drivers"] and st["daemon"]["reloads"] == 1
+
+        cfg.write_text(good.replace("interval_s = 1", 'interval_s = "often"'))
+        r = d.cli("reload", check=False)  # refused before it reaches the daemon: exit 2, the reason in one line
+        assert r.returncode == 2
+        assert r.stderr.strip().count("\n") == 0 and "interval_s" in r.stderr and "Traceback" not in r.stderr
+        st = d.status()
+        assert "system2" in st["drivers"] and st["drivers"]["system2"]["state"] == "running"
+    finally:
+        d.close()
+
+
 def test_deeply_nested_file_on_reload_is_a_refused_reload(base: Path) -> None:
     cfg = write_config(base / "config.toml", base)
     d = DaemonProcess(cfg)

@@ -128,7 +128,7 @@ def test_key_directives() -> None:
         "RuntimeDirectory": "zaas-edge",
         "RuntimeDirectoryMode": "0750",
         "ExecStart": "/opt/zaas-edge/venv/bin/zaas-edge run",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
+        "ExecReload": "/opt/zaas-edge/venv/bin/zaas-edge reload",
         "TimeoutStopSec": "10s",
         "UMask": "0077",
         "CapabilityBoundingSet": "",

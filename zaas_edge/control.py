@@ -10,7 +10,7 @@ request per line, one JSON answer per line. Nothing listens on the network.
 
 from __future__ import annotations
 
-__all__ = ["ControlServer", "ControlClient", "DaemonNotRunning", "Handler", "MAX_REQUEST"]
+__all__ = ["ControlServer", "ControlClient", "DaemonNotRunning", "Handler", "MAX_REQUEST", "RELOAD_TIMEOUT_S"]
 
 import asyncio
 import json
@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ log = logging.getLogger("zaas_edge.control")
 
 MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT_S = 5.0
+RELOAD_TIMEOUT_S = 120.0  # a reload stops and starts drivers and services; systemctl reload waits for it
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -38,9 +39,14 @@ class DaemonNotRunning(TransientError):
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler], *, mode: int = 0o660) -> None:
+    """``timeouts`` gives commands that may take longer than :data:`REQUEST_TIMEOUT_S` their own
+    bound (a reload stops and starts drivers)."""
+
+    def __init__(self, path: Path, handlers: dict[str, Handler], *, mode: int = 0o660,
+                 timeouts: Mapping[str, float] | None = None) -> None:
         self.path = path
         self.handlers = handlers
+        self.timeouts = dict(timeouts or {})
         self.mode = mode
         self.requests = 0
         self.bad_requests = 0
@@ -114,7 +120,8 @@ class ControlServer:
             self.bad_requests += 1
             return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})"}
         try:
-            return {"ok": True, "result": await wait_for(handler(req), REQUEST_TIMEOUT_S)}
+            timeout = self.timeouts.get(req["cmd"], REQUEST_TIMEOUT_S)
+            return {"ok": True, "result": await wait_for(handler(req), timeout)}
         except ZaasError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:

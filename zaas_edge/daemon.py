@@ -24,7 +24,7 @@ from zaas_edge import __version__
 from zaas_edge.clock import Clock, SystemClock
 from zaas_edge.config import LoadedConfig, load_config
 from zaas_edge.context import GatewayDriverContext
-from zaas_edge.control import ControlServer
+from zaas_edge.control import RELOAD_TIMEOUT_S, ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError, ZaasError
 from zaas_edge.hub import Hub
@@ -99,7 +99,7 @@ class Daemon:
             "status": self._status,
             "ping": self._ping,
             "reload": self._reload_request,
-        }, mode=cfg.control.mode)
+        }, mode=cfg.control.mode, timeouts={"reload": RELOAD_TIMEOUT_S})
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -370,7 +370,14 @@ class Daemon:
         return True
 
     async def _reload_request(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"reloaded": await self.reload()}
+        """``zaas-edge reload`` (the unit's ExecReload): answers once the new configuration is in force.
+
+        Shielded: a client that gives up must not cancel a reload halfway through stopping drivers.
+        """
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+        return {"reloaded": await asyncio.shield(task)}
 
     # -- watchdog and status ---------------------------------------------------
 

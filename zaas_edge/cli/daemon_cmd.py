@@ -227,8 +227,14 @@ def drivers_list(as_json: bool) -> None:
 @cli.command("reload")
 @click.pass_context
 def reload_cmd(ctx: click.Context) -> None:
-    """Ask the running daemon to reload its configuration (like SIGHUP)."""
-    result = ControlClient(_loaded(ctx).config.control_socket).call("reload")
+    """Ask the running daemon to reload its configuration; returns once it is in force.
+
+    What the systemd unit's ExecReload runs, so `systemctl reload zaas-edge` reports a
+    refused configuration as a failed reload.
+    """
+    from zaas_edge.control import RELOAD_TIMEOUT_S
+
+    result = ControlClient(_loaded(ctx).config.control_socket, timeout=RELOAD_TIMEOUT_S + 1).call("reload")
     if not result.get("reloaded"):
         raise click.ClickException("the daemon refused the new configuration and keeps the old one; "
                                    "run 'zaas-edge config check' to see why")
