@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GatewayDriverContext", "StateBackend", "MemoryState"]
+__all__ = ["GatewayDriverContext", "StateBackend", "MemoryState", "DriverField"]
 
 import logging
 import time
@@ -36,6 +36,8 @@ class GatewayDriverContext:
         self.state_dir = state_dir
         self._state = state
         self.log = logging.getLogger(f"zaas_edge.driver.{driver_id}")
+        if not any(isinstance(f, DriverField) for f in self.log.filters):
+            self.log.addFilter(DriverField(driver_id))
         self._hub = hub
         self._clock = clock
         self._heartbeat = heartbeat
@@ -73,8 +75,8 @@ class GatewayDriverContext:
 
     def availability(self, change: Transition, what: str | None = None,
                      data: Mapping[str, Detail] | None = None) -> None:
-        """Announce a device going online or offline: the one ``device.availability`` event, the
-        alarm ``device.<id>.offline`` raised or cleared, one log line.
+        """Announce a device going online or offline: the one ``device.availability`` event and the
+        alarm ``device.<id>.offline`` raised or cleared, which the journal shows as one line.
 
         Transitions of a ``DeviceHealth`` alternate, so the alarm is raised once and cleared
         once; a first answer after the start clears nothing (no alarm was raised).
@@ -89,11 +91,12 @@ class GatewayDriverContext:
                                       "reason": change.reason, "failures": change.failures}
         severity = Severity.WARNING if not change.online else (
             Severity.NOTICE if change.previous is False else Severity.INFO)
+        with_alarm = not change.online or change.previous is False
+        if with_alarm:
+            payload["alarm"] = offline_alarm_id(device)  # one incident: the journal shows the alarm line only
         self.event(DEVICE_AVAILABILITY, text, severity, payload)
-        if not change.online or change.previous is False:
+        if with_alarm:
             self.alarm(offline_alarm_id(device), not change.online, text, Severity.WARNING, payload)
-        level = logging.WARNING if not change.online else logging.INFO if change.previous is False else logging.DEBUG
-        self.log.log(level, "device %s", text, extra={"fields": {"driver": self.driver_id, "device": device}})
 
     def heartbeat(self) -> None:
         self._heartbeat()
@@ -113,6 +116,22 @@ class GatewayDriverContext:
         if self._state is None:
             raise TransientError("no store to save driver state in")
         await self._state.save(self.driver_id, key, dict(value))
+
+
+class DriverField(logging.Filter):
+    """Every line a driver logs carries ``driver=<id>``, so the journal can be filtered by driver."""
+
+    def __init__(self, driver_id: str) -> None:
+        super().__init__()
+        self.driver_id = driver_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None)
+        if not isinstance(fields, dict):
+            record.fields = {"driver": self.driver_id}
+        elif "driver" not in fields:
+            record.fields = {**fields, "driver": self.driver_id}
+        return True
 
 
 class StateBackend(Protocol):

@@ -528,13 +528,15 @@ _notice_log = logging.getLogger("zaas_edge.events")
 
 
 def _log_notice(item: Event | Alarm) -> None:
-    """Events and alarm transitions also go to the journal, for the on-call maintainer."""
+    """Events and alarm transitions also go to the journal, for the on-call maintainer: one line an
+    incident. An event that names its alarm (``data["alarm"]``) is the same incident as the alarm's
+    line and is not logged again; a notice from a driver carries ``driver=<id>``."""
     if isinstance(item, Alarm):
         state = "raised" if item.active else "cleared"
         _notice_log.log(level_of(item.severity) if item.active else logging.INFO, "alarm %s %s: %s",
                         item.alarm_id, state, item.text,
                         extra={"fields": {"alarm": item.alarm_id, "source": item.source}})
-    elif item.severity != Severity.DEBUG:
+    elif item.severity != Severity.DEBUG and "alarm" not in item.data:
         _notice_log.log(level_of(item.severity), "%s", item.text,
                         extra={"fields": {"event": item.kind, "source": item.source}})
 
