@@ -167,8 +167,10 @@ class SimGateway:
 class SimForwarder:
     """Several simulated gateways sending to one server address."""
 
-    def __init__(self, host: str, port: int, gateways: list[SimGateway] | None = None) -> None:
+    def __init__(self, host: str, port: int, gateways: list[SimGateway] | None = None, *,
+                 local_host: str | None = None) -> None:
         self.host, self.port = host, port
+        self.local_host = local_host  # send from this address (another loopback one plays another host)
         self.gateways = gateways or [SimGateway(bytes.fromhex("AA555A0000000001"))]
         self.acks_missing = 0
         self.downlinks: asyncio.Queue[Downlink] = asyncio.Queue()
@@ -176,11 +178,13 @@ class SimForwarder:
 
     async def __aenter__(self) -> SimForwarder:
         loop = asyncio.get_running_loop()
+        local = None if self.local_host is None else (self.local_host, 0)
         for gw in self.gateways:
-            _, proto = await loop.create_datagram_endpoint(_Endpoint, remote_addr=(self.host, self.port))
+            _, proto = await loop.create_datagram_endpoint(_Endpoint, remote_addr=(self.host, self.port),
+                                                           local_addr=local)
             gw._endpoint = proto
             _, pull = await loop.create_datagram_endpoint(lambda gw=gw: _Endpoint(gw.eui, self.downlinks),
-                                                          remote_addr=(self.host, self.port))
+                                                          remote_addr=(self.host, self.port), local_addr=local)
             gw._pull = pull
         return self
 

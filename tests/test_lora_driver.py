@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from zaas_edge.drivers.lora import LoraOptions, gwmp, lorawan
 from zaas_edge.drivers.lora.driver import STATE_KEY
 from zaas_edge.drivers.lora.keys import save_keys
-from zaas_edge.drivers.lora.server import refuse_wildcard
+from zaas_edge.drivers.lora.server import warn_beyond_loopback
 
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, am103_payload, em300_di_payload
 from tests.lora_helpers import running, until, write_keys
@@ -222,19 +222,65 @@ async def test_keys_file_readable_by_others_stops_the_driver(keys_file: Path) ->
             pass
 
 
-def test_bind_refuses_implicit_wildcards_and_warns_for_the_explicit_one(caplog: pytest.LogCaptureFixture,
-                                                                        tmp_path: Path) -> None:
-    for bad in ("", "*", "::"):
-        with pytest.raises(ValidationError, match='bind = "0.0.0.0"'):
-            LoraOptions(id="lora", type="lora", keys_file=tmp_path / "k", bind=bad)
-    opts = LoraOptions(id="lora", type="lora", keys_file=tmp_path / "k", bind="0.0.0.0")
-    assert opts.bind == "0.0.0.0" and LoraOptions(id="l", type="lora", keys_file=tmp_path / "k").bind == "127.0.0.1"
+@pytest.mark.parametrize("bad", ["", "*", "0", "0.0", "0x0", "0x00000000", "::0", "0:0:0:0:0:0:0:0", "0000::",
+                                 "[::]", "::ffff:0.0.0.0", "::ffff:0:0", "any", "localhost", "00.0.0.0"])
+def test_bind_refuses_every_other_spelling_of_every_interface_with_the_reason(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r'bind = "|0\.0\.0\.0|IPv4') as info:
+        LoraOptions(id="lora", type="lora", keys_file=tmp_path / "k", bind=bad)
+    text = str(info.value)
+    assert "every interface" in text or "IPv4-mapped" in text, text
+
+
+def test_bind_takes_ip_addresses_and_the_two_explicit_wildcards(tmp_path: Path) -> None:
+    def bind(value: str) -> str:
+        return LoraOptions(id="lora", type="lora", keys_file=tmp_path / "k", bind=value).bind
+
+    assert LoraOptions(id="l", type="lora", keys_file=tmp_path / "k").bind == "127.0.0.1"
+    assert [bind(v) for v in ("0.0.0.0", "::", " 127.0.0.1 ", "::1", "192.168.1.10", "FE80::1")] \
+        == ["0.0.0.0", "::", "127.0.0.1", "::1", "192.168.1.10", "fe80::1"]
+    with pytest.raises(ValidationError, match='write bind = "127.0.0.1" instead'):
+        bind("::ffff:127.0.0.1")
+
+
+def test_config_check_refuses_an_implicit_wildcard(tmp_path: Path) -> None:
+    from zaas_edge.config import check_config
+
+    for bad, ok in (("::0", False), ("0.0", False), ("::ffff:0.0.0.0", False), ("0x0", False), ("::", True)):
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n[[drivers]]\nid = "lora"\n'
+                       f'type = "lora"\nbind = "{bad}"\nkeys_file = "{tmp_path / "keys.toml"}"\n')
+        issues = check_config(cfg, environ={})
+        assert (issues == []) is ok, (bad, issues)
+        if not ok:
+            [issue] = issues
+            assert issue.path == "drivers[0].bind" and "every interface" in issue.message, issue
+
+
+def test_a_listener_beyond_loopback_is_named_once_with_its_bound_address(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("test.lora")
     with caplog.at_level(logging.WARNING, logger="test.lora"):
-        refuse_wildcard("0.0.0.0", log, "lora")
-        refuse_wildcard("127.0.0.1", log, "lora")
-    assert [r.getMessage() for r in caplog.records] and "every interface" in caplog.records[0].getMessage()
-    assert len(caplog.records) == 1
+        warn_beyond_loopback(("127.0.0.1", 1700), log, "lora")
+        warn_beyond_loopback(("::1", 1700), log, "lora")
+        warn_beyond_loopback(("0.0.0.0", 1700), log, "lora")
+        warn_beyond_loopback(("192.168.1.10", 1701), log, "lora")
+        warn_beyond_loopback(("::", 1702), log, "lora")
+    shown = [r.getMessage() for r in caplog.records]
+    assert len(shown) == 3
+    assert "0.0.0.0:1700 (every interface)" in shown[0]
+    assert "192.168.1.10:1701 (a network interface)" in shown[1]
+    assert "[::]:1702 (every interface)" in shown[2]
+
+
+async def test_the_driver_warns_at_start_with_the_address_it_bound(keys_file: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        async with running(keys_file, bind="::") as rig:
+            assert rig.driver.address is not None and rig.driver.address[0] == "::"
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "listens on" in r.getMessage()]
+    assert warnings == [f"GWMP server listens on [::]:{rig.port} (every interface): any host that reaches this port "
+                        "can talk to it; keep the peer on this box, restrict who may connect, or firewall the port "
+                        "(set forwarders = [...] to accept only your gateways' EUIs)"]
 
 
 async def test_a_device_silent_past_offline_after_s_goes_offline_and_its_next_uplink_brings_it_back(
@@ -258,3 +304,27 @@ async def test_a_device_silent_past_offline_after_s_goes_offline_and_its_next_up
         await until(lambda: rig.driver.health()["water-1"].online is True)
         alarms = [(a.alarm_id, a.active) for a in rig.notices if isinstance(a, Alarm) and "water" in a.alarm_id]
         assert alarms == [("device.water-1.offline", True), ("device.water-1.offline", False)]
+
+
+async def test_a_flood_of_bad_mics_is_one_security_event_per_device_per_window_with_its_count(
+        keys_file: Path) -> None:
+    offset = [0.0]
+    async with running(keys_file, clock=lambda: time.monotonic() + offset[0], bad_mic_threshold=3,
+                       bad_mic_window_s=60) as rig, SimForwarder("127.0.0.1", rig.port) as fwd:
+        water, leak = SimDevice(WATER), SimDevice(LEAK)
+        for _ in range(40):
+            await fwd.uplink(water.uplink(em300_di_payload(5), bad_mic=True))
+        for _ in range(3):
+            await fwd.uplink(leak.uplink(em300_di_payload(5), bad_mic=True))
+        await until(lambda: rig.counters.get("bad_mic") == 43)
+        assert rig.counters["water-1.bad_mic"] == 40 and rig.counters["leak-1.bad_mic"] == 3
+        events = rig.events("lora.security")
+        assert [(e.data["device"], e.data["count"]) for e in events] == [("water-1", 3), ("leak-1", 3)]
+        offset[0] += 61  # the window is over: the next burst is reported with everything since the last event
+        for _ in range(3):
+            await fwd.uplink(water.uplink(em300_di_payload(5), bad_mic=True))
+        await until(lambda: len(rig.events("lora.security")) == 3)
+        last = rig.events("lora.security")[-1]
+        assert last.data["device"] == "water-1" and last.data["count"] == 40
+        assert "40 LoRaWAN frames with a bad MIC for water-1" in last.text
+        assert rig.counters["bad_mic"] == 46

@@ -51,3 +51,33 @@ def test_looser_mode_missing_file_and_bad_content_are_refused_with_the_fix(tmp_p
     save_keys(path, [DEMO_DEVICES[0], dup])
     with pytest.raises(ConfigError, match="duplicate DevAddr 26011BDA"):
         load_keys(path)
+
+
+def _lora_config(tmp_path: Path, keys: Path) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{tmp_path}"\n\n'
+                   f'[[drivers]]\nid = "lora"\ntype = "lora"\nkeys_file = "{keys}"\n')
+    return cfg
+
+
+def test_config_check_treats_the_keys_file_as_a_secret_file(tmp_path: Path) -> None:
+    from zaas_edge.config import check_config, load_config
+    from zaas_edge.secrets import secret_paths
+
+    keys = tmp_path / "lora-keys.toml"
+    cfg = _lora_config(tmp_path, keys)
+    assert check_config(cfg, environ={}) == []  # not created yet: the first `lora add-device` makes it
+    save_keys(keys, DEMO_DEVICES)
+    assert check_config(cfg, environ={}) == []
+    assert secret_paths(load_config(cfg, environ={})) == [keys]
+    os.chmod(keys, 0o644)
+    [issue] = check_config(cfg, environ={})
+    assert issue.path == "drivers[0].keys_file" and "chmod 600" in issue.message
+    assert "2B7E1516" not in issue.message.upper()
+
+
+def test_a_relative_keys_file_is_refused_like_any_secret_file(tmp_path: Path) -> None:
+    from zaas_edge.config import check_config
+
+    [issue] = check_config(_lora_config(tmp_path, Path("lora-keys.toml")), environ={})
+    assert issue.path == "drivers[0].keys_file" and "absolute" in issue.message

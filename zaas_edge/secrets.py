@@ -144,18 +144,32 @@ def _probe(path: Path) -> str | None:
     return None
 
 
-def _annotation_has_marker(annotation: Any) -> bool:
+def _annotation_marker(annotation: Any) -> SecretFileMarker | None:
     if typing.get_origin(annotation) is typing.Annotated:
         base, *extras = typing.get_args(annotation)
-        return any(isinstance(e, SecretFileMarker) for e in extras) or _annotation_has_marker(base)
-    return any(_annotation_has_marker(a) for a in typing.get_args(annotation))
+        found = next((e for e in extras if isinstance(e, SecretFileMarker)), None)
+        return found or _annotation_marker(base)
+    return next((m for a in typing.get_args(annotation) if (m := _annotation_marker(a)) is not None), None)
+
+
+def _marker(field: FieldInfo) -> SecretFileMarker | None:
+    found = next((m for m in field.metadata if isinstance(m, SecretFileMarker)), None)
+    return found or _annotation_marker(field.annotation)
 
 
 def is_secret_file_field(field: FieldInfo) -> bool:
-    """Whether a model field holds the path of a secret file (``SecretFile``)."""
-    if any(isinstance(m, SecretFileMarker) for m in field.metadata):
-        return True
-    return _annotation_has_marker(field.annotation)
+    """Whether a model field holds the path of a secret file (``SecretFile`` or ``MaybeSecretFile``)."""
+    return _marker(field) is not None
+
+
+def _may_be_missing(model: BaseModel, loc: Loc) -> bool:
+    """Whether the secret file field at ``loc`` (relative to ``model``) is a ``MaybeSecretFile``."""
+    target: Any = model
+    for part in loc[:-1]:
+        target = target[part] if isinstance(part, int) else getattr(target, part)
+    field = type(target).model_fields.get(str(loc[-1])) if isinstance(target, BaseModel) else None
+    marker = None if field is None else _marker(field)
+    return marker is not None and marker.missing_ok
 
 
 def secret_file_fields(model: BaseModel, loc: Loc = ()) -> Iterator[tuple[Loc, Path]]:
@@ -210,6 +224,8 @@ def check_secret_files(config: Any) -> list[ConfigIssue]:
     issues = []
     for base, model in targets:
         for loc, path in secret_file_fields(model, base):
+            if not os.path.lexists(path) and _may_be_missing(model, loc[len(base):]):
+                continue  # created by the program when first needed (checked when it exists)
             problem = _probe(path)
             if problem is not None:
                 issues.append(ConfigIssue(file=origin(loc), path=_format_loc(loc), message=problem))

@@ -4,13 +4,24 @@ Path of one uplink: the forwarder's PUSH_DATA reaches the GWMP server
 (``server.py``); each ``rxpk`` is parsed as a LoRaWAN frame; the DevAddr
 names a device of the keys file; the 16-bit counter is rebuilt to 32 bits
 and the MIC checked with the device's NwkSKey (a frame that fails either is
-counted, and past a threshold an operator is told); good copies heard by
+counted, and past a threshold an operator is told, once per device and
+cooldown); good copies heard by
 several forwarders are merged, keeping the best RSSI; the surviving frame is
 decrypted with the AppSKey and decoded by the device's payload profile into
 readings, together with the RSSI, SNR and frame counter of the best copy.
 
 Frame counters survive restarts through ``ctx.save_state`` (the store), so
-a frame recorded and replayed after a reboot is still refused.
+a frame recorded and replayed after a reboot is still refused. The counters
+of a batch of released frames are saved before the batch's readings are
+emitted (one store transaction per batch, earlier than the readings' own):
+a ``kill -9`` at any moment cannot leave a stored reading whose frame would
+be accepted again after the restart. When the store cannot save them, the
+readings still go out (losing them would be worse), the fault is counted
+(``state_save_errors``) and logged once, and the save is retried.
+
+Security events (``lora.security``) are raised at most once per device and
+reason per ``bad_mic_window_s``, with the count of frames since the last
+one; the counters count every frame.
 
 OTAA devices join through ``otaa.py``: a join request heard by the
 forwarders opens a session, written to the keys file, after which the
@@ -39,7 +50,7 @@ from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
-from zaas_edge.model import Point, Severity
+from zaas_edge.model import Point, Reading, Severity
 
 from . import gwmp, lorawan
 from .dedup import Deduplicated, Deduplicator, frame_key
@@ -48,7 +59,7 @@ from .keys import DeviceKeys, fingerprint, load_keys
 from .options import LoraOptions
 from .otaa import JoinHandler
 from .payloads import PayloadProfile, load_profile
-from .server import Forwarder, GwmpServer, RateLimitedLog, refuse_wildcard
+from .server import Forwarder, GwmpServer, RateLimitedLog, warn_beyond_loopback
 
 STATE_KEY = "fcnt"
 STATE_RETRY_S = 30.0
@@ -69,6 +80,7 @@ class _Device:
     profile: PayloadProfile
     counter: FrameCounter
     bad_mics: collections.deque[float] = field(default_factory=collections.deque)
+    bad_mics_unreported: int = 0  # bad MICs since the last lora.security event about them
     security_raised_at: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -105,7 +117,7 @@ class LoraDriver(Driver):
         self._wake = asyncio.Event()
         self._keys_mtime: float | None = None
         self._dirty = False
-        self._last_save = 0.0
+        self._save_retry_at = 0.0
         self._offline: set[bytes] = set()
         self._ctx: DriverContext | None = None
         self._faults: RateLimitedLog | None = None
@@ -131,12 +143,18 @@ class LoraDriver(Driver):
         self._faults = RateLimitedLog(ctx.log, clock=self._clock)
         await self._load_devices(ctx, initial=True)
         await self._joins.load(ctx)
-        refuse_wildcard(self.options.bind, ctx.log, self.id)
         self.server = GwmpServer(self._on_push, count=ctx.count, log=ctx.log,
-                                 max_datagram=self.options.max_datagram_bytes, clock=self._clock)
+                                 max_datagram=self.options.max_datagram_bytes, clock=self._clock,
+                                 allowed=frozenset(bytes.fromhex(e) for e in self.options.forwarders),
+                                 max_forwarders=self.options.max_forwarders,
+                                 stale_after_s=self.options.forwarder_timeout_s)
         self.address = await self.server.start(self.options.bind, self.options.port)
         ctx.log.info("GWMP server listening on %s:%d for %d LoRaWAN devices", self.address[0], self.address[1],
                      len(self._profiles), extra={"fields": {"driver": self.id, "port": self.address[1]}})
+        warn_beyond_loopback(self.address, ctx.log, self.id)
+        if not self.options.forwarders:
+            ctx.log.info("GWMP server accepts any forwarder EUI (up to %d): list yours in forwarders = [...]",
+                         self.options.max_forwarders, extra={"fields": {"driver": self.id}})
         self.ready.set()
         try:
             await self._loop(ctx)
@@ -161,12 +179,11 @@ class LoraDriver(Driver):
                 pass
             self._wake.clear()
             now = self._clock()
-            for item in self._dedup.pop_due(now):
-                self._release(ctx, item)
+            await self._release_all(ctx, self._dedup.pop_due(now))
             for join_item in self._joins.dedup.pop_due(now):
                 await self._accept_join(ctx, join_item)
             ctx.heartbeat()
-            if self._dirty and now - self._last_save >= self.options.state_save_interval_s:
+            if self._dirty and self._clock() >= self._save_retry_at:
                 await self._save(ctx)
             if now >= next_keys_check:
                 next_keys_check = now + KEYS_CHECK_EVERY_S
@@ -225,7 +242,8 @@ class LoraDriver(Driver):
         self._devices = devices
         self._keys_mtime = mtime
 
-    async def _save(self, ctx: DriverContext) -> None:
+    async def _save(self, ctx: DriverContext) -> bool:
+        """Save every device's frame counter (one document, one store transaction); whether it was saved."""
         doc = {d.keys.dev_addr_hex: {"last": d.counter.last, "session": d.session, "id": d.keys.id}
                for d in self._devices.values() if d.counter.last is not None}
         try:
@@ -237,13 +255,13 @@ class LoraDriver(Driver):
                               exc, extra={"fields": {"driver": self.id}})
                 self._state_error_logged = True
             # Retry later, not on every tick: the store may come back, a missing one will not.
-            self._last_save = self._clock() + STATE_RETRY_S
-            return
+            self._save_retry_at = self._clock() + STATE_RETRY_S
+            return False
         if self._state_error_logged:
             ctx.log.info("frame counters saved again", extra={"fields": {"driver": self.id}})
             self._state_error_logged = False
         self._dirty = False
-        self._last_save = self._clock()
+        return True
 
     # -- uplinks ---------------------------------------------------------------
 
@@ -306,6 +324,8 @@ class LoraDriver(Driver):
         if check.status is FcntStatus.REJECTED:
             self._replay(ctx, dev, check.fcnt32, check.reason)
             return
+        if self.server is not None:  # a verified, fresh uplink: evidence for this forwarder's source
+            self.server.confirm_path(fwd.eui, fwd.addr)
         first = self._dedup.offer(key, _Copy(frame, check.fcnt32, rx, fwd.eui), rx.rssi_dbm,
                                   self._clock())
         if first:
@@ -343,19 +363,27 @@ class LoraDriver(Driver):
         now = self._clock()
         window = self.options.bad_mic_window_s
         dev.bad_mics.append(now)
+        dev.bad_mics_unreported += 1
         while dev.bad_mics and dev.bad_mics[0] <= now - window:
             dev.bad_mics.popleft()
         assert self._faults is not None
         self._faults.warning(f"bad_mic.{dev.keys.id}", (
             f"uplink for {dev.keys.id} (DevAddr {frame.dev_addr_hex}) failed its MIC check: wrong keys in the "
             "keys file, a device with new session keys, or forged frames"), device=dev.keys.id)
-        if len(dev.bad_mics) >= self.options.bad_mic_threshold:
-            dev.bad_mics.clear()
-            ctx.event("lora.security", (
-                f"{self.options.bad_mic_threshold} LoRaWAN frames with a bad MIC for {dev.keys.id} "
-                f"(DevAddr {frame.dev_addr_hex}) within {window:g} s: forged frames or wrong session keys"),
-                Severity.WARNING, {"reason": "bad_mic", "device": dev.keys.id, "dev_addr": frame.dev_addr_hex,
-                                   "count": self.options.bad_mic_threshold, "window_s": window})
+        if len(dev.bad_mics) < self.options.bad_mic_threshold:
+            return
+        last = dev.security_raised_at.get("bad_mic")
+        if last is not None and now - last < window:
+            return  # one event per device per window (a flood of forgeries): the counters keep the total
+        dev.security_raised_at["bad_mic"] = now
+        count, dev.bad_mics_unreported = dev.bad_mics_unreported, 0
+        dev.bad_mics.clear()
+        since = f"within {window:g} s" if last is None else f"since the last report {now - last:.0f} s ago"
+        ctx.event("lora.security", (
+            f"{count} LoRaWAN frames with a bad MIC for {dev.keys.id} (DevAddr {frame.dev_addr_hex}) {since}: "
+            "forged frames or wrong session keys"),
+            Severity.WARNING, {"reason": "bad_mic", "device": dev.keys.id, "dev_addr": frame.dev_addr_hex,
+                               "count": count, "window_s": window})
 
     def _replay(self, ctx: DriverContext, dev: _Device, fcnt32: int, reason: str) -> None:
         ctx.count("replayed")
@@ -369,19 +397,30 @@ class LoraDriver(Driver):
                   {"reason": "replay", "device": dev.keys.id, "dev_addr": dev.keys.dev_addr_hex,
                    "fcnt": fcnt32, "last_fcnt": dev.counter.last})
 
-    def _release(self, ctx: DriverContext, item: Deduplicated[_Copy]) -> None:
+    async def _release_all(self, ctx: DriverContext, items: list[Deduplicated[_Copy]]) -> None:
+        """Accept the frames whose dedup window closed; save their counters, then emit their readings."""
+        batches = [b for b in (self._release(ctx, item) for item in items) if b is not None]
+        if not batches:
+            return
+        # The counters go to the store before the readings they guard leave the driver: one write per batch.
+        await self._save(ctx)
+        for readings in batches:
+            ctx.emit(readings)
+
+    def _release(self, ctx: DriverContext, item: Deduplicated[_Copy]) -> list[Reading] | None:
+        """Accept one frame (its counter moves on): the readings it carries, or None if refused."""
         copy = item.item
         dev = self._devices.get(copy.frame.dev_addr)
         if dev is None:
-            return
+            return None
         if dev.counter.last is not None and copy.fcnt32 <= dev.counter.last:
             ctx.count("duplicates")  # a frame accepted meanwhile moved the counter past this one
-            return
+            return None
         try:
             plain = lorawan.open_frame(copy.frame, copy.fcnt32, dev.keys.nwk_skey, dev.keys.app_skey)
         except ProtocolError:  # verified on arrival: only a keys reload in between gets here
             self._bad_mic(ctx, dev, copy.frame)
-            return
+            return None
         dev.counter = dev.counter.accept(copy.fcnt32)
         self._dirty = True
         ctx.count("uplinks")
@@ -391,7 +430,7 @@ class LoraDriver(Driver):
             health.count(Counter.UPLINKS)
             self._announce(ctx, health.success(self._clock()))
         stamp = ctx.now()
-        readings = []
+        readings: list[Reading] = []
         if copy.frame.fport not in (None, 0):
             try:
                 decoded = dev.profile.decode(copy.frame.fport, plain)
@@ -414,7 +453,7 @@ class LoraDriver(Driver):
         if copy.rx.snr_db is not None:
             meta.append(("snr", copy.rx.snr_db, "dB"))
         readings += [ctx.reading(q, v, u, stamp=stamp, device_id=dev.keys.id) for q, v, u in meta]
-        ctx.emit(readings)
+        return readings
 
     async def _accept_join(self, ctx: DriverContext, item: Any) -> None:
         assert self._faults is not None and self.server is not None

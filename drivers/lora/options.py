@@ -1,29 +1,38 @@
-"""Configuration of the ``lora`` driver: where to listen, the keys file, the limits."""
+"""Configuration of the ``lora`` driver: where to listen, the keys file, the forwarders, the limits."""
 
 from __future__ import annotations
 
 __all__ = ["LoraOptions", "WILDCARD_V4"]
 
-from pathlib import Path
+import re
 
 from pydantic import Field, field_validator
 
+from zaas_edge.bind import parse_bind
+from zaas_edge.config_types import MaybeSecretFile
 from zaas_edge.driver import DriverOptions
 
 WILDCARD_V4 = "0.0.0.0"
-# Spellings of "every interface" other than the explicit one: refused, so that
-# listening beyond the box is always a deliberate, visible choice.
-_IMPLICIT_WILDCARDS = {"", "*", "::", "[::]", "0", "any"}
+_EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
 
 
 class LoraOptions(DriverOptions):
     bind: str = Field(
         default="127.0.0.1",
-        description='Address the GWMP server listens on; "0.0.0.0" (all interfaces) only when written out',
+        description='IP address the GWMP server listens on; every interface only as "0.0.0.0" or "::" written out',
     )
     port: int = Field(default=1700, ge=0, le=65535, description="UDP port (0: any free port, for tests)")
-    keys_file: Path = Field(
-        description="ABP session keys of the devices (mode 0600), managed with `zaas-edge lora add-device`",
+    keys_file: MaybeSecretFile = Field(
+        description="Keys of the devices (a secret file: absolute path, mode 0600), managed with "
+                    "`zaas-edge lora add-device`; absent until the first device is added",
+    )
+    forwarders: list[str] = Field(
+        default_factory=list,
+        description="Gateway EUIs (16 hex digits) of the packet forwarders to accept; empty: any (set it: recommended)",
+    )
+    max_forwarders: int = Field(
+        default=32, ge=1, le=1024,
+        description="At most this many forwarders are tracked; a new one beyond it is refused unless one is silent",
     )
     dedup_window_s: float = Field(
         default=0.2, ge=0.0, le=5.0,
@@ -51,7 +60,8 @@ class LoraOptions(DriverOptions):
     )
     state_save_interval_s: float = Field(
         default=10.0, ge=0.0, le=3600,
-        description="Frame counters are saved at most this often (and on stop)",
+        description="No longer used (frame counters are saved before the readings they guard leave the "
+                    "driver); accepted so older files still load",
     )
 
     net_id: str = Field(
@@ -74,10 +84,15 @@ class LoraOptions(DriverOptions):
     @field_validator("bind")
     @classmethod
     def _explicit_wildcard(cls, value: str) -> str:
-        value = value.strip()
-        if value.lower() in _IMPLICIT_WILDCARDS:
-            raise ValueError(
-                f'bind = "{value}" would listen on every interface: write bind = "0.0.0.0" to mean it, '
-                'or keep the default "127.0.0.1" with the packet forwarder on this box'
-            )
-        return value
+        return parse_bind(value)
+
+    @field_validator("forwarders")
+    @classmethod
+    def _euis(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for eui in value:
+            if not isinstance(eui, str) or not _EUI.match(eui.strip()):
+                raise ValueError(f"forwarder EUI {eui!r} is not 16 hex digits (its gateway_ID, e.g. AA555A0000000001)")
+            if eui.strip().upper() not in out:
+                out.append(eui.strip().upper())
+        return out

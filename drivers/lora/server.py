@@ -9,12 +9,28 @@ Anything that is not a valid datagram is counted and dropped; the log says so
 at most once a minute per kind of fault, so a noisy neighbour cannot flood the
 journal of an SD card.
 
+GWMP has no authentication: any host that reaches the port can claim any
+gateway EUI. So the server trusts a claim no further than it must:
+
+- with an allow-list (``forwarders``), datagrams of any other EUI are
+  dropped unanswered (``forwarder_refused``); without one, any EUI is
+  accepted, but the table holds at most ``max_forwarders``, a new EUI
+  beyond that taking the place of one silent for ``stale_after_s`` or else
+  refused (``forwarders_full``), so random EUIs cannot grow state, retained
+  MQTT topics or discovery entries without bound;
+- the downlink path (where PULL_RESP go) is set by a forwarder's first
+  PULL_DATA and moves to another source only on evidence: the path in use
+  has been silent for ``stale_after_s``, or the new source's host sent a
+  PUSH_DATA carrying an uplink the driver verified (good MIC, fresh
+  counter: ``confirm_path``). A PULL_DATA from elsewhere is answered but
+  changes nothing (``pull_path_unconfirmed``).
+
 The wire format is ``gwmp.py`` (pure); this module only adds the socket.
 """
 
 from __future__ import annotations
 
-__all__ = ["GwmpServer", "Forwarder", "RateLimitedLog", "refuse_wildcard"]
+__all__ = ["GwmpServer", "Forwarder", "RateLimitedLog", "warn_beyond_loopback"]
 
 import asyncio
 import hashlib
@@ -25,34 +41,50 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zaas_edge.bind import exposure_warning
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
 
 from . import gwmp
-from .options import WILDCARD_V4
 
 Addr = tuple[Any, ...]
 
 
 class RateLimitedLog:
-    """Log a kind of fault at most once per ``every`` seconds, saying how many were suppressed."""
+    """Log a kind of fault at most once per ``every`` seconds, saying how many were suppressed.
 
-    def __init__(self, log: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    Kinds are remembered up to ``max_kinds`` (kinds can name a forwarder or a
+    device, which an attacker can invent): past it the memory starts again.
+    """
+
+    def __init__(self, log: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_kinds: int = 4096) -> None:
         self._log = log
         self._every = every
         self._clock = clock
+        self._max_kinds = max_kinds
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
     def warning(self, kind: str, msg: str, **fields: Any) -> bool:
+        return self.log(logging.WARNING, kind, msg, **fields)
+
+    def info(self, kind: str, msg: str, **fields: Any) -> bool:
+        return self.log(logging.INFO, kind, msg, **fields)
+
+    def log(self, level: int, kind: str, msg: str, **fields: Any) -> bool:
+        """Log ``msg`` at ``level`` unless ``kind`` was logged less than ``every`` seconds ago; whether it was."""
         now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < self._every:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return False
+        if last is None and len(self._last) >= self._max_kinds:
+            self._last.clear()
+            self._suppressed.clear()
         self._last[kind] = now
         suppressed = self._suppressed.pop(kind, 0)
         more = f" ({suppressed} more since the last report)" if suppressed else ""
-        self._log.warning("%s%s", msg, more, extra={"fields": {"fault": kind, **fields}})
+        self._log.log(level, "%s%s", msg, more, extra={"fields": {"fault": kind, **fields}})
         return True
 
 
@@ -63,6 +95,8 @@ class Forwarder:
     eui: bytes
     addr: Addr  # where its PUSH_DATA come from
     pull_addr: Addr | None = None  # where its PULL_DATA come from (the downlink path)
+    pull_seen: float = 0.0  # last PULL_DATA from pull_addr
+    pull_candidate: Addr | None = None  # a newer PULL_DATA source, not yet confirmed
     version: int = gwmp.PROTOCOL_VERSION
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -83,14 +117,13 @@ class Forwarder:
         }
 
 
-def refuse_wildcard(bind: str, log: logging.Logger, driver_id: str) -> None:
-    """Warn, loudly, when the server listens beyond the box (the options refuse implicit wildcards)."""
-    if bind == WILDCARD_V4:
-        log.warning(
-            'GWMP server listens on every interface (bind = "0.0.0.0"): any host that reaches this port '
-            "can inject uplinks; keep the forwarder on this box or firewall the port",
-            extra={"fields": {"driver": driver_id, "bind": bind}},
-        )
+def warn_beyond_loopback(address: tuple[str, int], log: logging.Logger, driver_id: str) -> None:
+    """Warn once, at start, when the server is bound beyond loopback, naming the address it is bound to."""
+    host, port = address[0], address[1]
+    text = exposure_warning("GWMP server", host, port)
+    if text is not None:
+        log.warning("%s (set forwarders = [...] to accept only your gateways' EUIs)", text,
+                    extra={"fields": {"driver": driver_id, "bind": host, "port": port}})
 
 
 class GwmpServer(asyncio.DatagramProtocol):
@@ -104,6 +137,9 @@ class GwmpServer(asyncio.DatagramProtocol):
         log: logging.Logger,
         max_datagram: int = 65507,
         clock: Callable[[], float] = time.monotonic,
+        allowed: frozenset[bytes] = frozenset(),
+        max_forwarders: int = 32,
+        stale_after_s: float = 120.0,
     ) -> None:
         self._on_push = on_push
         self._count = count
@@ -111,6 +147,9 @@ class GwmpServer(asyncio.DatagramProtocol):
         self._faults = RateLimitedLog(log, clock=clock)
         self._max = max_datagram
         self._clock = clock
+        self._allowed = allowed  # empty: any EUI
+        self._max_forwarders = max_forwarders
+        self._stale_after = stale_after_s
         self.forwarders: dict[bytes, Forwarder] = {}
         self.pending_tx: dict[bytes, bytes] = {}  # PULL_RESP token -> forwarder EUI, until its TX_ACK
         self.transport: asyncio.DatagramTransport | None = None
@@ -178,6 +217,29 @@ class GwmpServer(asyncio.DatagramProtocol):
         self._count(kind, 1)
         self._faults.warning(kind, text, source=_show(addr))
 
+    def _admit(self, eui: bytes, addr: Addr) -> bool:
+        """Whether datagrams of forwarder ``eui`` are taken at all (the allow-list, the cap on the table)."""
+        if self._allowed and eui not in self._allowed:
+            self._count("forwarder_refused", 1)
+            self._faults.warning("forwarder_refused", (
+                f"GWMP datagram from {_show(addr)} claims forwarder {eui.hex().upper()}, which is not in the "
+                "driver's forwarders list: dropped unanswered"), source=_show(addr), gateway=eui.hex().upper())
+            return False
+        if eui in self.forwarders or len(self.forwarders) < self._max_forwarders:
+            return True
+        now = self._clock()
+        oldest = min(self.forwarders.values(), key=lambda f: f.last_seen)
+        if now - oldest.last_seen > self._stale_after:
+            del self.forwarders[oldest.eui]
+            self._count("forwarders_forgotten", 1)
+            return True
+        self._count("forwarders_full", 1)
+        self._faults.warning("forwarders_full", (
+            f"GWMP datagram from {_show(addr)} for a new forwarder {eui.hex().upper()} dropped: "
+            f"{len(self.forwarders)} forwarders are known and none is silent (max_forwarders; "
+            "list yours in forwarders = [...])"), source=_show(addr), gateway=eui.hex().upper())
+        return False
+
     def _seen(self, eui: bytes, addr: Addr, version: int) -> Forwarder:
         now = self._clock()
         fwd = self.forwarders.get(eui)
@@ -196,11 +258,16 @@ class GwmpServer(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
     def _push(self, msg: gwmp.PushData, raw: bytes, addr: Addr) -> None:
+        if not self._admit(msg.gateway_eui, addr):
+            return
         self._send(gwmp.push_ack(msg.token, msg.version), addr)
         fwd = self._seen(msg.gateway_eui, addr, msg.version)
         if fwd.addr != addr:
-            self._log.info("packet forwarder %s now sends from %s (was %s)", fwd.eui_hex, _show(addr),
-                           _show(fwd.addr), extra={"fields": {"gateway": fwd.eui_hex}})
+            self._count("forwarder_moved", 1)
+            # A forwarder behind NAT or restarting changes source port: worth a line, not one per switch.
+            self._faults.info(f"moved.{fwd.eui_hex}", (
+                f"packet forwarder {fwd.eui_hex} now sends from {_show(addr)} (was {_show(fwd.addr)})"),
+                gateway=fwd.eui_hex)
             fwd.addr = addr
         # A forwarder that missed our ACK may send the same datagram again: ack it, use it once.
         digest = hashlib.blake2s(raw[4:], digest_size=8).digest()
@@ -220,11 +287,45 @@ class GwmpServer(asyncio.DatagramProtocol):
         self._on_push(msg, fwd)
 
     def _pull(self, msg: gwmp.PullData, addr: Addr) -> None:
+        if not self._admit(msg.gateway_eui, addr):
+            return
         self._send(gwmp.pull_ack(msg.token, msg.version), addr)
         fwd = self._seen(msg.gateway_eui, addr, msg.version)
-        fwd.pull_addr = addr
         fwd.pull_data += 1
         self._count("pull_data", 1)
+        now = self._clock()
+        if fwd.pull_addr is None or addr == fwd.pull_addr:
+            fwd.pull_addr, fwd.pull_seen = addr, now
+            if fwd.pull_candidate == addr:
+                fwd.pull_candidate = None
+        elif now - fwd.pull_seen > self._stale_after:
+            self._move_path(fwd, addr, f"the previous one was silent for {now - fwd.pull_seen:.0f} s")
+        else:
+            fwd.pull_candidate = addr
+            self._count("pull_path_unconfirmed", 1)
+            self._faults.warning(f"pull_path.{fwd.eui_hex}", (
+                f"PULL_DATA for packet forwarder {fwd.eui_hex} from {_show(addr)}, but its downlink path is "
+                f"{_show(fwd.pull_addr)} (heard {now - fwd.pull_seen:.0f} s ago): downlinks stay there until "
+                "that host sends a verified uplink or the path is silent"), gateway=fwd.eui_hex,
+                source=_show(addr))
+
+    def confirm_path(self, eui: bytes, push_addr: Addr) -> None:
+        """Evidence for forwarder ``eui``: a PUSH_DATA from ``push_addr`` carried an uplink the driver verified.
+
+        A pending downlink path from the same host then becomes the path (a
+        restarted forwarder's new socket); nothing else moves it.
+        """
+        fwd = self.forwarders.get(eui)
+        if fwd is None or fwd.pull_candidate is None or fwd.pull_candidate[0] != push_addr[0]:
+            return
+        self._move_path(fwd, fwd.pull_candidate, f"an uplink verified from {push_addr[0]}")
+
+    def _move_path(self, fwd: Forwarder, addr: Addr, why: str) -> None:
+        self._count("pull_path_moved", 1)
+        self._faults.info(f"pull_moved.{fwd.eui_hex}", (
+            f"downlinks to packet forwarder {fwd.eui_hex} now go to {_show(addr)} (was "
+            f"{_show(fwd.pull_addr) if fwd.pull_addr else 'none'}): {why}"), gateway=fwd.eui_hex)
+        fwd.pull_addr, fwd.pull_seen, fwd.pull_candidate = addr, self._clock(), None
 
 
     # -- downlinks ----------------------------------------------------------
