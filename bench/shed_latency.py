@@ -20,7 +20,8 @@ bookkeeping is trusted.
 
 Printed: p50, p99 and the maximum of those delays, the poll period, and a last
 line ``ratio=<p99 / poll period>``. Target (issue 13): 1.2 or less, i.e. the
-shed lands before a second poll would have seen the overload.
+shed lands before a second poll would have seen the overload. 200 events
+take about four minutes (each is a shed and a restore, a few polls apart).
 
     python bench/shed_latency.py [--events 200] [--poll 0.25] [--limit 10000] [--load 3000]
                                  [--run-dir DIR] [--keep]
