@@ -81,3 +81,35 @@ def test_a_relative_keys_file_is_refused_like_any_secret_file(tmp_path: Path) ->
 
     [issue] = check_config(_lora_config(tmp_path, Path("lora-keys.toml")), environ={})
     assert issue.path == "drivers[0].keys_file" and "absolute" in issue.message
+
+
+def test_the_diagnostics_bundle_scrubs_every_lora_key_and_any_token(tmp_path: Path, monkeypatch) -> None:
+    import tarfile
+
+    from click.testing import CliRunner
+
+    import zaas_edge.diagnostics as diag
+    from zaas_edge.cli import _register, cli
+
+    keys = tmp_path / "lora-keys.toml"
+    save_keys(keys, DEMO_DEVICES)
+    cfg = _lora_config(tmp_path, keys)
+    water, leak = DEMO_DEVICES[0], DEMO_DEVICES[1]
+    assert water.nwk_skey and water.app_skey and leak.nwk_skey
+    journal = (f"debug: session {water.nwk_skey.hex()} app {water.app_skey.hex().upper()} leak {leak.nwk_skey.hex()}\n"
+               "sudo -E zaas-edge enroll --url https://c --token 6f1c9a2e77d04b1c\n"
+               "env ZAAS_ENROLL_TOKEN=a1b2c3d4e5f6 {\"token\": \"q9w8e7r6t5\"} Authorization: Bearer eyJhbGciOi.x.y\n")
+    monkeypatch.setattr(diag, "_run", lambda cmd, timeout=10.0: journal)
+    monkeypatch.setenv("ZAAS_ENROLL_TOKEN", "env-token-0042")
+    monkeypatch.setattr(diag, "collect", lambda loaded, status: {"journal.txt": journal + "env-token-0042\n"})
+    _register()
+    out = tmp_path / "b.tar.gz"
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "diagnostics", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with tarfile.open(out) as tar:
+        text = tar.extractfile("zaas-edge-diagnostics/journal.txt").read().decode()
+    for secret in (water.nwk_skey.hex(), water.app_skey.hex(), leak.nwk_skey.hex(), "6f1c9a2e77d04b1c",
+                   "a1b2c3d4e5f6", "q9w8e7r6t5", "eyJhbGciOi", "env-token-0042"):
+        assert secret.lower() not in text.lower(), (secret, text)
+    assert text.startswith("debug: session *** app *** leak ***\n")
+    assert "--token ***" in text and "Bearer ***" in text

@@ -3,22 +3,29 @@
 The bundle is a .tar.gz of small text and JSON files. Secrets never enter
 it: the configuration is redacted, and the value of every secret file the
 configuration references is scrubbed from every file of the bundle (the
-journal included) before it is written.
+journal included) before it is written. A secret file that is a document
+(the LoRa keys file: NwkSKey, AppSKey and AppKey of every device) gives each
+of its secret values, in either case of hex digits, not just its whole text;
+and anything written as a token (``--token X``, ``token=X``,
+``ZAAS_ENROLL_TOKEN=X``, ``Authorization: Bearer X``), as the enrollment
+token would be in a pasted command line, is masked wherever it appears.
 """
 
 from __future__ import annotations
 
-__all__ = ["build_bundle", "collect"]
+__all__ = ["build_bundle", "collect", "scrub"]
 
 import io
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -97,18 +104,60 @@ def collect(loaded: Any, status: Callable[[], dict[str, Any]]) -> dict[str, str]
 
 
 def _secret_values(loaded: Any) -> list[str]:
-    """Values of the secret files the configuration references, where readable."""
+    """Values of the secret files the configuration references, where readable, and of those files' secret keys."""
     from zaas_edge.config import secret_paths
 
     values = []
     for path in secret_paths(loaded):
         try:
             v = Path(path).read_text().strip()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             continue
         if len(v) >= 4:
             values.append(v)
+        values += _document_secrets(v)
+    token = os.environ.get("ZAAS_ENROLL_TOKEN", "").strip()
+    if len(token) >= 4:
+        values.append(token)
     return values
+
+
+def _document_secrets(text: str) -> list[str]:
+    """The values a TOML secret file holds under secret names (``nwk_skey``, ``app_key``, ``token``...)."""
+    from zaas_edge.secrets import is_secret_name
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and is_secret_name(str(key)) and len(value) >= 4:
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    return found
+
+
+# A token as people and programs write one: the value after the word is masked, the word kept.
+_TOKEN = re.compile(
+    r"(?i)(--token[= ]|\b[a-z_]*token[\"']?\s*[:=]\s*[\"']?|authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic)\s+)"
+    r"(?!\*\*\*)[^\s\"',;}&]{4,}")
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret value (case-insensitively) and every written-out token replaced by ``***``."""
+    for value in sorted(set(secrets), key=len, reverse=True):
+        text = re.sub(re.escape(value), "***", text, flags=re.IGNORECASE)
+    return _TOKEN.sub(lambda m: m.group(1) + "***", text)
 
 
 def build_bundle(loaded: Any, output: Path, status: Callable[[], dict[str, Any]]) -> Path:
@@ -116,9 +165,7 @@ def build_bundle(loaded: Any, output: Path, status: Callable[[], dict[str, Any]]
     secrets = _secret_values(loaded)
     with tarfile.open(output, "w:gz") as tar:
         for name, text in sorted(files.items()):
-            for s in secrets:
-                text = text.replace(s, "***")
-            data = text.encode()
+            data = scrub(text, secrets).encode()
             info = tarfile.TarInfo(f"zaas-edge-diagnostics/{name}")
             info.size = len(data)
             info.mtime = int(time.time())
