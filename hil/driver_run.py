@@ -25,6 +25,7 @@ from zaas_edge.clock import Clock, SystemClock
 from zaas_edge.context import GatewayDriverContext, MemoryState, StateBackend
 from zaas_edge.driver import Driver
 from zaas_edge.hub import STORE_SINK, Hub
+from zaas_edge.logsetup import log_notice
 from zaas_edge.model import Alarm, Event, Reading
 
 
@@ -49,6 +50,7 @@ class DriverRun:
         self.hub.on_readings(STORE_SINK, self._on_stored)
         self.hub.on_readings("test", self._on_readings)
         self.hub.on_notice("test", self._on_notice)
+        self.hub.on_notice("log", log_notice)  # the journal lines the daemon would write
         self.ctx = GatewayDriverContext(
             driver_id or getattr(getattr(driver, "options", None), "id", None) or "driver",
             hub=self.hub, clock=clock or SystemClock(assume_synced=True), heartbeat=heartbeat or (lambda: None),

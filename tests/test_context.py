@@ -9,14 +9,14 @@ import pytest
 
 from zaas_edge.clock import FakeClock
 from zaas_edge.context import GatewayDriverContext
-from zaas_edge.daemon import _log_notice
 from zaas_edge.health import Transition
 from zaas_edge.hub import Hub
+from zaas_edge.logsetup import log_notice
 
 
 def _context(driver_id: str = "bus-1") -> GatewayDriverContext:
     hub = Hub()
-    hub.on_notice("log", _log_notice)
+    hub.on_notice("log", log_notice)
     return GatewayDriverContext(driver_id, hub=hub, clock=FakeClock(), heartbeat=lambda: None, counters={},
                                 backlog=dict, state_dir=Path("/tmp"))
 

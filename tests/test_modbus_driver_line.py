@@ -274,4 +274,4 @@ async def test_an_exception_answer_keeps_the_device_online_and_is_evented_once_p
     assert "exception 04 (server device failure)" in events[0].text
     assert "exception 06 (server device busy)" in events[1].text
     lines = [r for r in caplog.records if "m2 (unit 2) answers" in r.getMessage()]
-    assert len(lines) == 3
+    assert len(lines) == 3  # one journal line per change (the event's), not one per poll nor one per layer

@@ -28,7 +28,7 @@ from zaas_edge.control import RELOAD_TIMEOUT_S, ControlServer
 from zaas_edge.driver import Driver, DriverOptions, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError, ZaasError
 from zaas_edge.hub import Hub
-from zaas_edge.logsetup import level_of, setup_logging
+from zaas_edge.logsetup import log_notice, setup_logging
 from zaas_edge.model import Alarm, Event, Severity
 from zaas_edge.runtime import Supervisor, TaskSpec
 from zaas_edge.service import SERVICES, DriverInfo, MessagePort, Service, ServiceContext
@@ -73,7 +73,7 @@ class Daemon:
         )
         self.hub.on_readings("store", self.writer.submit)
         self.hub.on_notice("store", self._store_notice)
-        self.hub.on_notice("log", _log_notice)
+        self.hub.on_notice("log", log_notice)
         self.driver_options: dict[str, DriverOptions] = {}
         self.disabled: set[str] = set()  # disabled at run time by a command
         self.service_status: dict[str, dict[str, Any]] = {}
@@ -522,23 +522,6 @@ class StoredDriverState:
     async def save(self, driver_id: str, key: str, value: dict[str, Any]) -> None:
         now = self._clock.now().wall_ns
         await self._writer.save_state(driver_id, key, value, now)
-
-
-_notice_log = logging.getLogger("zaas_edge.events")
-
-
-def _log_notice(item: Event | Alarm) -> None:
-    """Events and alarm transitions also go to the journal, for the on-call maintainer: one line an
-    incident. An event that names its alarm (``data["alarm"]``) is the same incident as the alarm's
-    line and is not logged again; a notice from a driver carries ``driver=<id>``."""
-    if isinstance(item, Alarm):
-        state = "raised" if item.active else "cleared"
-        _notice_log.log(level_of(item.severity) if item.active else logging.INFO, "alarm %s %s: %s",
-                        item.alarm_id, state, item.text,
-                        extra={"fields": {"alarm": item.alarm_id, "source": item.source}})
-    elif item.severity != Severity.DEBUG and "alarm" not in item.data:
-        _notice_log.log(level_of(item.severity), "%s", item.text,
-                        extra={"fields": {"event": item.kind, "source": item.source}})
 
 
 def run_daemon(config_path: str | Path | None) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "NOTICE",
     "SEVERITY_LEVELS",
     "level_of",
+    "log_notice",
     "journal_priority",
     "JournalFormatter",
     "SecretFilter",
@@ -53,7 +54,7 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
-from zaas_edge.model import Severity
+from zaas_edge.model import Alarm, Event, Severity
 
 #: Between INFO and WARNING: normal but significant (a shed, a reload, a
 #: driver restarted). syslog's "notice".
@@ -342,3 +343,22 @@ def _is_journal(stream: TextIO) -> bool:
         return not stream.isatty()
     except (AttributeError, OSError, ValueError):
         return True
+
+
+# -- events and alarms in the journal ----------------------------------------------
+
+_notice_log = logging.getLogger("zaas_edge.events")
+
+
+def log_notice(item: Event | Alarm) -> None:
+    """Events and alarm transitions also go to the journal, for the on-call maintainer: one line an
+    incident. An event that names its alarm (``data["alarm"]``) is the same incident as the alarm's
+    line and is not logged again."""
+    if isinstance(item, Alarm):
+        state = "raised" if item.active else "cleared"
+        _notice_log.log(level_of(item.severity) if item.active else logging.INFO, "alarm %s %s: %s",
+                        item.alarm_id, state, item.text,
+                        extra={"fields": {"alarm": item.alarm_id, "source": item.source}})
+    elif item.severity != Severity.DEBUG and "alarm" not in item.data:
+        _notice_log.log(level_of(item.severity), "%s", item.text,
+                        extra={"fields": {"event": item.kind, "source": item.source}})

@@ -363,17 +363,17 @@ class Device:
         before, self._exception_code = self._exception_code, code
         if code is not None:
             name = EXCEPTION_NAMES.get(code, "unknown exception")
-            text = f"{self.id} (unit {self.unit}) answers exception {code:02d} ({name})"
-            self._log(logging.WARNING, f"device {text}; those points give no reading")
+            text = f"{self.id} (unit {self.unit}) answers exception {code:02d} ({name}); those points give no reading"
             data = {"device": self.id, "unit": self.unit, "code": code, "name": name}
             severity = Severity.WARNING
         else:
             text = f"{self.id} (unit {self.unit}) answers without exceptions again"
-            self._log(logging.INFO, f"device {text}")
             data = {"device": self.id, "unit": self.unit, "code": None, "previous": before}
             severity = Severity.INFO
         if self.ctx is not None:
-            self.ctx.event("modbus.exception", text, severity, data)
+            self.ctx.event("modbus.exception", text, severity, data)  # the journal's one line about it
+        else:
+            self._log(logging.WARNING if code is not None else logging.INFO, f"device {text}")
 
     def _decode(self, e: DecodeEntry, raw: Mapping[str, list[int]]) -> Decoded | str:
         regs = raw[e.quantity]
