@@ -67,8 +67,9 @@ def describe(action: Shed | Restore | Modulate) -> str:
 
 
 def action_event(action: Shed | Restore | Modulate, setpoint: float, stamp: Stamp) -> Event:
-    data: dict[str, Any] = {"load": action.load, "level": action.level, "setpoint": setpoint,
-                            "dry_run": action.dry_run, **reason_data(action.reason)}
+    # "device" keys the hub's event gate per load: two loads shed together are two facts
+    data: dict[str, Any] = {"load": action.load, "device": action.load, "level": action.level,
+                            "setpoint": setpoint, "dry_run": action.dry_run, **reason_data(action.reason)}
     return Event(kind=f"shed.{action.kind}", text=describe(action), source=SOURCE, stamp=stamp,
                  severity=Severity.NOTICE, data=data)
 
@@ -81,10 +82,12 @@ def engine_alarm(alarm: EngineAlarm, stamp: Stamp) -> Alarm:
 
 def failure_event(load: str, actuator: str | None, level: float, error: str, stamp: Stamp) -> Event:
     return Event(kind="shed.actuator_failed", text=f"load {load}: {error}", source=SOURCE, stamp=stamp,
-                 severity=Severity.WARNING, data={"load": load, "actuator": actuator, "level": level, "error": error})
+                 severity=Severity.WARNING,
+                 data={"load": load, "device": load, "actuator": actuator, "level": level, "error": error})
 
 
 def override_event(load: str, mode: str, for_s: float | None, who: str, stamp: Stamp) -> Event:
     until = f" for {for_s:g}s" if for_s is not None and mode != "auto" else ""
     return Event(kind="shed.override", text=f"load {load}: override {mode}{until} ({who})", source=SOURCE,
-                 stamp=stamp, severity=Severity.NOTICE, data={"load": load, "mode": mode, "for_s": for_s, "by": who})
+                 stamp=stamp, severity=Severity.NOTICE,
+                 data={"load": load, "device": load, "mode": mode, "for_s": for_s, "by": who})

@@ -231,12 +231,12 @@ class ShedService(Service):
             self.counters["actions"] += 1
             cfg = self._loads[a.load]
             setpoint = a.setpoint if isinstance(a, Modulate) else ld.setpoint(cfg, a.level)
+            if not a.dry_run:
+                self._launch(a, ActuatorCommand(a.load, a.level, setpoint))  # first: the command is what is late
             self.ctx.notice(action_event(a, setpoint, stamp))
             self.last_action = describe(a)
             self.log.info("%s", self.last_action, extra={"fields": {"load": a.load, "kind": a.kind,
                                                                      "level": a.level, "rule": a.reason.rule}})
-            if not a.dry_run:
-                self._launch(a, ActuatorCommand(a.load, a.level, setpoint))
 
     # -- commands ---------------------------------------------------------------------------
 
