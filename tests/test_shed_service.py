@@ -22,12 +22,14 @@ from zaas_edge.errors import PermanentError
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity
 from zaas_edge.rules.config import SheddingConfig
+from zaas_edge.rules.model import TariffState
 from zaas_edge.service import DriverInfo, ServiceContext
 from zaas_edge.shed.inputs import InputGatherer
 from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.shed.service import ShedService
 
 METER = "meter/power"
+STAMP = FakeClock().now()
 
 
 def shedding(load_extra: dict[str, dict[str, Any]] | None = None, **over: Any) -> SheddingConfig:
@@ -297,10 +299,15 @@ async def test_the_linky_tariff_state_lowers_the_limit_and_its_over_power_alarm_
               Point("linky-1", "peak_active", "", states=("off", "on")))
     cfg = shedding(limits=[{"id": "main", "points": [linky], "limit_w": 9000,
                             "tariff": [{"tempo": "red", "period": "HP", "limit_w": 3000}]}])
-    async with Harness(cfg, points=states) as h:
+    async with Harness(cfg) as h:  # the driver declares its points once it has read the meter
         now = h.clock.now()
-        h.hub.readings([Reading.at(now, "linky-1/tariff_period", 1, ""), Reading.at(now, "linky-1/tempo_today", 2, ""),
-                        Reading.at(now, "linky-1/peak_active", 1, ""), Reading.at(now, linky, 3600, "VA")])
+        tariff = [Reading.at(now, "linky-1/tariff_period", 1, ""), Reading.at(now, "linky-1/tempo_today", 2, ""),
+                  Reading.at(now, "linky-1/peak_active", 1, "")]
+        h.hub.readings(tariff)
+        assert h.service.gather.tariff() == TariffState()
+        h.drivers.points = states
+        await h.until(lambda: h.service.gather.states, "the states asked again")
+        h.hub.readings([*tariff, Reading.at(now, linky, 3600, "VA")])
         await h.until(lambda: h.drivers.writes, "the shed under the red-day limit")
         st = await h.call("shed.status")
         assert st["tariff"] == {"period": "HP", "tempo": "red", "peak": True}
@@ -321,6 +328,10 @@ READINGS = st.builds(
 def test_garbage_readings_never_raise_and_only_finite_fresh_power_becomes_a_sample(batch: list[Reading]) -> None:
     g = InputGatherer(shedding(), states={"linky-1/tariff_period": ("base", "hp")})
     g.readings(batch)
+    for r in batch:
+        g.alarm(Alarm(r.point, r.synced, "x", "y", r.stamp))
+    g.alarm(Alarm("device.meter.over_power", True, "x", "y", batch[0].stamp if batch else STAMP))
+    assert g.overpower() == frozenset({"main"})
     for s in g.take():
         assert s.point == METER and s.watts == s.watts and abs(s.watts) != float("inf")
     g.tariff()

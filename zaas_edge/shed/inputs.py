@@ -61,6 +61,7 @@ class InputGatherer:
     states: Mapping[str, Sequence[str]] = field(default_factory=dict)
     rejected: int = 0  # readings of a limit point that could not be used (unit, value, quality)
     last_rejection: str | None = None
+    unknown_states: set[str] = field(default_factory=set)  # tariff points heard before their states were known
     _pending: list[Sample] = field(default_factory=list)
     _tariff: dict[str, str] = field(default_factory=dict)  # quantity -> state name
     _overpower_devices: set[str] = field(default_factory=set)
@@ -106,6 +107,9 @@ class InputGatherer:
 
     def _tariff_point(self, r: Reading, quantity: str) -> None:
         states = self.states.get(r.point)
+        if not states:
+            self.unknown_states.add(r.point)  # the driver may declare its points later: asked again
+            return
         if (not states or r.quality not in _FRESH or not isinstance(r.value, float | int)
                 or not math.isfinite(r.value) or r.value != int(r.value)):
             return

@@ -132,6 +132,9 @@ class ShedService(Service):
             while True:
                 await wait_event(self._wake, TICK_S)
                 self._wake.clear()
+                if self.gather.unknown_states:
+                    self.gather.unknown_states.clear()
+                    self.gather.states = self._enum_states()
                 for act in self.actuators.values():
                     if isinstance(act, MqttActuator):
                         act.attach()  # follow the MQTT service across its restarts
