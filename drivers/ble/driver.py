@@ -153,8 +153,8 @@ class BleDriver(Driver):
                 ctx.count("adapter_errors")
                 self.scanning.clear()
                 if self.state != "unavailable":
-                    ctx.log.error("%s; retrying until it is back", exc, extra={"fields": {"driver": self.id}})
-                    ctx.alarm(alarm, True, str(exc), Severity.WARNING, {"adapter": self.options.adapter})
+                    ctx.alarm(alarm, True, f"{exc}; retrying until it is back", Severity.WARNING,
+                              {"adapter": self.options.adapter})  # the journal's one line about it
                     self.state = "unavailable"
             ctx.heartbeat()
             await asyncio.sleep(backoff.next())
