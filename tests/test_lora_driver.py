@@ -328,3 +328,15 @@ async def test_a_flood_of_bad_mics_is_one_security_event_per_device_per_window_w
         assert last.data["device"] == "water-1" and last.data["count"] == 40
         assert "40 LoRaWAN frames with a bad MIC for water-1" in last.text
         assert rig.counters["bad_mic"] == 46
+
+
+def test_the_example_block_documents_every_option_and_loads(tmp_path: Path) -> None:
+    import tomllib
+
+    from tests.example_config import driver_block, load_driver_block
+
+    block = tomllib.loads(driver_block("lora"))["drivers"][0]
+    assert set(block) == set(LoraOptions.model_fields) - {"enabled", "critical"}
+    opts = load_driver_block(tmp_path, "lora")
+    assert isinstance(opts, LoraOptions)
+    assert opts.forwarders == ["AA555A0000000001"] and opts.bind == "127.0.0.1" and opts.max_forwarders == 32
