@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tests.mosquitto as broker_helpers
 from hil.modbus_harness import DriverRun, bus_options
 from hil.modbus_sim import SimBus, serve_tcp
 from hil.relay_sim import RelayModule
@@ -30,6 +31,7 @@ from zaas_edge.shed.actuators import (
     mqtt_convention,
 )
 
+mosquitto = broker_helpers.mosquitto  # the fixture
 ON = ActuatorCommand("load", 1.0, 1.0)
 OFF = ActuatorCommand("load", 0.0, 0.0)
 
@@ -241,3 +243,64 @@ async def test_a_sequence_runs_its_steps_in_order_and_stops_at_the_first_failure
     assert port.published == [("cmnd/one/POWER", b"OFF"), ("cmnd/one/POWER", b"ON")]
     with pytest.raises(ActuatorFailed, match=r"sequence loops back on itself \(loop > loop\)"):
         await acts["loop"].apply(ON)
+
+
+# -- MQTT: the real MQTT service and mosquitto ---------------------------------------------------
+
+
+async def _relay_device(broker: object, obey: set[str]) -> None:
+    """A Shelly and a Tasmota on the broker: each command answered on the state topic (if it obeys)."""
+    import aiomqtt
+
+    async with aiomqtt.Client(broker.host, broker.port, identifier="relays") as client:  # type: ignore[attr-defined]
+        await client.subscribe("shellies/+/relay/+/command", qos=1)
+        await client.subscribe("cmnd/+/POWER", qos=1)
+        async for m in client.messages:
+            topic, payload = m.topic.value, bytes(m.payload)  # type: ignore[arg-type]
+            if topic.startswith("shellies/"):
+                device, state = topic.split("/")[1], topic.removesuffix("/command")
+            else:
+                device, state = topic.split("/")[1], "stat/" + topic.removeprefix("cmnd/")
+            await client.publish(state, payload if device in obey else b"off", qos=1)
+
+
+async def test_relays_on_a_real_broker_through_the_mqtt_service(tmp_path, mosquitto) -> None:
+    import contextlib
+
+    from zaas_edge.clock import SystemClock
+    from zaas_edge.config_model import Config, GatewaySection
+    from zaas_edge.hub import Hub
+    from zaas_edge.mqtt.config import MqttSection
+    from zaas_edge.mqtt.service import MqttService
+    from zaas_edge.service import ServiceContext
+
+    config = Config(gateway=GatewaySection(id="gw-1", site="site-a", state_dir=tmp_path, runtime_dir=tmp_path),
+                    mqtt=MqttSection(enabled=True, host=mosquitto.host, port=mosquitto.port, discovery_settle_s=0))
+    ctx = ServiceContext(name="mqtt", config=lambda: config, hub=Hub(), clock=SystemClock(assume_synced=True),
+                         outbox=None, drivers=ScriptedDrivers(lambda p, v: v),  # type: ignore[arg-type]
+                         notice=lambda item: None, heartbeat=lambda: None, add_command=lambda name, handler: None)
+    service = MqttService(ctx)
+    if not isinstance(service, MessagePort):
+        pytest.skip("the MQTT service is not a MessagePort yet (publish/watch for other devices' topics)")
+    task = asyncio.create_task(service.run())
+    device = asyncio.create_task(_relay_device(mosquitto, obey={"boiler", "pump"}))
+    try:
+        while not service.connected:
+            await asyncio.sleep(0.02)
+        shelly = MqttActuator(actuator(kind="mqtt", topic="shellies/boiler/relay/0/command"), lambda: service)
+        tasmota = MqttActuator(actuator(id="b", kind="mqtt", topic="cmnd/pump/POWER"), lambda: service)
+        stuck = MqttActuator(actuator(id="c", kind="mqtt", topic="shellies/stuck/relay/0/command"),
+                             lambda: service)
+        for act in (shelly, tasmota, stuck):
+            act.attach()
+        await asyncio.sleep(0.2)  # the subscriptions reach the broker (no event tells the port's caller)
+        assert await shelly.apply(OFF) == "shellies/boiler/relay/0 off"
+        assert await shelly.apply(ON) == "shellies/boiler/relay/0 on"
+        assert await tasmota.apply(OFF) == "stat/pump/POWER off"
+        with pytest.raises(ActuatorFailed, match="did not confirm"):
+            await stuck.apply(ON)
+    finally:
+        for t in (device, task):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
