@@ -340,3 +340,41 @@ def test_the_example_block_documents_every_option_and_loads(tmp_path: Path) -> N
     opts = load_driver_block(tmp_path, "lora")
     assert isinstance(opts, LoraOptions)
     assert opts.forwarders == ["AA555A0000000001"] and opts.bind == "127.0.0.1" and opts.max_forwarders == 32
+
+
+class _FailingState(MemoryState):
+    """A store that cannot save (disk full) until ``ok`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ok = False
+        self.saves = 0
+
+    async def save(self, driver_id: str, key: str, value: dict) -> None:
+        self.saves += 1
+        if not self.ok:
+            from zaas_edge.errors import StoreUnavailable
+
+            raise StoreUnavailable("disk full")
+        await super().save(driver_id, key, value)
+
+
+async def test_counters_are_saved_before_each_batch_leaves_and_a_failing_store_costs_no_reading(
+        keys_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = _FailingState()
+    with caplog.at_level(logging.INFO):
+        async with running(keys_file, state) as rig, SimForwarder("127.0.0.1", rig.port) as fwd:
+            water = SimDevice(WATER, fcnt=300)
+            for n in range(3):
+                await fwd.uplink(water.uplink(em300_di_payload(n)))
+            await until(lambda: len(rig.values("water-1/fcnt")) == 3)
+            assert rig.counters["state_save_errors"] >= 1  # each batch tried before its readings went out
+            assert ("lora", STATE_KEY) not in state.docs
+            state.ok = True
+            await fwd.uplink(water.uplink(em300_di_payload(3)))
+            await until(lambda: len(rig.values("water-1/fcnt")) == 4)
+            # Saved before the reading was emitted: by the time it is seen, the counter is in the store.
+            assert state.docs[("lora", STATE_KEY)]["26011BDA"]["last"] == 303
+    errors = [r.getMessage() for r in caplog.records if "cannot be saved" in r.getMessage()]
+    assert len(errors) == 1, errors
+    assert any("frame counters saved again" in r.getMessage() for r in caplog.records)
