@@ -112,6 +112,23 @@ async def test_a_coil_actuator_switches_the_relay_and_a_disobedient_one_fails_wi
                 await missing.apply(OFF)
 
 
+async def test_a_register_actuator_throttles_and_pauses_the_simulated_charger() -> None:
+    from hil.evcharger_sim import VOLTAGE, EvCharger
+
+    ev = EvCharger(3)
+    ev.plug(phases=3)
+    async with await serve_tcp(SimBus([ev])) as srv:
+        charger = {"id": "wb", "unit": 3, "profile": "heidelberg-energy-control"}
+        async with DriverRun(bus_options(srv, [charger], write_retries=0)) as run:
+            act = ModbusActuator(actuator(kind="modbus_register", driver="wb", point="current_limit"), DriverPort(run))
+            assert await act.apply(ActuatorCommand("car", 10, 10)) == "wb/current_limit = 10"
+            await run.driver.poll_now()
+            assert run.latest("wb/power").value == 10 * VOLTAGE * 3
+            assert await act.apply(ActuatorCommand("car", 0, 0)) == "wb/current_limit = 0"  # paused
+            with pytest.raises(ActuatorFailed, match="wrote 20, read back 16"):
+                await act.apply(ActuatorCommand("car", 20, 20))
+
+
 class ScriptedDrivers:
     """A DriverControl whose write answers what the test says: a value, an error or nothing."""
 
