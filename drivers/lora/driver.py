@@ -472,6 +472,7 @@ class LoraDriver(Driver):
     def _check_forwarders(self, ctx: DriverContext, now: float) -> None:
         if self.server is None:
             return
+        self._offline &= set(self.server.forwarders)  # forwarders forgotten to make room are not tracked
         for eui, fwd in self.server.forwarders.items():
             if eui not in self._offline and now - fwd.last_seen > self.options.forwarder_timeout_s:
                 self._offline.add(eui)

@@ -114,6 +114,7 @@ class Forwarder:
             "eui": self.eui_hex, "addr": f"{self.addr[0]}:{self.addr[1]}", "version": self.version,
             "last_seen_age_s": round(now - self.last_seen, 3), "push_data": self.push_data,
             "pull_data": self.pull_data, "rx_packets": self.rx_packets,
+            "downlink": None if self.pull_addr is None else _show(self.pull_addr),
         }
 
 
