@@ -193,3 +193,17 @@ def test_the_cli_says_in_one_line_when_no_daemon_runs(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["-c", str(cfg), "shed", "status"])
     assert r.exit_code == 3
     assert "no daemon answers on" in r.output and "Traceback" not in r.output
+
+
+async def test_the_cli_says_so_when_the_daemon_runs_without_load_shedding(base: Path) -> None:
+    from zaas_edge.control import ControlServer
+
+    cfg = write_config(base / "config.toml", base)
+    server = ControlServer(base / "run" / "control.sock", {})  # a daemon whose shed service is not running
+    await server.start()
+    try:
+        r = await asyncio.to_thread(CliRunner().invoke, cli, ["-c", str(cfg), "shed", "override", "x", "off"])
+    finally:
+        await server.close()
+    assert r.exit_code == 1
+    assert "the daemon runs without load shedding (set shedding.enabled = true and reload)" in r.output
