@@ -113,3 +113,21 @@ def test_the_diagnostics_bundle_scrubs_every_lora_key_and_any_token(tmp_path: Pa
         assert secret.lower() not in text.lower(), (secret, text)
     assert text.startswith("debug: session *** app *** leak ***\n")
     assert "--token ***" in text and "Bearer ***" in text
+
+
+def test_the_keys_file_is_written_through_the_one_atomic_write_helper(tmp_path: Path, monkeypatch) -> None:
+    import zaas_edge.drivers.lora.keys as keys_module
+
+    from zaas_edge import files
+
+    calls: list[tuple[Path, int]] = []
+
+    def spy(path: Path, data: bytes, mode: int = 0o644) -> None:
+        calls.append((Path(path), mode))
+        files.atomic_write(path, data, mode)
+
+    monkeypatch.setattr(keys_module, "atomic_write", spy)
+    assert keys_module.atomic_write is not files.atomic_write and files.atomic_write.__module__ == "zaas_edge.files"
+    save_keys(tmp_path / "k.toml", DEMO_DEVICES)
+    assert calls == [(tmp_path / "k.toml", 0o600)]
+    assert [d.id for d in load_keys(tmp_path / "k.toml").devices] == [d.id for d in DEMO_DEVICES]
