@@ -207,3 +207,61 @@ async def test_the_cli_says_so_when_the_daemon_runs_without_load_shedding(base: 
         await server.close()
     assert r.exit_code == 1
     assert "the daemon runs without load shedding (set shedding.enabled = true and reload)" in r.output
+
+
+SHELLY = """
+[[shedding.loads]]
+id = "dryer"
+circuit = "site"
+priority = -1
+power_w = 2000
+dwell_s = 0
+min_on_s = 0
+actuator = "shelly-dryer"
+
+[[shedding.actuators]]
+id = "shelly-dryer"
+kind = "mqtt"
+topic = "shellies/dryer/relay/0/command"
+"""
+
+
+async def _shelly(broker: Mosquitto, seen: list[bytes]) -> None:
+    """A Shelly gen1 on the broker: obeys each command and tells its new state."""
+    import aiomqtt
+
+    async with aiomqtt.Client(broker.host, broker.port, identifier="shelly-dryer") as client:
+        await client.subscribe("shellies/dryer/relay/0/command", qos=1)
+        async for m in client.messages:
+            payload = bytes(m.payload)  # type: ignore[arg-type]
+            seen.append(payload)
+            await client.publish("shellies/dryer/relay/0", payload, qos=1)
+
+
+async def test_a_shelly_on_the_building_broker_is_shed_and_confirms(base: Path, plant) -> None:
+    import contextlib
+
+    from zaas_edge.mqtt.service import MqttService
+
+    if not hasattr(MqttService, "watch"):
+        pytest.skip("the MQTT service is not a MessagePort yet (publish/watch for other devices' topics)")
+    p, port = plant
+    with Mosquitto(base / "broker") as broker:
+        mqtt = f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_max_s = 2.0\n'
+        cfg = write_config(base / "config.toml", base, drivers=shed_config(port), extra=SHEDDING + SHELLY + mqtt)
+        seen: list[bytes] = []
+        shelly = asyncio.create_task(_shelly(broker, seen))
+        d = DaemonProcess(cfg)
+        try:
+            await asyncio.to_thread(d.wait_notify, "READY=1")
+            await shed_status(d, lambda s: s["state"] == "running" and s["limits"]["site"]["value_w"])
+            p.base_w = 1500.0  # 4.5 kW: the dryer (priority -1, on the Shelly) goes first
+            st = await shed_status(d, lambda s: s["loads"]["dryer"]["state"] == "off")
+            assert seen[:1] == [b"off"]
+            st = await shed_status(d, lambda s: s["counters"]["confirmed"] >= 1)
+            assert st["loads"]["dryer"]["fault"] is False and st["counters"]["failures"] == 0
+        finally:
+            d.close()
+            shelly.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await shelly
