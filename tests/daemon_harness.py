@@ -110,7 +110,10 @@ class DaemonProcess:
         return p
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--json").stdout)
+        p = self.cli("status", "--json", check=False)
+        if p.returncode not in (0, 4):  # 4: running, with an error-level alarm active
+            raise AssertionError(f"zaas-edge status --json exited {p.returncode}: {p.stderr}{p.stdout}")
+        return json.loads(p.stdout)
 
     def wait_status(self, predicate, timeout: float = 20.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

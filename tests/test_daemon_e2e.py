@@ -124,6 +124,26 @@ def test_reload_command_answers_once_the_new_configuration_is_in_force(base: Pat
         d.close()
 
 
+def test_status_names_mqtt_and_exits_4_while_an_alarm_needs_someone(base: Path) -> None:
+    """For monitoring scripts: 0 healthy, 3 not running, 4 with an error-level alarm active."""
+    cfg = write_config(base / "config.toml", base)
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_notify("READY=1")
+        r = d.cli("status")
+        assert r.returncode == 0 and "mqtt: not configured" in r.stdout
+        cfg.write_text(cfg.read_text() + "\n[sync]\nenabled = true\n")  # enabled, but no url: an error alarm
+        assert d.cli("reload").returncode == 0
+        d.wait_status(lambda s: "sync.identity" in " ".join(s["alarms"]) or any(
+            a["severity"] == "error" for a in s["alarms"].values()))
+        r = d.cli("status", check=False)
+        assert r.returncode == 4, r.stdout
+        assert "sync.url is not set" in r.stdout
+        assert d.cli("status", "--json", check=False).returncode == 4
+    finally:
+        d.close()
+
+
 def test_deeply_nested_file_on_reload_is_a_refused_reload(base: Path) -> None:
     cfg = write_config(base / "config.toml", base)
     d = DaemonProcess(cfg)

@@ -186,6 +186,8 @@ async def test_a_box_that_never_gets_ntp_still_uploads_after_the_hold_flagged_un
             await agg.step()
         assert await w.read(Lane.UPLOAD, 0, 10) == []  # held: synchronisation may still come
         assert agg.status["aggregate_held_since_seq"] == 1
+        hold = agg.status["aggregate_hold"]  # what `status` says: why, and when the wait ends by itself
+        assert hold["reason"] == "clock not synchronised" and 0 < hold["release_in_s"] <= 120
         for _ in range(3):  # past the hold: given up on, they go up as they are
             w.submit(readings(clock, 60))
             await w.flush()
@@ -196,7 +198,7 @@ async def test_a_box_that_never_gets_ntp_still_uploads_after_the_hold_flagged_un
         assert all(not r.synced and not r.corrected and r.boot_id == clock.boot_id for r in recs)
         assert all(r.mono_ns is not None for r in recs)  # the platform can place them itself
         assert [(r.point, r.wall_ns, r.count) for r in recs[:2]] == [("m/p", T0, 60), ("m/q", T0, 60)]
-        assert agg.status["aggregate_held_since_seq"] is None
+        assert agg.status["aggregate_held_since_seq"] is None and agg.status["aggregate_hold"] is None
 
 
 async def test_a_wall_clock_step_forward_and_back_neither_pins_the_aggregator_nor_expires_history_at_once(tmp_path):

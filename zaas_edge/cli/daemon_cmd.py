@@ -16,6 +16,7 @@ from zaas_edge.errors import ConfigError
 from zaas_edge.model import Lane
 
 EXIT_NOT_RUNNING = 3  # as systemctl status: the service is not running
+EXIT_CRITICAL = 4  # the daemon runs with an alarm of severity error or critical active (for monitoring)
 
 
 def _loaded(ctx: click.Context):
@@ -120,13 +121,14 @@ def _print_status(st: dict[str, Any]) -> None:
     def ago(age: float | None) -> str:
         return "-" if age is None else f"{format_duration(age)} ago"
 
-    rows = [(i, v["type"], v["state"], v["readings"], ago(v["last_reading_age_s"]), v["restarts"],
+    rows = [(i, v["type"], _driver_state(v), v["readings"], ago(v["last_reading_age_s"]), v["restarts"],
              v["last_error"] or "") for i, v in st["drivers"].items()]
     click.echo(table(["driver", "type", "state", "readings", "last reading", "restarts", "last error"], rows))
     _print_devices(st["drivers"])
     _print_services(st.get("tasks") or {})
     click.echo()
     _print_store(st.get("store") or {}, st.get("backlog"))
+    click.echo(_mqtt_line(st.get("mqtt")))
     sync = st.get("sync")
     if not sync:
         click.echo("sync: not configured")
@@ -135,6 +137,12 @@ def _print_status(st: dict[str, Any]) -> None:
 
         click.echo()
         print_sync({"running": True, **sync})
+    hold = ((st.get("services") or {}).get("aggregate") or {}).get("aggregate_hold")
+    if hold:
+        release = hold.get("release_in_s")
+        when = (f"released in {format_duration(release)} unless the clock synchronises first"
+                if release is not None else "released once the clock synchronises")
+        click.echo(f"readings held: {hold['reason']}; {when}")
     alarms = st.get("alarms") or {}
     if alarms:
         click.echo()
@@ -146,6 +154,34 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(table(["point", "value", "unit", "quality", "age"],
                          [(k, f"{p['value']:.6g}", p["unit"], p["quality"], format_duration(p["age_s"]))
                           for k, p in st["points"].items()]))
+
+
+def _driver_state(v: dict[str, Any]) -> str:
+    """The driver's task state, and BUS DOWN with the reason when its bus itself is unreachable."""
+    down = next((h.get("bus_down") for h in (v.get("devices") or {}).values()
+                 if isinstance(h, dict) and h.get("bus_down")), None)
+    return f"{v['state']}, BUS DOWN: {str(down).splitlines()[0][:60]}" if down else v["state"]
+
+
+def _mqtt_line(mqtt: dict[str, Any] | None) -> str:
+    """MQTT in one line: connected to whom, or why not and when it tries again."""
+    if not mqtt:
+        return "mqtt: not configured"
+    if mqtt.get("connected"):
+        return f"mqtt: connected to {mqtt.get('broker')}  published {mqtt.get('published', 0)}"
+    retry = mqtt.get("retry_in_s")
+    parts = [f"mqtt: NOT connected ({mqtt.get('broker') or 'no broker yet'})"]
+    if mqtt.get("last_error"):
+        parts.append(str(mqtt["last_error"]).splitlines()[0][:100])
+    if retry is not None:
+        parts.append(f"next try in {format_duration(retry)}")
+    return "; ".join(parts)
+
+
+def critical_alarms(st: dict[str, Any]) -> list[str]:
+    """The active alarms someone must act on (severity error or critical: the store degraded, the broker
+    or the platform refusing the gateway, a Linky's breaker open): ``status`` exits 4 while there is one."""
+    return sorted(k for k, a in (st.get("alarms") or {}).items() if a.get("severity") in ("error", "critical"))
 
 
 def _device_cell(value: Any) -> str:
@@ -198,7 +234,8 @@ def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -
 def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
     """Whether the daemon runs, its drivers' health, the backlog and the last sync.
 
-    Exits 3 when no daemon is running (the store is still read and shown).
+    Exits 3 when no daemon is running (the store is still read and shown), 4 while an alarm of
+    severity error or critical is active, 0 otherwise: monitoring scripts can run it as it is.
     """
     try:
         st = ControlClient(_control_socket(ctx)).call("status", points=points)
@@ -207,6 +244,8 @@ def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
     emit(st, as_json, _print_status)
     if not st.get("running"):
         sys.exit(EXIT_NOT_RUNNING)
+    if critical_alarms(st):
+        sys.exit(EXIT_CRITICAL)
 
 
 @cli.group("drivers")

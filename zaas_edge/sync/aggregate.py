@@ -373,8 +373,20 @@ class Aggregator:
         await self._expire(now)
         self.status.update({"aggregate_records": self.records_written, "aggregate_readings": self.readings_done,
                             "aggregate_open_windows": len(core.windows),
-                            "aggregate_held_since_seq": core.held[0] if core.held else None})
+                            "aggregate_held_since_seq": core.held[0] if core.held else None,
+                            "aggregate_hold": self._hold(core, now)})
         return bool(rows) and taken == len(rows) == READ_CHUNK
+
+    def _hold(self, core: Aggregation, now: Stamp) -> dict[str, object] | None:
+        """Why readings wait, for ``status``: their boot's clock was never synchronised, and when the
+        wait ends on its own (``None``: as soon as the clock synchronises, or what a later boot says)."""
+        if core.held is None:
+            return None
+        _, boot, mono = core.held
+        release = None
+        if boot == now.boot_id:
+            release = round(max(0.0, self.config.clock_hold_s - (now.mono_ns - mono) / _NS), 1)
+        return {"reason": "clock not synchronised", "since_seq": core.held[0], "release_in_s": release}
 
     async def _look_ahead(self, core: Aggregation, after: int, now: Stamp) -> bool:
         """Scan the readings beyond the held ones for the boot's fate; True once decided."""
