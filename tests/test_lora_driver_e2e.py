@@ -66,7 +66,7 @@ def test_forwarder_uplinks_reach_status_points_and_the_store(base: Path) -> None
     save_keys(keys, DEMO_DEVICES)
     port = free_udp_port()
     drivers = (f'[[drivers]]\nid = "lora"\ntype = "lora"\nport = {port}\nkeys_file = "{keys}"\n'
-               "dedup_window_s = 0.1\nstate_save_interval_s = 0\n")
+               "dedup_window_s = 0.1\n")
     cfg = write_config(base / "config.toml", base, drivers=drivers)
     d = DaemonProcess(cfg)
     try:
@@ -113,7 +113,7 @@ def test_an_otaa_device_joins_through_the_daemon_and_its_uplinks_are_stored(base
                         bytes.fromhex("5572404C696E6B4C6F52613230313823"))
     port = free_udp_port()
     drivers = (f'[[drivers]]\nid = "lora"\ntype = "lora"\nport = {port}\nkeys_file = "{keys}"\n'
-               'dedup_window_s = 0.1\nstate_save_interval_s = 0\nnet_id = "000013"\n')
+               'dedup_window_s = 0.1\nnet_id = "000013"\n')
     cfg = write_config(base / "config.toml", base, drivers=drivers)
     add = subprocess.run([*CLI, "-c", str(cfg), "lora", "add-device", "--otaa", "--dev-eui", "24E124710B423527",
                           "--app-eui", "24E124C0002A0001", "--app-key", dev.app_key.hex(), "--profile",

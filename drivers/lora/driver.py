@@ -5,8 +5,8 @@ Path of one uplink: the forwarder's PUSH_DATA reaches the GWMP server
 names a device of the keys file; the 16-bit counter is rebuilt to 32 bits
 and the MIC checked with the device's NwkSKey (a frame that fails either is
 counted, and past a threshold an operator is told, once per device and
-cooldown); good copies heard by
-several forwarders are merged, keeping the best RSSI; the surviving frame is
+window); good copies heard by several forwarders are merged, keeping the
+best RSSI; the surviving frame is
 decrypted with the AppSKey and decoded by the device's payload profile into
 readings, together with the RSSI, SNR and frame counter of the best copy.
 
