@@ -47,7 +47,11 @@ def test_bundle_holds_config_status_versions_and_no_secret(tmp_path: Path) -> No
     assert out.stat().st_mode & 0o077 == 0, "the bundle may hold site details: owner only"
     with tarfile.open(out) as tar:
         files = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode() for m in tar.getmembers()}
-    assert {"manifest.json", "config.json", "status.json", "drivers.json", "system.json", "journal.txt"} <= set(files)
+    assert {"manifest.json", "config.json", "status.json", "drivers.json", "system.json", "journal.txt",
+            "usb.txt", "kernel_serial.txt", "serial.json", "clock.txt", "unit.txt", "secret_files.json"} <= set(files)
+    modes = json.loads(files["secret_files.json"])  # what support asks first when a secret is refused
+    assert modes[str(tmp_path / "mqtt.pass")]["mode"] == "0600" and modes[str(tmp_path / "mqtt.pass")]["ok"]
+    assert "by_id" in json.loads(files["serial.json"])
     manifest = json.loads(files["manifest.json"])
     assert manifest["gateway"] == "gw-diag" and manifest["versions"]["zaas-edge"]
     config = json.loads(files["config.json"])

@@ -5,7 +5,8 @@ it: the configuration is redacted, and the value of every secret file the
 configuration references is scrubbed from every file of the bundle (the
 journal included) before it is written. A secret file that is a document
 (the LoRa keys file: NwkSKey, AppSKey and AppKey of every device) gives each
-of its secret values, in either case of hex digits, not just its whole text;
+of its secret values, in either case of hex digits, not just its whole text
+(the bundle lists secret files with their modes, never their content);
 and anything written as a token (``--token X``, ``token=X``,
 ``ZAAS_ENROLL_TOKEN=X``, ``Authorization: Bearer X``), as the enrollment
 token would be in a pasted command line, is masked wherever it appears.
@@ -98,9 +99,56 @@ def collect(loaded: Any, status: Callable[[], dict[str, Any]]) -> dict[str, str]
     put_json("status.json", status)
     put_json("drivers.json", available_drivers)
     put_json("system.json", lambda: _system(cfg.gateway.state_dir))
+    put_json("secret_files.json", lambda: _secret_modes(loaded))
+    put_json("serial.json", _serial_ports)
     files["journal.txt"] = _run(["journalctl", "-u", "zaas-edge", "-n", str(JOURNAL_LINES), "--no-pager",
                                  "-o", "short-iso"])
+    files["usb.txt"] = _run(["lsusb"])
+    files["kernel_serial.txt"] = _kernel_serial()
+    files["clock.txt"] = _run(["timedatectl", "show"]) + _run(["timedatectl", "timesync-status"])
+    files["unit.txt"] = _run(["systemctl", "cat", "zaas-edge"])
     return files
+
+
+SERIAL_WORDS = re.compile(r"tty(USB|ACM|AMA|S)|usb|cp210|ch34|ftdi|pl2303|serial", re.IGNORECASE)
+
+
+def _kernel_serial(limit: int = 300) -> str:
+    """The kernel's recent lines about USB and serial adapters (plugged, unplugged, reset, overrun)."""
+    tool = ["journalctl", "-k", "-b", "--no-pager", "-o", "short-iso"] if shutil.which("journalctl") else ["dmesg"]
+    text = _run(tool)
+    lines = [ln for ln in text.splitlines() if SERIAL_WORDS.search(ln)]
+    return "\n".join(lines[-limit:]) + "\n"
+
+
+def _serial_ports() -> dict[str, Any]:
+    """The serial devices a technician names in the configuration, and what /dev/serial/by-id points them at."""
+    out: dict[str, Any] = {}
+    by_id = Path("/dev/serial/by-id")
+    try:
+        out["by_id"] = {p.name: os.path.realpath(p) for p in sorted(by_id.iterdir())}
+    except OSError as exc:
+        out["by_id"] = f"unreadable: {exc.strerror}"
+    dev = Path("/dev")
+    out["ttys"] = sorted(p.name for p in dev.glob("tty*") if re.match(r"tty(USB|ACM|AMA|S0)", p.name))
+    return out
+
+
+def _secret_modes(loaded: Any) -> dict[str, Any]:
+    """Each secret file the configuration names: its mode and owner, never its content (the daemon
+    refuses one that group or others can read)."""
+    from zaas_edge.config import secret_paths
+
+    out: dict[str, Any] = {}
+    for path in secret_paths(loaded):
+        try:
+            st = Path(path).stat()
+        except OSError as exc:
+            out[str(path)] = f"unreadable: {exc.strerror}"
+            continue
+        out[str(path)] = {"mode": f"{st.st_mode & 0o7777:04o}", "uid": st.st_uid, "gid": st.st_gid,
+                          "ok": st.st_mode & 0o077 == 0}
+    return out
 
 
 def _secret_values(loaded: Any) -> list[str]:
