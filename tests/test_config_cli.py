@@ -106,6 +106,22 @@ def test_check_refuses_a_loose_secret_file_and_never_prints_it(good: Path) -> No
     assert SECRET not in out + err
 
 
+def test_a_loose_secret_file_is_reported_with_the_other_errors_at_once(good: Path) -> None:
+    """One run of `config check` gives every problem: a loose secret file is not held back until the
+    rest of the file validates."""
+    pw = good.parent / "mqtt.pass"
+    pw.chmod(0o644)
+    good.write_text(good.read_text() + '\n[store]\nmax_size_mb = "lots"\n')
+    code, out, err = run("config", "check", str(good))
+    assert code == 2
+    assert out.splitlines() == [
+        f"{good}: store.max_size_mb: expected an integer, got 'lots'",
+        f"{good}: mqtt.password_file: secret file {pw} has mode 0644, readable or writable by group or others: "
+        f"run chmod 600 {pw}",
+    ]
+    assert SECRET not in out + err
+
+
 def test_secret_typed_into_the_config_never_reaches_the_output(tmp_path: Path) -> None:
     p = write(tmp_path / "config.toml", f"""
         [mqtt]

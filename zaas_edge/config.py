@@ -49,6 +49,7 @@ from zaas_edge.driver import DriverOptions, available_drivers, driver_class
 from zaas_edge.errors import ConfigError, ConfigIssue
 from zaas_edge.secrets import (
     REDACTED,
+    check_declared_secret_files,
     check_secret_files,
     is_secret_file_field,
     is_secret_name,
@@ -545,8 +546,10 @@ def _choose(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, 
 
 
 def _inspect(
-    path: str | Path | None, environ: Mapping[str, str]
+    path: str | Path | None, environ: Mapping[str, str], raw: dict[str, Any] | None = None
 ) -> tuple[LoadedConfig | None, list[ConfigIssue]]:
+    """Load and validate; ``raw``, when given, receives the merged document and its origins
+    (``check_config`` looks for secret files in a document that does not validate)."""
     main, explicit = _choose(path, environ)
     doc: dict[str, Any] = {}
     origins: Origins = {}
@@ -577,6 +580,8 @@ def _inspect(
         return None, issues  # validating a partial merge would mislead
 
     _resolve_paths(Config, doc, (), origins)
+    if raw is not None:
+        raw.update(doc=doc, origins=origins)
     config: Config | None = None
     try:
         config = Config.model_validate(doc)
@@ -615,7 +620,22 @@ def check_config(
 ) -> list[ConfigIssue]:
     """Every issue ``load_config`` would raise, plus (with ``secrets``) every
     secret file that ``read_secret`` would refuse. Never raises for them."""
-    loaded, issues = _inspect(path, environ)
-    if loaded is not None and secrets:
-        issues = check_secret_files(loaded)
-    return issues
+    raw: dict[str, Any] = {}
+    loaded, issues = _inspect(path, environ, raw)
+    if not secrets:
+        return issues
+    if loaded is not None:
+        return check_secret_files(loaded)
+    if "doc" not in raw:
+        return issues  # unreadable TOML: there is no document to look in
+    # Every error at once: the secret files the document names, though it does not validate.
+    doc, origins = raw["doc"], raw["origins"]
+    origin = lambda loc: _origin(origins, loc)  # noqa: E731
+    reported = {i.path for i in issues}
+    found = check_declared_secret_files(Config, {k: v for k, v in doc.items() if k != "drivers"}, (), origin)
+    entries = doc.get("drivers")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        options_cls, _ = _options_class(entry.get("type")) if isinstance(entry, dict) else (None, None)
+        if options_cls is not None:
+            found += check_declared_secret_files(options_cls, entry, ("drivers", i), origin)
+    return issues + [i for i in found if i.path not in reported]

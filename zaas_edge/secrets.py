@@ -15,6 +15,7 @@ __all__ = [
     "REDACTED",
     "read_secret",
     "check_secret_files",
+    "check_declared_secret_files",
     "secret_file_fields",
     "secret_paths",
     "is_secret_file_field",
@@ -229,6 +230,56 @@ def check_secret_files(config: Any) -> list[ConfigIssue]:
             problem = _probe(path)
             if problem is not None:
                 issues.append(ConfigIssue(file=origin(loc), path=_format_loc(loc), message=problem))
+    return issues
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, alone, in a list, or optional; ``None`` for anything else."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def declared_secret_files(model_cls: type[BaseModel], doc: Any, loc: Loc = ()) -> Iterator[tuple[Loc, Path, bool]]:
+    """The secret file paths written in a raw document, by the model that will read it: found even
+    when the document does not validate, so ``config check`` reports them with the other errors.
+    Yields the key path, the path and whether the file may be missing (``MaybeSecretFile``)."""
+    if not isinstance(doc, dict):
+        return
+    for name, field in model_cls.model_fields.items():
+        value = doc.get(field.alias or name)
+        if value is None:
+            continue
+        here = loc + (name,)
+        marker = _marker(field)
+        if marker is not None:
+            if isinstance(value, str) and value:
+                yield here, Path(value), marker.missing_ok
+            continue
+        sub = _model_class(field.annotation)
+        if sub is None:
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from declared_secret_files(sub, item, here + (i,))
+        else:
+            yield from declared_secret_files(sub, value, here)
+
+
+def check_declared_secret_files(model_cls: type[BaseModel], doc: Any, loc: Loc,
+                                origin: Callable[[Loc], str]) -> list[ConfigIssue]:
+    """An issue for each secret file written in ``doc`` that ``read_secret`` would refuse."""
+    issues = []
+    for here, path, missing_ok in declared_secret_files(model_cls, doc, loc):
+        if missing_ok and not os.path.lexists(path):
+            continue
+        problem = _probe(path)
+        if problem is not None:
+            issues.append(ConfigIssue(file=origin(here), path=_format_loc(here), message=problem))
     return issues
 
 
