@@ -86,3 +86,22 @@ def test_each_relay_ends_as_its_last_obeyed_write(writes: list[tuple[int, bool]]
             expected[address + 1] = on
     assert relays.states == expected
     assert all(c.obeyed == (c.channel not in disobey) for c in relays.commands)
+
+
+async def test_line_noise_and_garbage_frames_leave_the_module_answering() -> None:
+    import asyncio
+    import random
+
+    rng = random.Random(7)
+    relays = RelayModule(2)
+    async with await serve_tcp(SimBus([relays])) as srv:
+        _, writer = await asyncio.open_connection(srv.host, srv.port)
+        for _ in range(200):
+            writer.write(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40))))
+        await writer.drain()
+        writer.close()
+        async with DriverRun(bus_options(srv, [RELAY])) as run:
+            assert await run.driver.write("rm/relay_6", 1) == 1.0
+    assert relays.is_on(6)
+    # garbage that happened to parse as a coil write moved nothing but the coils it named
+    assert all(c.channel in range(1, CHANNELS + 1) for c in relays.commands)
