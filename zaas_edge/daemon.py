@@ -99,6 +99,7 @@ class Daemon:
             "status": self._status,
             "ping": self._ping,
             "reload": self._reload_request,
+            "driver.control": self._driver_control,
         }, mode=cfg.control.mode, timeouts={"reload": RELOAD_TIMEOUT_S})
 
     # -- lifecycle -------------------------------------------------------------
@@ -260,6 +261,13 @@ class Daemon:
             running = ", ".join(sorted(self.drivers)) or "none"
             raise PermanentError(f"no running driver {driver_id!r} (running: {running})")
         return inst
+
+    async def _driver_control(self, req: dict[str, Any]) -> Any:
+        """A driver's own command (``driver``, ``command``, ``args``): how its CLI reaches it inside the daemon."""
+        driver_id, command, args = req.get("driver"), req.get("command"), req.get("args", {})
+        if not isinstance(driver_id, str) or not isinstance(command, str) or not isinstance(args, dict):
+            raise PermanentError("driver.control needs a 'driver' id, a 'command' name and an 'args' object")
+        return await self._driver(driver_id).control(command, args)
 
     async def poll_now(self, driver_id: str) -> None:
         await self._driver(driver_id).poll_now()

@@ -13,8 +13,11 @@ A driver package exposes a ``Driver`` subclass with:
 * ``run(ctx)``: loops until cancelled, calling ``ctx.emit``, ``ctx.event``,
   ``ctx.alarm`` and ``ctx.heartbeat``;
 * optionally ``write(point, value)`` for actuators (with read-back),
-  ``points()`` to declare what it measures and ``health()`` for per-device
-  counters shown by ``zaas-edge status``.
+  ``points()`` to declare what it measures, ``health()`` for per-device
+  counters shown by ``zaas-edge status`` and ``control(command, args)`` for
+  its own CLI commands to reach it inside the running daemon (the control
+  socket's ``driver.control``: ``zaas-edge lora frames`` reads the LoRa
+  driver's recent frames while the daemon holds the UDP port).
 
 A driver that knows its devices keeps one ``zaas_edge.health.DeviceHealth``
 per device and hands its transitions to ``ctx.availability``, so every bus
@@ -40,7 +43,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from zaas_edge.errors import PermanentError
 from zaas_edge.health import Detail, DeviceStatus, Transition
@@ -146,6 +149,16 @@ class Driver(abc.ABC):
     async def write(self, point: str, value: float) -> float:
         """Write an actuator point and return the value read back."""
         raise PermanentError(f"driver {self.id!r} ({self.options.type}) has no writable points")
+
+    async def control(self, command: str, args: Mapping[str, JsonValue]) -> JsonValue:
+        """Answer one of this driver's own CLI commands, sent through the control socket (``driver.control``).
+
+        So a technician's command sees what the running driver sees without a
+        second listener on its port. Called on the event loop: answer from
+        memory, cheaply; refuse bad arguments with ``PermanentError`` (one line
+        for the CLI).
+        """
+        raise PermanentError(f"driver {self.id!r} ({self.options.type}) has no command {command!r}")
 
 
 class DriverNotFound(PermanentError):
