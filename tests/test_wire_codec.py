@@ -37,15 +37,16 @@ def stored(items, first=1, lane=Lane.READING):
 
 
 def test_header_is_versioned_and_names_the_lane():
+    # A protobuf message (docs/sync-batch.proto) whose first fields are the version and the lane.
     body = encode_batch(Lane.READING, stored([rec()], first=7), epoch="e1")
-    assert body[:2] == b"ZB"
-    assert body[2] == FORMAT_VERSION == 1
-    assert body[3] == 1  # reading
-    assert body[4] == 2 and body[5:7] == b"e1"  # epoch, length-prefixed
-    assert body[7] == 7 and body[8] == 1  # first seq, row count
-    assert CONTENT_TYPE == "application/vnd.zaas.batch;v=1"
+    assert body[:2] == b"\x08\x02" and FORMAT_VERSION == 2  # field 1 (version), varint 2
+    assert body[2:4] == b"\x10\x01"  # field 2 (lane), reading
+    assert body[4:8] == b"\x1a\x02e1"  # field 3 (epoch), length-delimited
+    assert body[8:12] == b"\x20\x07\x28\x01"  # first seq 7, one row (no seq gaps: field 6 left out)
+    assert body[12] == 0x3A  # field 7: the readings
+    assert CONTENT_TYPE == "application/vnd.zaas.batch;v=2"
     d = decode_batch(body)
-    assert (d.version, d.lane, d.first_seq, d.last_seq, d.epoch) == (1, Lane.READING, 7, 7, "e1")
+    assert (d.version, d.lane, d.first_seq, d.last_seq, d.epoch) == (2, Lane.READING, 7, 7, "e1")
 
 
 def test_empty_batch_round_trips():
@@ -125,7 +126,7 @@ def test_seq_gaps_round_trip():
         encode_batch(Lane.READING, [Stored(Lane.READING, 2, rec()), Stored(Lane.READING, 2, rec())])
 
 
-def test_events_and_alarms_go_as_json_columns():
+def test_events_and_alarms_go_as_one_message_each_with_their_data_as_json():
     st_ = Stamp(T0, 7, "boot", True)
     ev = Event("store.gap", "dropped", "store", st_, Severity.WARNING, {"count": 3})
     al = Alarm("store.degraded", True, "disk full", "store", st_, Severity.ERROR, {"path": "/x"})
@@ -169,10 +170,60 @@ def test_steady_metered_data_costs_few_bytes_per_reading():
 
 def test_garbage_headers_are_protocol_errors():
     good = encode_batch(Lane.READING, stored([rec(resolution=1.0)]))
-    for bad in (b"", b"ZB", b"XX\x01\x01", b"ZB\x02\x01" + good[4:], b"ZB\x01\x09" + good[4:], good[:-1],
-                good + b"\x00"):
+    for bad in (b"", b"ZB", b"XX\x01\x01", b"\x08\x03" + good[2:], b"\x08\x02\x10\x09" + good[4:], good[:-1],
+                good + b"\x00", good + b"\x0b", b"\x08\x02\x10\x02\x3a\x00"):
         with pytest.raises(ProtocolError):
             decode_batch(bad)
+
+
+def test_fields_in_another_order_unpacked_columns_and_unknown_fields_are_read_as_protobuf_allows():
+    from zaas_edge.wire import proto as pb
+
+    items = [rec("m/v", 230.0 + i, T0 + i * S, unit="V", resolution=0.1) for i in range(3)]
+    want = decode_batch(encode_batch(Lane.READING, stored(items, first=4), epoch="e")).rows
+    readings = bytearray()
+    readings += b"\xa8\x06\x07"  # unknown field 101, varint: skipped
+    pb.put_texts(readings, 1, ["m/v"])
+    pb.put_texts(readings, 2, ["V"])
+    pb.put_packed(readings, 11, [codec._zz(2300)])  # one column packed in two parts, then one unpacked value
+    pb.put_packed(readings, 11, [codec._zz(10)])
+    pb.put_uint(readings, 11, codec._zz(10))
+    pb.put_packed(readings, 3, [1])
+    pb.put_packed(readings, 4, [codec._zz(-1)])
+    pb.put_packed(readings, 5, [0, 0, 0])
+    pb.put_packed(readings, 6, [3])
+    pb.put_sint(readings, 8, T0)
+    pb.put_packed(readings, 9, [0, codec._zz(S), 0])
+    body = bytearray()
+    pb.put_bytes(body, 7, readings)
+    pb.put_uint(body, 5, 3)
+    pb.put_packed(body, 6, [0, 0])
+    pb.put_text(body, 3, "e")
+    pb.put_uint(body, 4, 4)
+    pb.put_uint(body, 2, 1)
+    pb.put_uint(body, 1, 2)
+    assert decode_batch(bytes(body)).rows == want
+
+
+def test_version_1_bodies_are_still_read():
+    # Upload blocks stored before the protobuf body, and gateways not yet upgraded.
+    from pathlib import Path
+
+    from tests.wire_vectors import read_hex
+
+    folder = Path(__file__).parent / "wire_v1_bodies"
+    names = sorted(p.stem for p in folder.glob("*.hex"))
+    assert names == ["alarms", "events", "readings-aggregates", "readings-raw"]
+    for name in names:
+        body = read_hex(folder / f"{name}.hex")
+        assert body[:3] == b"ZB\x01"
+        d = decode_batch(body)
+        want = json.loads((folder / f"{name}.json").read_text())
+        assert (d.version, str(d.lane), d.epoch, d.first_seq, d.last_seq) == (
+            1, want["lane"], want["epoch"], want["first_seq"], want["last_seq"])
+        assert d.rows == want["rows"] and d.resolutions == want["resolutions"]
+        if d.lane is Lane.READING:
+            assert [w.seq for w in codec.decode_records(body)] == [r["seq"] for r in d.rows]
 
 
 # ------------------------------------------------------------ properties
