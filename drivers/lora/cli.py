@@ -4,8 +4,18 @@
 shown as fingerprints only) and the running daemon's ``status`` (the latest
 ``<id>/rssi``, ``<id>/snr``, ``<id>/fcnt`` readings and the driver's
 per-device counters ``<id>.uplinks``, ``<id>.bad_mic``, ``<id>.replayed``,
-``<id>.payload_errors``, ``<id>.joins``). Drivers register no control commands, so this is
-all the CLI needs; with no daemon running it lists the keys file alone.
+``<id>.payload_errors``, ``<id>.joins``); with no daemon running it lists the
+keys file alone.
+
+``lora decode`` explains one frame offline (``describe.py``); ``lora frames``
+follows what the running driver hears through the control socket
+(``driver.control``, command ``frames``: the driver's ring of recent
+verdicts, ``framelog.py``), or, with no daemon, listens on the port itself
+(``listen.py``); ``lora remove-device`` takes a device out of the keys file.
+
+Keys given on a command line are visible to every user in ``ps``: every
+command that takes one also reads it from the environment, from the keys
+file, or (``add-device`` without a terminal) from standard input or a file.
 """
 
 from __future__ import annotations
@@ -59,16 +69,47 @@ def _options(f: Any) -> Any:
     return f
 
 
+class _KeySource:
+    """Where the keys not given as options come from: a hidden prompt on a terminal; else, silently, one key a
+    line from ``--keys-from`` or standard input (``getpass`` would warn that input may be echoed)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._lines: list[str] | None = None
+
+    def get(self, name: str, option: str) -> str:
+        import sys
+
+        if self._path is None and sys.stdin.isatty():
+            return str(click.prompt(f"{name} (32 hex digits)", hide_input=True))
+        if self._lines is None:
+            if self._path in (None, "-"):
+                text = sys.stdin.read()
+            else:
+                from zaas_edge.secrets import read_secret
+
+                text = read_secret(self._path)  # mode 0600 like every file holding a key
+            self._lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if not self._lines:
+            where = "standard input" if self._path in (None, "-") else self._path
+            raise click.UsageError(f"{name} missing: give {option}, or one key a line in {where}")
+        return self._lines.pop(0)
+
+
 @lora.command("add-device")
 @click.option("--otaa", is_flag=True, help="An OTAA device (DevEUI, AppEUI, AppKey): it joins by itself.")
 @click.option("--dev-addr", default=None, help="ABP: DevAddr, 8 hex digits as printed (e.g. 26011BDA).")
 @click.option("--nwk-skey", default=None,
-              help="ABP: network session key, 32 hex digits (prompted, hidden, if omitted).")
+              help="ABP: network session key, 32 hex digits (if omitted: prompted, hidden, or see --keys-from).")
 @click.option("--app-skey", default=None,
-              help="ABP: application session key, 32 hex digits (prompted, hidden, if omitted).")
+              help="ABP: application session key, 32 hex digits (if omitted: as --nwk-skey).")
 @click.option("--dev-eui", default=None, help="OTAA: DevEUI, 16 hex digits as on the label.")
 @click.option("--app-eui", default=None, help="OTAA: AppEUI (JoinEUI), 16 hex digits.")
-@click.option("--app-key", default=None, help="OTAA: AppKey, 32 hex digits (prompted, hidden, if omitted).")
+@click.option("--app-key", default=None, help="OTAA: AppKey, 32 hex digits (if omitted: as --nwk-skey).")
+@click.option("--keys-from", "keys_from", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Read the keys not given as options from this file (mode 0600; '-': standard input), one a "
+                   "line in the order NwkSKey, AppSKey (ABP) or AppKey (OTAA). Without a terminal, standard input "
+                   "is read so, silently. Keys on the command line show in ps: prefer this or the prompt.")
 @click.option("--profile", required=True, help="Payload profile (see drivers/profiles/lora), e.g. milesight-am103.")
 @click.option("--id", "device_id", required=True, help="Device id: the device part of its point keys.")
 @click.option("--replace", is_flag=True, help="Replace a device with the same id, DevAddr or DevEUI.")
@@ -77,7 +118,8 @@ def _options(f: Any) -> Any:
 @click.pass_context
 def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: str | None, app_skey: str | None,
                dev_eui: str | None, app_eui: str | None, app_key: str | None, profile: str, device_id: str,
-               replace: bool, driver_id: str | None, keys_file: str | None, as_json: bool) -> None:
+               keys_from: str | None, replace: bool, driver_id: str | None, keys_file: str | None,
+               as_json: bool) -> None:
     """Add an ABP or OTAA device to the keys file (created with mode 0600); keys are never shown again."""
     import re
 
@@ -96,7 +138,8 @@ def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: s
                                        "leave out --dev-addr, --nwk-skey and --app-skey")
             if not dev_eui or not app_eui:
                 raise click.UsageError("--otaa needs --dev-eui and --app-eui")
-            key = app_key or click.prompt("AppKey (32 hex digits)", hide_input=True)
+            secrets = _KeySource(keys_from)
+            key = app_key or secrets.get("AppKey", "--app-key")
             new = DeviceKeys(device_id, None, None, None, profile, parse_eui(dev_eui, "--dev-eui"),
                              parse_eui(app_eui, "--app-eui"), parse_key(key, "--app-key"))
         else:
@@ -105,8 +148,9 @@ def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: s
             if not dev_addr:
                 raise click.UsageError("an ABP device needs --dev-addr (or pass --otaa for an OTAA device)")
             addr = parse_dev_addr(dev_addr)
-            nwk = parse_key(nwk_skey or click.prompt("NwkSKey (32 hex digits)", hide_input=True), "--nwk-skey")
-            app = parse_key(app_skey or click.prompt("AppSKey (32 hex digits)", hide_input=True), "--app-skey")
+            secrets = _KeySource(keys_from)
+            nwk = parse_key(nwk_skey or secrets.get("NwkSKey", "--nwk-skey"), "--nwk-skey")
+            app = parse_key(app_skey or secrets.get("AppSKey", "--app-skey"), "--app-skey")
             new = DeviceKeys(device_id, addr, nwk, app, profile)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -208,3 +252,164 @@ def _num(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v:g}"
+
+
+@lora.command("remove-device")
+@click.argument("device_id", metavar="ID")
+@_options
+@json_option
+@click.pass_context
+def remove_device(ctx: click.Context, device_id: str, driver_id: str | None, keys_file: str | None,
+                  as_json: bool) -> None:
+    """Remove a device (its keys and session) from the keys file, rewritten atomically with mode 0600.
+
+    A running daemon notices the changed file within a few seconds (it rereads it when it changes, no reload
+    needed) and from then on counts the device's uplinks as from an unknown DevAddr.
+    """
+    from zaas_edge.drivers.lora.keys import DeviceKeys, load_keys, update_keys
+
+    path, _, _ = _keys_path(ctx, keys_file, driver_id)
+    if not path.exists():
+        raise click.ClickException(f"{path} does not exist: no device to remove")
+    load_keys(path)  # a loose mode or a broken file: refused before the lock is taken
+    removed: list[DeviceKeys] = []
+
+    def change(current: list[DeviceKeys]) -> list[DeviceKeys]:
+        gone = [d for d in current if d.id == device_id]
+        if not gone:
+            known = ", ".join(d.id for d in current) or "none"
+            raise click.ClickException(f"no device {device_id!r} in {path} (devices: {known})")
+        removed.extend(gone)
+        return [d for d in current if d.id != device_id]
+
+    left = update_keys(path, change)
+    shown = removed[0].public()
+    emit({"removed": shown, "keys_file": str(path), "devices_left": len(left)}, as_json,
+         lambda data: click.echo(f"removed {device_id} (DevAddr {shown['dev_addr'] or '-'}) from {path}, "
+                                 f"{len(left)} devices left; a running daemon drops it within a few seconds"))
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+class FrameRefused(click.ClickException):
+    """A frame that is not LoRaWAN, or whose MIC the given keys refuse: exit 2, as a configuration error."""
+
+    exit_code = 2
+
+
+def _frame_bytes(text: str) -> bytes:
+    """Hex as logged by most tools (spaces, colons allowed), or base64 as in a forwarder's rxpk 'data'."""
+    import base64
+    import binascii
+
+    compact = "".join(text.split()).replace(":", "")
+    try:
+        return bytes.fromhex(compact)
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise FrameRefused(f"{text[:40]!r} is neither hex nor base64") from None
+
+
+def _hex_key(value: str | None, option: str) -> bytes | None:
+    from zaas_edge.drivers.lora.keys import parse_key
+
+    if not value:
+        return None
+    try:
+        return parse_key(value, option)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_KEY_HELP = "32 hex digits; [env {env}] (a key on the command line shows in ps: prefer the environment or --device)"
+
+
+@lora.command("decode")
+@click.argument("frame", metavar="HEX")
+@click.option("--nwkskey", envvar="ZAAS_EDGE_LORA_NWKSKEY", default=None, show_envvar=False,
+              help="NwkSKey to check the MIC with, " + _KEY_HELP.format(env="ZAAS_EDGE_LORA_NWKSKEY"))
+@click.option("--appskey", envvar="ZAAS_EDGE_LORA_APPSKEY", default=None, show_envvar=False,
+              help="AppSKey to decrypt the payload with, " + _KEY_HELP.format(env="ZAAS_EDGE_LORA_APPSKEY"))
+@click.option("--appkey", envvar="ZAAS_EDGE_LORA_APPKEY", default=None, show_envvar=False,
+              help="OTAA AppKey, for join requests and accepts, " + _KEY_HELP.format(env="ZAAS_EDGE_LORA_APPKEY"))
+@click.option("--device", "device", default=None,
+              help="Take the keys and the payload profile of this device from the keys file (--keys-file, or the "
+                   "configured one). With --keys-file alone, the device is found by the frame's DevAddr or DevEUI.")
+@click.option("--profile", default=None, help="Payload profile to decode the values with (default: the device's).")
+@_options
+@json_option
+@click.pass_context
+def decode_cmd(ctx: click.Context, frame: str, nwkskey: str | None, appskey: str | None, appkey: str | None,
+               device: str | None, profile: str | None, driver_id: str | None, keys_file: str | None,
+               as_json: bool) -> None:
+    """Explain one LoRaWAN PHYPayload (hex or base64): MHDR, DevAddr, FCtrl, FCnt, FPort, FOpts, MIC and its
+    check, the decrypted FRMPayload and its values; join requests and accepts too.
+
+    Exits 2 with the reason when the frame is malformed or its MIC does not match the keys (the fields are
+    printed first). Keys given as options or in the environment win over the keys file's.
+    """
+    from zaas_edge.drivers.lora import lorawan
+    from zaas_edge.drivers.lora.describe import FrameKeys, MicStatus, describe_frame
+    from zaas_edge.drivers.lora.payloads import load_profile
+
+    from zaas_edge.errors import ProtocolError
+
+    phy = _frame_bytes(frame)
+    try:
+        parsed = lorawan.parse_phy_payload(phy)
+    except ProtocolError as exc:
+        raise FrameRefused(f"not a LoRaWAN frame: {exc}") from None
+    found = None
+    if device or keys_file:
+        from zaas_edge.drivers.lora.keys import load_keys
+
+        path, _, _ = _keys_path(ctx, keys_file, driver_id)
+        devices = load_keys(path).devices
+        if device:
+            found = next((d for d in devices if d.id == device), None)
+            if found is None:
+                known = ", ".join(d.id for d in devices) or "none"
+                raise click.ClickException(f"no device {device!r} in {path} (devices: {known})")
+        elif isinstance(parsed, lorawan.DataFrame):
+            found = next((d for d in devices if d.dev_addr == parsed.dev_addr), None)
+        elif isinstance(parsed, lorawan.JoinRequest):
+            found = next((d for d in devices if d.dev_eui == parsed.dev_eui), None)
+    keys = FrameKeys(
+        nwk_skey=_hex_key(nwkskey, "--nwkskey") or (found.nwk_skey if found else None),
+        app_skey=_hex_key(appskey, "--appskey") or (found.app_skey if found else None),
+        app_key=_hex_key(appkey, "--appkey") or (found.app_key if found else None),
+        profile=load_profile(profile or found.profile) if (profile or found) else None,  # type: ignore[union-attr]
+        device_id=found.id if found else None,
+    )
+    report = describe_frame(phy, keys)
+    emit(report.as_dict(), as_json, _print_report)
+    if report.mic is MicStatus.BAD:
+        what = "AppKey" if report.kind.startswith("join") else "NwkSKey"
+        raise FrameRefused(f"MIC mismatch: wrong {what}, a counter beyond its next 16 rollovers, "
+                           "or a corrupted frame")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_show(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_show(v) for v in value)
+    return "-" if value in (None, "") else str(value)
+
+
+def _print_report(data: dict[str, Any]) -> None:
+    skip = {"values", "notes"}
+    rows = [[k.upper().replace("_", " "), _show(v)] for k, v in data.items() if k not in skip]
+    click.echo(table(["FIELD", "VALUE"], rows))
+    if data.get("values"):
+        click.echo("")
+        click.echo(table(["QUANTITY", "VALUE", "UNIT"], [[v["quantity"], f"{v['value']:g}", v["unit"]]
+                                                        for v in data["values"]]))
+    for note in data.get("notes", []):
+        click.echo(f"({note})")
