@@ -114,3 +114,99 @@ def scan_cmd(duration: float, adapter: str, active: bool, show_all: bool, replay
     emit(rows, as_json, human)
 
 
+class AdvertRefused(click.ClickException):
+    """An advert that does not decode, or that the bindkey does not open: exit 2, with the reason."""
+
+    exit_code = 2
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex("".join(text.split()).replace(":", ""))
+    except ValueError:
+        raise AdvertRefused(f"{text[:40]!r} is not hex") from None
+
+
+@ble.command("decode")
+@click.argument("advert", metavar="HEX")
+@click.option("--format", "fmt", type=click.Choice(["bthome", "ruuvi"]), required=True,
+              help="bthome: the service data of UUID 0xFCD2 after the UUID; ruuvi: the manufacturer data of "
+                   "company 0x0499 after the company id (data format 5).")
+@click.option("--bindkey", envvar="ZAAS_EDGE_BLE_BINDKEY", default=None,
+              help="BTHome bindkey, 32 hex digits, for encrypted adverts [env ZAAS_EDGE_BLE_BINDKEY] (a key on the "
+                   "command line shows in ps: prefer the environment or --bindkey-file).")
+@click.option("--bindkey-file", default=None, type=click.Path(dir_okay=False),
+              help="File (mode 0600) holding the bindkey, as the driver's bindkey_file.")
+@click.option("--mac", default=None, help="The advertiser's address AA:BB:CC:DD:EE:FF: part of the BTHome "
+                                          "decryption nonce, so needed for encrypted adverts.")
+@json_option
+def decode_cmd(advert: str, fmt: str, bindkey: str | None, bindkey_file: str | None, mac: str | None,
+               as_json: bool) -> None:
+    """Decode one BLE advert payload (BTHome v2, encrypted too, or RuuviTag data format 5).
+
+    Exits 2 with the reason when the advert is malformed or the bindkey does not open it.
+    """
+    from zaas_edge.drivers.ble.options import normalize_mac
+
+    from zaas_edge.errors import ConfigError, ProtocolError
+
+    data = _hex(advert)
+    try:
+        address = normalize_mac(mac) if mac else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mac") from None
+    out: dict[str, Any]
+    try:
+        if fmt == "ruuvi":
+            out = _ruuvi(data, address)
+        else:
+            if bindkey_file and not bindkey:
+                from zaas_edge.secrets import read_secret
+
+                bindkey = read_secret(bindkey_file)
+            out = _bthome(data, address, bindkey)
+    except ConfigError as exc:  # a malformed bindkey
+        raise click.BadParameter(str(exc), param_hint="--bindkey") from None
+    except ProtocolError as exc:
+        raise AdvertRefused(str(exc)) from None
+
+    def human(out: dict[str, Any]) -> None:
+        click.echo(table(["FIELD", "VALUE"], [[k.upper().replace("_", " "), "-" if v is None else v]
+                                              for k, v in out.items() if k not in ("values", "events")]))
+        if out["values"]:
+            click.echo("")
+            click.echo(table(["QUANTITY", "VALUE", "UNIT"],
+                             [[r["quantity"], f"{r['value']:g}", r["unit"]] for r in out["values"]]))
+        for e in out.get("events", []):
+            click.echo(f"event {e['name']}: {e['type']}")
+
+    emit(out, as_json, human)
+
+
+def _values(readings: Any) -> list[dict[str, Any]]:
+    return [{"quantity": q, "value": v, "unit": u} for q, v, u in readings]
+
+
+def _ruuvi(data: bytes, mac: str | None) -> dict[str, Any]:
+    import dataclasses
+
+    from zaas_edge.drivers.ble.ruuvi import decode_df5
+
+    df5 = decode_df5(data)
+    fields = dataclasses.asdict(df5)
+    return {"format": "ruuvi", "data_format": 5, **fields, "values": _values(df5.readings())}
+
+
+def _bthome(data: bytes, mac: str | None, bindkey: str | None) -> dict[str, Any]:
+    from zaas_edge.drivers.ble.bthome import decode_bthome
+
+    from zaas_edge.errors import ProtocolError
+
+    encrypted = bool(data) and bool(data[0] & 0x01)
+    if encrypted and mac is None:
+        raise ProtocolError("this BTHome advert is encrypted: its decryption needs the advertiser's --mac "
+                            "(and the --bindkey)")
+    advert = decode_bthome(data, mac or "00:00:00:00:00:00", bindkey)
+    return {"format": "bthome", "version": 2, "mac": mac, "encrypted": advert.encrypted,
+            "packet_id": advert.packet_id, **dict(advert.attributes), "values": _values(advert.readings),
+            "events": [{"name": e.key, "type": e.event_type} for e in advert.events]}
