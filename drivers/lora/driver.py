@@ -27,6 +27,11 @@ OTAA devices join through ``otaa.py``: a join request heard by the
 forwarders opens a session, written to the keys file, after which the
 device's data frames take the path above like an ABP device's.
 
+Every frame heard is also recorded with its verdict (accepted, duplicate,
+replay, bad MIC, unknown device, ...) in a small ring in memory
+(``framelog.py``), which ``zaas-edge lora frames`` reads through the control
+socket (``control("frames", {"after": seq})``) while the daemon holds the port.
+
 Per-device error counters are kept in the driver's counters as
 ``<device id>.<counter>`` (shown by ``zaas-edge status`` and used by
 ``zaas-edge lora devices``). Each device's availability is a
@@ -43,18 +48,22 @@ import asyncio
 import collections
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import JsonValue
+
 from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
-from zaas_edge.errors import ConfigError, ProtocolError, TransientError
+from zaas_edge.errors import ConfigError, PermanentError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Reading, Severity
 
 from . import gwmp, lorawan
 from .dedup import Deduplicated, Deduplicator, frame_key
 from .fcnt import FcntStatus, FrameCounter
+from .framelog import FrameLog, Verdict
 from .keys import DeviceKeys, fingerprint, load_keys
 from .options import LoraOptions
 from .otaa import JoinHandler
@@ -123,6 +132,8 @@ class LoraDriver(Driver):
         self._faults: RateLimitedLog | None = None
         self._state_error_logged = False
         self._refused: dict[tuple[int, int, bytes], float] = {}  # frames refused lately, by frame key
+        self.frames = FrameLog()  # the recent verdicts, for `zaas-edge lora frames`
+        self._copies: dict[tuple[int, int, bytes], list[_Copy]] = {}  # copies of frames in their dedup window
 
     # -- points --------------------------------------------------------------
 
@@ -279,29 +290,64 @@ class LoraDriver(Driver):
         for rx in push.rxpk:
             self._on_packet(ctx, rx, fwd)
 
+    def _heard(self, verdict: Verdict, rx: gwmp.RxPacket, gateway: bytes, frame: lorawan.Frame | None = None,
+               dev: _Device | None = None, fcnt: int | None = None, detail: str | None = None,
+               copies: int | None = None) -> None:
+        """One line of the frame log."""
+        dev_addr = device = None
+        fport = None
+        if isinstance(frame, lorawan.DataFrame):
+            dev_addr, fport = frame.dev_addr_hex, frame.fport
+            fcnt = frame.fcnt16 if fcnt is None else fcnt
+        elif isinstance(frame, lorawan.JoinRequest):
+            dev_addr = frame.dev_eui.hex().upper()
+            known = self._joins.devices.get(frame.dev_eui)
+            device = known.id if known is not None else None
+        if dev is not None:
+            device = dev.keys.id
+        self.frames.record(time.time(), verdict, gateway=gateway.hex().upper(), rssi=rx.rssi_dbm, snr=rx.snr_db,
+                           dev_addr=dev_addr, device=device, fcnt=fcnt, fport=fport, freq_mhz=rx.freq_mhz,
+                           datr=str(rx.datr), detail=detail, copies=copies)
+
+    async def control(self, command: str, args: Mapping[str, JsonValue]) -> JsonValue:
+        """``frames``: the frame log after ``after`` (a sequence number; 0 for all it holds), ``limit`` newest."""
+        if command != "frames":
+            raise PermanentError(f"the lora driver has no command {command!r} (it has: frames)")
+        after, limit = args.get("after", 0), args.get("limit")
+        if not isinstance(after, int) or after < 0 or not (limit is None or isinstance(limit, int) and limit > 0):
+            raise PermanentError("frames takes 'after', a sequence number >= 0, and 'limit', a count > 0")
+        return {"driver": self.id, **self.frames.answer(after, limit)}
+
     def _on_packet(self, ctx: DriverContext, rx: gwmp.RxPacket, fwd: Forwarder) -> None:
         assert self._faults is not None
         ctx.count("rx_packets")
         if rx.crc is gwmp.CrcStatus.BAD:
             ctx.count("rx_crc_bad")
+            self._heard(Verdict.INVALID, rx, fwd.eui, detail="bad radio CRC")
             return
         try:
             frame = lorawan.parse_phy_payload(rx.payload)
         except ProtocolError as exc:
             ctx.count("frames_invalid")
+            self._heard(Verdict.INVALID, rx, fwd.eui, detail=str(exc))
             self._faults.warning("frame_invalid", f"LoRaWAN frame via {fwd.eui_hex} dropped: {exc}",
                                  gateway=fwd.eui_hex)
             return
         if isinstance(frame, lorawan.JoinRequest):
+            known = frame.dev_eui in self._joins.devices
+            self._heard(Verdict.JOIN_REQUEST if known else Verdict.UNKNOWN_DEVICE, rx, fwd.eui, frame,
+                        detail=None if known else "join request from a DevEUI not in the keys file")
             if self._joins.on_request(ctx, frame, rx, fwd.eui, self._faults):
                 self._wake.set()
             return
         if not isinstance(frame, lorawan.DataFrame) or not frame.uplink:
             ctx.count("frames_ignored")
+            self._heard(Verdict.IGNORED, rx, fwd.eui, frame, detail=f"{frame.mtype.name.lower()} frame")
             return
         dev = self._devices.get(frame.dev_addr)
         if dev is None:
             ctx.count("unknown_devaddr")
+            self._heard(Verdict.UNKNOWN_DEVICE, rx, fwd.eui, frame)
             self._faults.warning("unknown_devaddr", (
                 f"uplink from unknown DevAddr {frame.dev_addr_hex} dropped (another network's device, "
                 "or one to add with `zaas-edge lora add-device`)"), dev_addr=frame.dev_addr_hex)
@@ -309,29 +355,38 @@ class LoraDriver(Driver):
         check = dev.counter.check(frame.fcnt16)
         if check.status is FcntStatus.DUPLICATE:
             ctx.count("duplicates")  # a late copy or a retransmission of the last accepted frame
+            self._heard(Verdict.DUPLICATE, rx, fwd.eui, frame, dev, check.fcnt32, "the last accepted frame again")
             return
         key = frame_key(frame)
         if key in self._refused:
             ctx.count("duplicates")  # another gateway's copy of a frame already refused and reported
+            self._heard(Verdict.DUPLICATE, rx, fwd.eui, frame, dev, detail="a copy of a frame already refused")
             return
         fcnt32 = self._verified_fcnt(dev, frame, check.fcnt32)
         if fcnt32 is None or check.status is FcntStatus.REJECTED:
             self._refuse(key)
         if fcnt32 is None:
+            self._heard(Verdict.BAD_MIC, rx, fwd.eui, frame, dev)
             self._bad_mic(ctx, dev, frame)
             return
         check = dataclasses.replace(check, fcnt32=fcnt32)
         if check.status is FcntStatus.REJECTED:
+            self._heard(Verdict.REPLAY, rx, fwd.eui, frame, dev, fcnt32, check.reason)
             self._replay(ctx, dev, check.fcnt32, check.reason)
             return
         if self.server is not None:  # a verified, fresh uplink: evidence for this forwarder's source
             self.server.confirm_path(fwd.eui, fwd.addr)
-        first = self._dedup.offer(key, _Copy(frame, check.fcnt32, rx, fwd.eui), rx.rssi_dbm,
-                                  self._clock())
+        heard = _Copy(frame, check.fcnt32, rx, fwd.eui)
+        first = self._dedup.offer(key, heard, rx.rssi_dbm, self._clock())
         if first:
+            self._copies[key] = [heard]
             self._wake.set()
         else:
             ctx.count("duplicates")
+            if key in self._copies:  # logged when the window closes, once the best copy is known
+                self._copies[key].append(heard)
+            else:
+                self._heard(Verdict.DUPLICATE, rx, fwd.eui, frame, dev, fcnt32, "a late copy")
 
     def _refuse(self, key: tuple[int, int, bytes]) -> None:
         now = self._clock()
@@ -411,10 +466,16 @@ class LoraDriver(Driver):
         """Accept one frame (its counter moves on): the readings it carries, or None if refused."""
         copy = item.item
         dev = self._devices.get(copy.frame.dev_addr)
+        for other in self._copies.pop(frame_key(copy.frame), []):
+            if other is not copy:
+                self._heard(Verdict.DUPLICATE, other.rx, other.gateway, other.frame, dev, other.fcnt32,
+                            f"another gateway's copy ({copy.gateway.hex().upper()} heard it best)")
         if dev is None:
             return None
         if dev.counter.last is not None and copy.fcnt32 <= dev.counter.last:
             ctx.count("duplicates")  # a frame accepted meanwhile moved the counter past this one
+            self._heard(Verdict.DUPLICATE, copy.rx, copy.gateway, copy.frame, dev, copy.fcnt32,
+                        "a frame accepted meanwhile moved the counter past it")
             return None
         try:
             plain = lorawan.open_frame(copy.frame, copy.fcnt32, dev.keys.nwk_skey, dev.keys.app_skey)
@@ -423,6 +484,7 @@ class LoraDriver(Driver):
             return None
         dev.counter = dev.counter.accept(copy.fcnt32)
         self._dirty = True
+        self._heard(Verdict.ACCEPTED, copy.rx, copy.gateway, copy.frame, dev, copy.fcnt32, copies=item.copies)
         ctx.count("uplinks")
         ctx.count(f"{dev.keys.id}.uplinks")
         health = self._health.get(dev.keys.id)
