@@ -8,17 +8,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Exact versions (the ones a Pi installs too): a clean checkout gets what the suite passed with.
+CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 
 .PHONY: demo test bench lint venv mosquitto clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "zaas-edge needs Python 3.11 or newer (Debian 12 / Raspberry Pi OS bookworm has it)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "could not create a virtual environment: run 'sudo apt-get install python3-venv'"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,lint]'
 	@touch $(STAMP)
 
 # The MQTT tests start their own mosquitto broker; the Debian package provides it.
