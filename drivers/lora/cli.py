@@ -413,3 +413,124 @@ def _print_report(data: dict[str, Any]) -> None:
                                                         for v in data["values"]]))
     for note in data.get("notes", []):
         click.echo(f"({note})")
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+_FRAME_HEADERS = ["TIME", "GATEWAY", "RSSI", "SNR", "DEVADDR", "DEVICE", "FCNT", "FPORT", "VERDICT", "DETAIL"]
+
+
+def _frame_row(f: dict[str, Any]) -> list[str]:
+    import datetime
+
+    at = datetime.datetime.fromtimestamp(f["time"]).strftime("%H:%M:%S.%f")[:-3]
+    verdict = f["verdict"] + (f" ({f['copies']} gateways)" if f.get("copies", 0) and f["copies"] > 1 else "")
+    return [at, f.get("gateway") or "-", _num(f.get("rssi")), _num(f.get("snr")), f.get("dev_addr") or "-",
+            f.get("device") or "-", "-" if f.get("fcnt") is None else str(f["fcnt"]),
+            "-" if f.get("fport") is None else str(f["fport"]), verdict, f.get("detail") or ""]
+
+
+class _FramePrinter:
+    """Frames as they come: an aligned line each for people (fixed widths, so a live log needs no redraw),
+    one JSON object a line for scripts."""
+
+    WIDTHS = (12, 16, 6, 5, 16, 14, 8, 5, 26)
+
+    def __init__(self, as_json: bool, max_frames: int | None) -> None:
+        self.as_json = as_json
+        self.max_frames = max_frames
+        self.shown = 0
+        if not as_json:
+            click.echo(self._line(_FRAME_HEADERS))
+
+    def _line(self, cells: list[str]) -> str:
+        return "  ".join([*(c.ljust(w) for c, w in zip(cells, self.WIDTHS, strict=False)), cells[-1]]).rstrip()
+
+    @property
+    def full(self) -> bool:
+        return self.max_frames is not None and self.shown >= self.max_frames
+
+    def show(self, frames: list[dict[str, Any]]) -> None:
+        import json
+
+        if self.max_frames is not None:
+            frames = frames[: max(0, self.max_frames - self.shown)]
+        for f in frames:
+            click.echo(json.dumps(f, sort_keys=True) if self.as_json else self._line(_frame_row(f)))
+            self.shown += 1
+
+
+@lora.command("frames")
+@click.option("--last", default=20, show_default=True, type=click.IntRange(0, 1000),
+              help="Start with the last N frames the daemon's driver remembers.")
+@click.option("--duration", default=None, type=click.FloatRange(0.1, None),
+              help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--count", "max_frames", default=None, type=click.IntRange(1, None),
+              help="Stop after this many frames.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="How often to ask the daemon for new frames.")
+@click.option("--driver", "driver_id", default=None, help="Id of the lora driver (when several are configured).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, one line a frame.")
+@click.pass_context
+def frames_cmd(ctx: click.Context, last: int, duration: float | None, max_frames: int | None, interval: float,
+               driver_id: str | None, as_json: bool) -> None:
+    """A live log of the frames heard: time, forwarder, RSSI, SNR, DevAddr, device, counter and the verdict
+    (accepted, duplicate, replay, bad MIC, unknown device, invalid, join request).
+
+    With the daemon running, its lora driver's recent frames are read through the control socket (the daemon
+    keeps the UDP port). With no daemon, this listens on the configured port itself, listening only: join
+    requests are not answered and frame counters start from what it hears.
+    """
+    import time
+
+    from zaas_edge.control import ControlClient, DaemonNotRunning
+
+    loaded, opts = _driver_options(ctx, driver_id)
+    client = ControlClient(loaded.config.control_socket)
+    deadline = None if duration is None else time.monotonic() + duration
+    printer = _FramePrinter(as_json, max_frames)
+
+    def done() -> bool:
+        return printer.full or (deadline is not None and time.monotonic() >= deadline)
+
+    try:
+        answer = client.call("driver.control", driver=opts.id, command="frames", args={"after": 0})
+    except DaemonNotRunning:
+        _listen_alone(opts, printer, done)
+        return
+    printer.show(answer["frames"][-last:] if last else [])
+    seq = answer["last_seq"]
+    while not done():
+        time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+        if done():
+            break
+        answer = client.call("driver.control", driver=opts.id, command="frames", args={"after": seq})
+        if answer["last_seq"] < seq:  # the driver restarted (a reload): its numbering starts again
+            answer = client.call("driver.control", driver=opts.id, command="frames", args={"after": 0})
+        if answer.get("missed"):
+            click.echo(f"({answer['missed']} frames not shown: they came faster than --interval)", err=True)
+        printer.show(answer["frames"])
+        seq = answer["last_seq"]
+
+
+def _listen_alone(opts: Any, printer: _FramePrinter, done: Any) -> None:
+    import asyncio
+
+    from zaas_edge.drivers.lora.listen import listening
+
+    async def listen() -> None:
+        async with listening(opts) as driver:
+            assert driver.address is not None
+            click.echo(f"(no daemon running: listening on {driver.address[0]}:{driver.address[1]} myself, "
+                       "listen only: join requests are not answered)", err=True)
+            seq = 0
+            while not done():
+                await asyncio.sleep(0.1)
+                answer = driver.frames.answer(seq)
+                printer.show(answer["frames"])  # type: ignore[arg-type]
+                seq = driver.frames.last_seq
+
+    try:
+        asyncio.run(listen())
+    except KeyboardInterrupt:
+        pass
