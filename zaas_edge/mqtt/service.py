@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import random
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from zaas_edge.aio import wait_for
@@ -31,6 +32,7 @@ from zaas_edge.mqtt.discovery import PointSpec, device_config, spec_of
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics
+from zaas_edge.mqtt.watches import WatchCallback, Watches, check_topic
 from zaas_edge.service import Service, ServiceContext
 
 HOUSEKEEPING_S = 1.0
@@ -41,6 +43,9 @@ REFUSED_ALARM = "mqtt.broker_refused"  # the broker refuses who we are (login, T
 
 
 class MqttService(Service):
+    """Also the daemon's ``MessagePort``: load shedding publishes to smart relays and watches their
+    state topics through it (``connected``, ``publish``, ``watch``)."""
+
     name = "mqtt"
 
     def __init__(self, ctx: ServiceContext) -> None:
@@ -54,7 +59,7 @@ class MqttService(Service):
         st = ctx.status
         st.update({"connected": False, "broker": None, "last_connect": None, "last_error": None,
                    "reconnects": 0, "failures": 0, "retry_in_s": None, "published": 0, "dropped": 0, "devices": 0,
-                   "discovery_removed": 0})
+                   "discovery_removed": 0, "watched": 0, "watch_errors": 0})
         st.setdefault("commands", {"accepted": 0, "refused": {}})
         self.commands = CommandHandler(ctx.drivers, self.overrides, rate_per_s=s.command_rate_per_min / 60,
                                        burst=s.command_burst, counters=st["commands"])
@@ -71,6 +76,81 @@ class MqttService(Service):
         self._reannounce: asyncio.TimerHandle | None = None
         self._refused: str | None = None  # the text of the active refusal alarm
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.watches = Watches(reserved=self.topics.command_filters)
+        self._watch_conn: MqttConnection | None = None  # the connection the watched filters are subscribed on
+
+    # -- MessagePort: other devices' topics (load-shedding relays) --------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish to another device's topic at QoS 1, waiting for the broker's acknowledgement.
+        ``TransientError`` while the broker is unreachable; ``PermanentError`` for a topic that
+        cannot be published to (a wildcard) or one of the gateway's own command topics."""
+        try:
+            check_topic(topic)
+        except ValueError as exc:
+            raise PermanentError(f"mqtt: cannot publish: {exc}") from None
+        if self.topics.command_target(topic) is not None:
+            raise PermanentError(f"mqtt: cannot publish to {topic}: it is one of the gateway's own command topics")
+        conn = self._conn
+        if conn is None:
+            raise TransientError(f"mqtt: not connected to the broker ({self.ctx.status.get('broker')}): "
+                                 f"{topic} not published")
+        await conn.publish(topic, payload, retain=retain)
+        self.ctx.status["published"] += 1
+
+    def watch(self, topic: str, callback: WatchCallback) -> Callable[[], None]:
+        """Subscribe to ``topic`` (a filter) for as long as the service runs, across reconnects;
+        ``callback(topic, payload)`` gets every message on it, retained ones included. Returns the
+        unsubscribe. ``ValueError`` for an invalid filter or one reaching the gateway's commands."""
+        handle, new = self.watches.add(topic, callback)
+        conn = self._watch_conn
+        if new and conn is not None:
+            self._spawn(self._subscribe_quietly(conn, topic))
+
+        def unwatch() -> None:
+            gone = self.watches.remove(handle)
+            c = self._watch_conn
+            if gone is not None and c is not None:
+                self._spawn(self._unsubscribe_quietly(c, gone))
+
+        return unwatch
+
+    async def _subscribe_quietly(self, conn: MqttConnection, topic_filter: str) -> None:
+        # A failure means the connection is going: the next session subscribes to every watch again.
+        with contextlib.suppress(ZaasError):
+            await conn.subscribe(topic_filter)
+
+    async def _unsubscribe_quietly(self, conn: MqttConnection, topic_filter: str) -> None:
+        with contextlib.suppress(ZaasError):
+            await conn.unsubscribe(topic_filter)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # a task nobody references may be collected before it runs
+        task.add_done_callback(self._tasks.discard)
+
+    def _dispatch_watched(self, topic: str, payload: bytes) -> None:
+        """Hand a message to its watchers. A watcher that raises is counted and logged once per power
+        of two, and never stops the intake or the other watchers."""
+        callbacks = self.watches.callbacks(topic)
+        if not callbacks:
+            return
+        st = self.ctx.status
+        st["watched"] += 1
+        for cb in callbacks:
+            try:
+                cb(topic, payload)
+            except Exception as exc:  # noqa: BLE001  (a watcher's bug must not stop the intake)
+                st["watch_errors"] += 1
+                n = st["watch_errors"]
+                if n & (n - 1) == 0:
+                    self.ctx.log.warning("mqtt: a watcher of %s failed (%d failures so far): %s: %s", topic, n,
+                                         type(exc).__name__, exc, extra={"fields": {"service": "mqtt",
+                                                                                     "topic": topic}})
 
     # -- hub sinks (synchronous, never raise into the hub) ----------------------------
 
@@ -127,6 +207,7 @@ class MqttService(Service):
             await self._connection_loop()
         finally:
             self._conn = None
+            self._watch_conn = None
             self.ctx.status["connected"] = False
             # A restarted service must not leave a dead consumer behind.
             hub.off(self.publisher.on_readings)
@@ -157,6 +238,7 @@ class MqttService(Service):
                     last_logged = str(exc)
             finally:
                 self._conn = None
+                self._watch_conn = None
             delay = backoff.next()
             st.update(failures=backoff.failures, retry_in_s=round(delay, 3))
             await asyncio.sleep(delay)
@@ -188,6 +270,11 @@ class MqttService(Service):
         await conn.publish(self.topics.status, ONLINE, retain=True)
         st["published"] += 1
         await conn.subscribe(*self.topics.command_filters, self.topics.ha_status)
+        # From here a new watch subscribes on its own; the ones known now are subscribed here.
+        self._watch_conn = conn
+        watched = sorted(self.watches.filters())
+        if watched:
+            await conn.subscribe(*watched)
         if self.section.discovery:
             await conn.subscribe(self.topics.discovery_filter)
         st.update(connected=True, last_connect=time.time(), last_error=None)
@@ -269,6 +356,8 @@ class MqttService(Service):
                 obj = topics.discovered_device(m.topic)
                 if obj is not None:
                     (self._seen_discovery.add if m.payload else self._seen_discovery.discard)(obj)
+            if target is None:
+                self._dispatch_watched(m.topic, m.payload)
 
     async def _command(self, conn: MqttConnection, target: str, payload: bytes, retain: bool) -> None:
         stamp = self.ctx.clock.now()
