@@ -84,6 +84,11 @@ def test_the_wheel_holds_every_package_the_simulators_and_no_tests(wheel: Path) 
             if "__pycache__" not in py.parts and (py.parent / "__init__.py").exists():
                 assert f"{prefix}/{py.relative_to(base).as_posix()}" in names, f"{py} is missing from the wheel"
     assert "hil/scenario.py" in names and "hil/central/server.py" in names
+    for f in (ROOT / "hil").rglob("*"):  # the simulators' data (scenario files) too: hil runs from the venv
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+            rel = f.relative_to(ROOT).as_posix()
+            assert rel in names or (f.suffix == ".py" and not (f.parent / "__init__.py").exists()), (
+                f"{rel} is missing from the wheel: add it to [options.package_data] hil in setup.cfg")
     others = {n.split("/")[0] for n in names} - {"zaas_edge", "hil"}
     assert len(others) == 1 and others.pop().endswith(".dist-info")  # no top-level drivers, tests or bench
     assert not any(n.startswith(("tests/", "drivers/", "bench/")) for n in names)
@@ -193,3 +198,15 @@ def test_ci_and_the_makefile_install_with_the_constraints() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "CONSTRAINTS := constraints.txt" in makefile and "-c $(CONSTRAINTS) -e '.[test,lint]'" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_install_notes_name_only_files_the_wheel_ships(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    notes = (ROOT / "systemd" / "README.md").read_text()
+    named = re.findall(r'"\$(SHARE|EXAMPLES)/([^"]+)"', notes)
+    assert {f for _, f in named} >= {"zaas-edge.service", "zaas-edge.sysusers", "zaas-edge.tmpfiles",
+                                     "example.toml"}
+    for kind, f in named:
+        assert f"zaas_edge/share/{'systemd' if kind == 'SHARE' else 'config'}/{f}" in names, f"{kind}/{f}"
+    assert "python -m zaas_edge.shipped systemd" in notes and "-c /tmp/constraints.txt" in notes
+    assert "site.toml" not in notes
