@@ -32,7 +32,7 @@ def _config(kind: str = "instant", limit_w: float = 6000, **extra: object) -> Sh
         {"id": "c", "circuit": "main", "power_w": 1000, "priority": 5},
     ])
     limit = {"id": "main", "points": ["m/p"], "kind": kind, "limit_w": limit_w, **extra.pop("limit", {})}
-    return SheddingConfig.model_validate({"limits": [limit], "loads": loads, **extra})
+    return SheddingConfig.model_validate({"enabled": True, "limits": [limit], "loads": loads, **extra})
 
 
 @dataclass
@@ -179,7 +179,7 @@ def test_modulating_loads_go_first_then_on_off() -> None:
 
 
 def test_per_phase_sheds_a_load_on_the_phase_over() -> None:
-    cfg = SheddingConfig.model_validate({
+    cfg = SheddingConfig.model_validate({"enabled": True,
         "limits": [{"id": "main", "points": ["m/l1", "m/l2", "m/l3"], "per_phase": True, "limit_w": 9000}],
         "loads": [{"id": "on1", "circuit": "main", "power_w": 2000, "phase": 1},
                   {"id": "on2", "circuit": "main", "power_w": 2000, "phase": 2, "priority": -1}]})

@@ -152,6 +152,15 @@ class _Step:
         before = self.meter_total(c)
         new = ld.moved(c, st, level, self.now)
         self.commands += 1
+        # The meter's step teaches a load's power only when it switched alone: another switch in the same
+        # settle window adds its own step, so neither learns (two heaters shed together do not both learn 2×).
+        crowd = [o for o in self.loads.values()
+                 if o.id != c.id and (o.learning is not None or ld.in_flight(o, self.now, self.latency[o.id]))]
+        if crowd:
+            learn = False
+            for o in crowd:
+                if o.learning is not None:
+                    self.loads[o.id] = replace(o, learning=None)
         if learn and self.cfg.learn and not dry and before is not None and c.kind != "hvac":
             new = replace(new, learning=ld.Learning(before, st.level, level,
                                                     self.now + self.latency[c.id] + _LEARN_SETTLE_S, self.commands))
