@@ -35,7 +35,8 @@ def lora() -> None:
     """LoRaWAN devices heard through packet forwarders (ABP and OTAA keys, signal, counters)."""
 
 
-def _driver_options(ctx: click.Context, driver_id: str | None) -> tuple[Any, Any]:
+def _driver_options(ctx: click.Context, driver_id: str | None, *, or_else: str = ", or pass --keys-file"
+                    ) -> tuple[Any, Any]:
     from zaas_edge.config import load_config
 
     loaded = load_config(ctx.obj.get("config_path"))
@@ -43,7 +44,7 @@ def _driver_options(ctx: click.Context, driver_id: str | None) -> tuple[Any, Any
     if not found:
         which = f"with id {driver_id!r} " if driver_id else ""
         raise click.ClickException(f"no lora driver {which}in the configuration: add a [[drivers]] section "
-                                   'with type = "lora" and keys_file, or pass --keys-file')
+                                   f'with type = "lora" and keys_file{or_else}')
     if len(found) > 1:
         raise click.ClickException(f"several lora drivers ({', '.join(d.id for d in found)}): choose one with --driver")
     return loaded, found[0]
@@ -485,7 +486,7 @@ def frames_cmd(ctx: click.Context, last: int, duration: float | None, max_frames
 
     from zaas_edge.control import ControlClient, DaemonNotRunning
 
-    loaded, opts = _driver_options(ctx, driver_id)
+    loaded, opts = _driver_options(ctx, driver_id, or_else=" (or name the file with -c)")
     client = ControlClient(loaded.config.control_socket)
     deadline = None if duration is None else time.monotonic() + duration
     printer = _FramePrinter(as_json, max_frames)
@@ -499,14 +500,15 @@ def frames_cmd(ctx: click.Context, last: int, duration: float | None, max_frames
         _listen_alone(opts, printer, done)
         return
     printer.show(answer["frames"][-last:] if last else [])
-    seq = answer["last_seq"]
+    seq, log_id = answer["last_seq"], answer.get("log_id")
     while not done():
         time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
         if done():
             break
         answer = client.call("driver.control", driver=opts.id, command="frames", args={"after": seq})
-        if answer["last_seq"] < seq:  # the driver restarted (a reload): its numbering starts again
+        if answer.get("log_id") != log_id:  # the driver restarted (a reload): its numbering starts again
             answer = client.call("driver.control", driver=opts.id, command="frames", args={"after": 0})
+            log_id = answer.get("log_id")
         if answer.get("missed"):
             click.echo(f"({answer['missed']} frames not shown: they came faster than --interval)", err=True)
         printer.show(answer["frames"])

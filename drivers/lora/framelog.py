@@ -5,7 +5,8 @@ to see *which*: this device's frame 4711 through gateway B, RSSI -117, bad
 MIC. The driver records one ``FrameRecord`` per verdict in a bounded ring
 (``FrameLog``), numbered by a sequence that only grows, so a client polling
 with the last number it saw gets exactly the frames since (``after``), and
-knows how many it missed when the ring turned over (``missed``). The ring is
+knows how many it missed when the ring turned over (``missed``); ``log_id``
+tells it the driver restarted and numbers from 1 again. The ring is
 memory only (a few hundred records): nothing here is written to the SD card.
 
 Pure: the caller hands in the wall time.
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = ["FrameLog", "FrameRecord", "Verdict", "DEFAULT_SIZE"]
 
 import collections
+import secrets
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -68,6 +70,8 @@ class FrameLog:
             raise ValueError("a frame log holds at least one record")
         self._ring: collections.deque[FrameRecord] = collections.deque(maxlen=size)
         self.last_seq = 0
+        # Names this log: a restarted driver (a reload) numbers from 1 again, and a client must know.
+        self.log_id = secrets.token_hex(4)
 
     def record(self, time: float, verdict: Verdict, **fields: str | int | float | None) -> FrameRecord:
         self.last_seq += 1
@@ -89,4 +93,4 @@ class FrameLog:
     def answer(self, after: int, limit: int | None = None) -> dict[str, JsonValue]:
         """The ``frames`` control answer: records after ``after``, the last number and what was lost."""
         frames: list[JsonValue] = [r.as_dict() for r in self.after(after, limit)]
-        return {"last_seq": self.last_seq, "missed": self.missed(after), "frames": frames}
+        return {"log_id": self.log_id, "last_seq": self.last_seq, "missed": self.missed(after), "frames": frames}
