@@ -377,17 +377,23 @@ class _Step:
         return None
 
     def comfort(self, found: dict[str, lim.Assessment]) -> bool:
-        """``max_off``: a load shed that long comes back unless a node above it is in emergency."""
+        """``max_off``: a load off that long comes back unless a node above it is in emergency.
+
+        Off means level 0: a modulated load still runs. It comes back at the highest level that fits,
+        else its lowest running level (a charger at ``min_a``), so the guard does not itself overload.
+        """
         done = False
         for c in self.cfg.loads:
             st = self.loads[c.id]
-            if (not self.auto(c) or st.off_since is None or self.now - st.off_since < c.max_off_s
+            if (not self.auto(c) or st.zero_since is None or st.level > 0 or self.now - st.zero_since < c.max_off_s
                     or not ld.guard_allows_up(c, st, self.now) or ld.in_flight(st, self.now, self.latency[c.id])):
                 continue
             if any(nid not in found or found[nid].stage == Stage.EMERGENCY for nid in self.chain[c.id]):
                 continue
-            self.command(c, ld.full_level(c), Reason("max_off: comfort", c.circuit,
-                                                     {"off_s": self.now - st.off_since, "max_off_s": c.max_off_s}))
+            lowest = min(lv for lv in ld.levels(c) if lv > 0 and (c.kind != "ev" or lv >= c.min_a))
+            level = self.best_fit(c, found) or lowest
+            self.command(c, level, Reason("max_off: comfort", c.circuit,
+                                          {"off_s": self.now - st.zero_since, "max_off_s": c.max_off_s}))
             done = True
         return done
 

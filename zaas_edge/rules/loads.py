@@ -44,7 +44,8 @@ class LoadState:
 
     ``level`` is what was last commanded; ``from_level`` and ``changed_s`` the
     command's start, so its effect counts as in flight until the actuator's
-    latency has passed. ``off_since`` starts when it first drops below full;
+    latency has passed. ``off_since`` starts when it first drops below full,
+    ``zero_since`` when it goes off altogether (the comfort guard's clock);
     ``shed_s`` sums the periods already closed, for rotation.
     """
 
@@ -56,6 +57,7 @@ class LoadState:
     last_up_s: float | None = None
     last_down_s: float | None = None
     off_since: float | None = None
+    zero_since: float | None = None
     shed_s: float = 0.0
     fits_since: float | None = None
     fault: bool = False
@@ -133,9 +135,10 @@ def moved(cfg: LoadConfig, st: LoadState, level: float, now: float) -> LoadState
         off_since = now
     elif level >= full and off_since is not None:
         shed_s, off_since = shed_s + now - off_since, None
+    zero_since = (st.zero_since if st.zero_since is not None else now) if level <= 0 else None
     return replace(st, level=level, from_level=st.level, changed_s=now,
                    last_up_s=now if up else st.last_up_s, last_down_s=st.last_down_s if up else now,
-                   off_since=off_since, shed_s=shed_s, fits_since=None, learning=None)
+                   off_since=off_since, zero_since=zero_since, shed_s=shed_s, fits_since=None, learning=None)
 
 
 def reverted(cfg: LoadConfig, st: LoadState, now: float) -> LoadState:
@@ -146,8 +149,9 @@ def reverted(cfg: LoadConfig, st: LoadState, now: float) -> LoadState:
         shed_s, off_since = shed_s + now - off_since, None
     elif st.from_level < full and off_since is None:
         off_since = now
-    return replace(st, level=st.from_level, changed_s=None, off_since=off_since, shed_s=shed_s,
-                   fits_since=None, learning=None)
+    zero_since = st.zero_since if st.from_level <= 0 else None
+    return replace(st, level=st.from_level, changed_s=None, off_since=off_since, zero_since=zero_since,
+                   shed_s=shed_s, fits_since=None, learning=None)
 
 
 def cut_level(cfg: LoadConfig, st: LoadState, floor: float, need_w: float) -> float:

@@ -10,7 +10,7 @@ table uses the same keys as the configuration file.
 from __future__ import annotations
 
 __all__ = ["Scenario", "PlantConfig", "MeterModel", "BaseLoad", "PlantLoad", "TariffWindow", "Targets",
-           "load_scenario", "parse_scenario"]
+           "Trace", "load_scenario", "parse_scenario"]
 
 import bisect
 import csv
@@ -131,12 +131,14 @@ def load_scenario(path: str | Path) -> tuple[Scenario, Trace]:
 
 
 class Trace:
-    """The base load as a function of time: linear between points, held before the first and after the last."""
+    """The base load as a function of time: linear between points (or, with ``hold``, each value held to the
+    next point, as a store that keeps a value until it moves), held before the first and after the last."""
 
-    def __init__(self, points: list[tuple[float, float]]) -> None:
+    def __init__(self, points: list[tuple[float, float]], hold: bool = False) -> None:
         pts = sorted(points)
         self.t = [p[0] for p in pts]
         self.w = [p[1] for p in pts]
+        self.hold = hold
 
     def __call__(self, t: float) -> float:
         i = bisect.bisect_right(self.t, t)
@@ -145,6 +147,8 @@ class Trace:
         if i == len(self.t):
             return self.w[-1]
         t0, t1, w0, w1 = self.t[i - 1], self.t[i], self.w[i - 1], self.w[i]
+        if self.hold:
+            return w0
         return w0 + (w1 - w0) * (t - t0) / (t1 - t0)
 
 

@@ -145,11 +145,13 @@ class _Run:
         self.switch_times: dict[str, list[float]] = {c: [] for c in self.full}
         self.shed_s = dict.fromkeys(self.full, 0.0)
         self.off_since: dict[str, float | None] = dict.fromkeys(self.full)
+        self.zero_since: dict[str, float | None] = dict.fromkeys(self.full)
         self.comfort_broken: set[str] = set()
         self.comfort_violations = 0
         self.room_since: dict[str, float | None] = dict.fromkeys(self.full)
         self.waits: list[float] = []
         self.energy_j = 0.0
+        self.supplied = True
         self.sheds = self.restores = 0
         self.alarms: list[str] = []
         self.actions: list[TimedAction] = []
@@ -185,7 +187,7 @@ class _Run:
             drawn = max(0.0, self.base(t) + sum(loads_w.values()))
             wall, local = _local(self.sc.start, t)
             ms = plant.meter_step(ms, m.model, t, wall, drawn, m.limit_w, m.block_s, m.rearm_s)
-            supplied = ms.open_until is None
+            supplied = self.supplied = ms.open_until is None
             metered = drawn if supplied else 0.0
             out = any(a <= t < b for a, b in m.outages)
             tariff = self.tariff(t)
@@ -196,7 +198,7 @@ class _Run:
                                                         and metered > m.limit_w and not out) else frozenset(),
                 actuator_faults=frozenset(self.faults))
             limit_now = (lim.effective_limit(self.node, inputs)[0] if self.node is not None else m.limit_w)
-            self.account(t, loads_w, drawn, supplied, limit_now)
+            self.account(t, loads_w, drawn, supplied and not out, limit_now)
             self.series.t.append(t)
             self.series.metered_w.append(metered)
             self.series.limit_w.append(limit_now)
@@ -215,17 +217,23 @@ class _Run:
                 self.shed_s[lid] += end - since
         return SimResult(self.figures(ms), tuple(self.actions), self.series)
 
-    def account(self, t: float, loads_w: Mapping[str, float], drawn: float, supplied: bool, limit_w: float) -> None:
-        """Per second: energy shed, comfort guard, and since when each shed load's power would fit."""
+    def account(self, t: float, loads_w: Mapping[str, float], drawn: float, seen: bool, limit_w: float) -> None:
+        """Per second: energy shed, comfort guard, and since when each shed load's power would fit.
+
+        ``seen``: the supply is on and the meter read; headroom only counts while the engine can see it.
+        """
         for lid, full in self.full.items():
-            if supplied:
+            if self.supplied:
                 self.energy_j += max(0.0, self.power(lid, full, t) - loads_w[lid])
-            since = self.off_since[lid]
+            since = self.zero_since[lid]
             c = self.lcfg[lid]
             if since is not None and t - since > c.max_off_s and lid not in self.comfort_broken:
                 self.comfort_broken.add(lid)
                 self.comfort_violations += 1
             if self.commanded[lid] < full:
+                if not seen:
+                    self.room_since[lid] = None
+                    continue
                 other = drawn - loads_w[lid]
                 fits = other + self.truth[lid].power_w <= limit_w
                 if not fits:
@@ -244,11 +252,17 @@ class _Run:
         lid, full = a.load, self.full[a.load]
         before = self.commanded[lid]
         self.commanded[lid] = a.level
-        self.switch_times[lid].append(t)
+        if not isinstance(a, Modulate):
+            self.switch_times[lid].append(t)
         if isinstance(a, Shed):
             self.sheds += 1
         elif isinstance(a, Restore | Modulate) and a.level > before:
             self.restores += 1
+        if a.level <= 0 and self.zero_since[lid] is None:
+            self.zero_since[lid] = t
+        elif a.level > 0:
+            self.zero_since[lid] = None
+            self.comfort_broken.discard(lid)
         if a.level < full and self.off_since[lid] is None:
             self.off_since[lid] = t
         elif a.level >= full:
@@ -256,7 +270,6 @@ class _Run:
             if since is not None:
                 self.shed_s[lid] += t - since
                 self.off_since[lid] = None
-            self.comfort_broken.discard(lid)
             room = self.room_since[lid]
             if room is not None and not a.reason.rule.startswith("override"):
                 self.waits.append(t - room)
