@@ -23,10 +23,11 @@ __all__ = ["MBusDriver"]
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import JsonValue
 from zaas_edge.drivers.mbus.header import LongHeader
 from zaas_edge.drivers.mbus.layout import CONFIRM, LayoutGuard, Verdict
 from zaas_edge.drivers.mbus.link import MBusLink, PortError, Readout
@@ -37,6 +38,7 @@ from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Quality, Reading, Severity
+from zaas_edge.readout import PendingReads
 
 HEARTBEAT_EVERY_S = 5.0
 # Link counters kept per meter too (the link counts under the same names).
@@ -76,6 +78,7 @@ class MBusDriver(Driver):
         self._ctx: DriverContext | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._current: _Meter | None = None  # the meter whose readout holds the bus
+        self._reads = PendingReads()  # zaas-edge read METER, between two readouts
 
     # -- declared points --------------------------------------------------------------
 
@@ -159,6 +162,14 @@ class MBusDriver(Driver):
             raise TransientError(f"driver {self.id!r} is not running: its M-Bus port is not open")
         for m in list(self._meters.values()):
             await self._poll(m)
+
+    async def control(self, command: str, args: Mapping[str, JsonValue]) -> JsonValue:
+        """``read``: one meter read now on the open link, between two readouts, for ``zaas-edge read``."""
+        if command != "read":
+            return await super().control(command, args)
+        from zaas_edge.drivers.mbus.readout import read_in_driver
+
+        return await self._reads.answer(args, self._meters, lambda meter: read_in_driver(self, meter))
 
     async def _poll(self, meter: _Meter) -> None:
         link, ctx = self._link, self._ctx

@@ -14,12 +14,16 @@ __all__ = ["ModbusDriver"]
 
 import asyncio
 import logging
+from collections.abc import Mapping
+
+from pydantic import JsonValue
 
 from zaas_edge.aio import wait_for
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import PermanentError
 from zaas_edge.health import DeviceStatus
 from zaas_edge.model import Point, Severity
+from zaas_edge.readout import PendingReads
 
 from .bus import Bus, make_bus
 from .device import Device
@@ -41,6 +45,7 @@ class ModbusDriver(Driver):
         self.devices: dict[str, Device] = {}
         self._ctx: DriverContext | None = None
         self._ready = asyncio.Event()
+        self._reads = PendingReads()  # zaas-edge read DEVICE, answered between the polls
 
     # -- declared points -------------------------------------------------------------
 
@@ -118,6 +123,15 @@ class ModbusDriver(Driver):
             raise PermanentError(f"driver {self.id!r} has no device for point {point!r} "
                                  f"(devices: {', '.join(sorted(self.devices)) or 'none'})")
         return await dev.write(quantity, value)
+
+    async def control(self, command: str, args: Mapping[str, JsonValue]) -> JsonValue:
+        """``read``: one device read now, between its polls, for ``zaas-edge read`` (nothing emitted)."""
+        if command != "read":
+            return await super().control(command, args)
+        from .readout import read_in_driver
+
+        await self._wait_ready()
+        return await self._reads.answer(args, self.devices, lambda device: read_in_driver(self, device))
 
     async def _wait_ready(self) -> None:
         if not self._ready.is_set():

@@ -43,18 +43,20 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import JsonValue
 from zaas_edge.drivers.tic.alarms import AlarmKind, AlarmTracker, AlarmTransition
 from zaas_edge.drivers.tic.codec import Frame, Horodate, Mode, TicDecoder
 from zaas_edge.drivers.tic.labels import points as measure_points
 from zaas_edge.drivers.tic.meaning import Interpretation, interpret
 from zaas_edge.drivers.tic.options import TicOptions
 from zaas_edge.drivers.tic.port import detect_speed, open_tic_port
+from zaas_edge.drivers.tic.readout import FrameWaiters
 from zaas_edge.drivers.tic.state_points import is_exact, state_points, state_values
 from zaas_edge.drivers.tic.tariff import TariffState, changes, tariff_state
 from zaas_edge.drivers.tic.throttle import Policy, StoreThrottle, policy_table
@@ -64,6 +66,7 @@ from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Reading, Severity, Stamp
+from zaas_edge.readout import PendingReads
 from zaas_edge.serialport import SerialLine
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -118,6 +121,8 @@ class TicDriver(Driver):
         self._current: _Meter | None = None
         self._warned_unheard = False
         self._background: set[asyncio.Task[None]] = set()
+        self._reads = PendingReads()  # zaas-edge read: the next complete frame
+        self._frames = FrameWaiters()
         default = Policy(options.store_interval_s, options.deadband_pct, options.deadband_abs)
         self.throttle = StoreThrottle(policy_table(default, options.points))
         if options.meter_id:
@@ -148,6 +153,13 @@ class TicDriver(Driver):
                                            Counter.TRUNCATED))
             known = self._meters[device] = _Meter(meter_id, device, health)
         return known
+
+    async def control(self, command: str, args: Mapping[str, JsonValue]) -> JsonValue:
+        """``read``: the meter's next complete frame, for ``zaas-edge read`` (the driver id names its meter)."""
+        if command != "read":
+            return await super().control(command, args)
+        known = {self.id, *self._meters}
+        return await self._reads.answer(args, known, lambda _: self._frames.next(self.id, self.options.port))
 
     # -- running -------------------------------------------------------------------------
 
@@ -256,6 +268,7 @@ class TicDriver(Driver):
         meter.health.count(Counter.UPLINKS)
         self._announce(ctx, meter, meter.health.success(now))
         meter.labels |= interp.labels
+        self._frames.frame(meter.device_id, interp)
         stamp = ctx.now()
         stored, live = self._measurements(ctx, meter, interp, stamp, now)
         self._tariff(ctx, meter, interp, stamp, now, stored, live)
