@@ -104,7 +104,7 @@ def test_decode_through_the_installed_command() -> None:
     out = subprocess.run([sys.executable, "-m", "zaas_edge", "ble", "decode", SEALED, "--format", "bthome",
                           "--mac", MAC], capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env={**os.environ, "ZAAS_EDGE_BLE_BINDKEY": KEY.hex(), "ZAAS_EDGE_CONFIG": "/nonexistent"})
-    assert out.returncode == 0 and "temperature  25.06" in out.stdout, out.stderr
+    assert out.returncode == 0 and re.search(r"^temperature +25\.06 +degC$", out.stdout, re.M), out.stderr
 
 
 # ---------------------------------------------------------------------------------------------- bindkey file

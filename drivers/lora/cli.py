@@ -444,8 +444,12 @@ class _FramePrinter:
         if not as_json:
             click.echo(self._line(_FRAME_HEADERS))
 
+    NUMBERS = (2, 3, 6, 7)  # RSSI, SNR, FCNT, FPORT: right-aligned, as in every table
+
     def _line(self, cells: list[str]) -> str:
-        return "  ".join([*(c.ljust(w) for c, w in zip(cells, self.WIDTHS, strict=False)), cells[-1]]).rstrip()
+        fitted = [c.rjust(w) if i in self.NUMBERS else c.ljust(w)
+                  for i, (c, w) in enumerate(zip(cells, self.WIDTHS, strict=False))]
+        return "  ".join([*fitted, cells[-1]]).rstrip()
 
     @property
     def full(self) -> bool:
