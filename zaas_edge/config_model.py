@@ -16,6 +16,7 @@ __all__ = [
     "ClockSection",
     "MqttSection",
     "SyncSection",
+    "AlarmsSection",
     "Section",
     "SecretFile",
     "SECRET_FILE",
@@ -30,6 +31,7 @@ from pydantic import Field
 from zaas_edge.config_types import SECRET_FILE, AbsPath, SecretFile, SecretFileMarker, Section
 from zaas_edge.driver import ID_PATTERN
 from zaas_edge.mqtt.config import MqttSection
+from zaas_edge.rules.alarms.config import AlarmsSection
 from zaas_edge.rules.config import SheddingConfig
 from zaas_edge.sync.config import SyncSection
 
@@ -92,6 +94,7 @@ class Config(Section):
     mqtt: MqttSection = MqttSection()
     sync: SyncSection = SyncSection()
     shedding: SheddingConfig = SheddingConfig()
+    alarms: AlarmsSection = AlarmsSection()
     # Each entry is validated again against its driver's own Options model.
     drivers: list[dict[str, Any]] = Field(default_factory=list)
 

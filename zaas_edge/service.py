@@ -44,6 +44,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "aggregate": ServiceSpec("zaas_edge.sync.aggregate:AggregatorService", "sync"),
     "sync": ServiceSpec("zaas_edge.sync.service:SyncService", "sync"),
     "shed": ServiceSpec("zaas_edge.shed.service:ShedService", "shedding"),
+    "alarms": ServiceSpec("zaas_edge.alarms.service:AlarmService", "alarms"),
 }
 
 
