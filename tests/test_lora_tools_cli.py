@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from zaas_edge.drivers.lora import join, lorawan
+from zaas_edge.drivers.lora.describe import FrameKeys, MicStatus, describe_frame
 from zaas_edge.drivers.lora.keys import load_keys, save_keys
 
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimOtaaDevice, em300_di_payload
@@ -86,6 +87,23 @@ def test_garbage_never_crashes(frame: bytes) -> None:
                  "--profile", "milesight-am103")
     assert out.exit_code in (0, 2), out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 16 * 0x10000 + 0xFFFF), st.integers(1, 223),
+       st.binary(max_size=48), st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
+       st.booleans())
+def test_describe_reads_back_what_the_encoder_built(dev_addr: int, fcnt32: int, fport: int, payload: bytes,
+                                                    nwk: bytes, app: bytes, confirmed: bool) -> None:
+    mtype = lorawan.MType.CONFIRMED_DATA_UP if confirmed else lorawan.MType.UNCONFIRMED_DATA_UP
+    phy = lorawan.build_data_frame(dev_addr=dev_addr, fcnt32=fcnt32, fport=fport, payload=payload, nwk_skey=nwk,
+                                   app_skey=app, mtype=mtype)
+    report = describe_frame(phy, FrameKeys(nwk_skey=nwk, app_skey=app)).as_dict()
+    assert report["mic_status"] == "ok" and report["fcnt32"] == fcnt32 and report["fport"] == fport
+    assert report["dev_addr"] == f"{dev_addr:08X}" and report["confirmed"] is confirmed
+    assert report.get("plaintext", "") == payload.hex().upper()
+    other = bytes(b ^ 1 for b in nwk)
+    assert describe_frame(phy, FrameKeys(nwk_skey=other)).mic is MicStatus.BAD
 
 
 def test_keys_come_from_the_environment_or_from_the_keys_file(tmp_path: Path) -> None:
