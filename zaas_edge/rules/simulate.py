@@ -183,6 +183,7 @@ class _Run:
                 if t >= due:
                     self.faults.add(lid)
                     del self.fault_due[lid]
+                    self.not_done(lid, t)
             loads_w = {lid: self.power(lid, lv, t) for lid, lv in self.physical.items()}
             drawn = max(0.0, self.base(t) + sum(loads_w.values()))
             wall, local = _local(self.sc.start, t)
@@ -240,6 +241,19 @@ class _Run:
                     self.room_since[lid] = None
                 elif self.room_since[lid] is None:
                     self.room_since[lid] = t
+
+    def not_done(self, lid: str, t: float) -> None:
+        """A command the actuator did not carry out: the load is where it physically is, as the engine takes it."""
+        level = self.physical[lid]
+        self.commanded[lid] = level
+        if level > 0:
+            self.zero_since[lid] = None
+            self.comfort_broken.discard(lid)
+        since = self.off_since[lid]
+        if level >= self.full[lid] and since is not None:
+            self.shed_s[lid] += t - since
+            self.off_since[lid] = None
+            self.room_since[lid] = None
 
     def carry_out(self, t: float, a: Action) -> None:
         self.actions.append(TimedAction(t, a))
