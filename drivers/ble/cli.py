@@ -171,7 +171,10 @@ def decode_cmd(advert: str, fmt: str, bindkey: str | None, bindkey_file: str | N
         raise AdvertRefused(str(exc)) from None
 
     def human(out: dict[str, Any]) -> None:
-        click.echo(table(["FIELD", "VALUE"], [[k.upper().replace("_", " "), "-" if v is None else v]
+        def shown(v: Any) -> Any:
+            return "-" if v is None else ("yes" if v else "no") if isinstance(v, bool) else v
+
+        click.echo(table(["FIELD", "VALUE"], [[k.upper().replace("_", " "), shown(v)]
                                               for k, v in out.items() if k not in ("values", "events")]))
         if out["values"]:
             click.echo("")
