@@ -1,10 +1,15 @@
-"""``zaas-edge ble scan``: what the radio hears, for commissioning.
+"""``zaas-edge ble scan``: what the radio hears, for commissioning; ``ble decode``: one advert explained.
 
 It scans with bleak directly (stop the daemon's ble driver first if the
 adapter refuses two scanners) and shows every RuuviTag and BTHome device with
 its latest values. For tests and demos, ``ZAAS_EDGE_BLE_REPLAY=FILE`` (or the
 hidden ``--replay FILE``) plays recorded adverts instead (``replay.py``), as
 the daemon's ble driver does.
+
+``ble decode`` runs one advert payload (hex, as a scanner or a log shows it)
+through the driver's own decoders (``bthome.py``, ``ruuvi.py``); the bindkey
+comes from a 0600 file or the environment rather than the command line,
+which ``ps`` shows to every user.
 """
 
 from __future__ import annotations
