@@ -167,6 +167,7 @@ class MqttActuator:
         self._unwatch: Callable[[], None] | None = None
         self._waiters: list[tuple[bool, asyncio.Future[None]]] = []
         self.state: bool | None = None  # the last state the relay told, None until it has
+        self.refused: str | None = None  # why the port refused to watch the state topic
         self._timeout_s = readback_timeout_s(cfg)
 
     @property
@@ -180,7 +181,10 @@ class MqttActuator:
             self.detach()
             self._port = port
             if port is not None and self.convention.state_topic is not None and self.cfg.readback:
-                self._unwatch = port.watch(self.convention.state_topic, self._on_state)
+                try:
+                    self._unwatch = port.watch(self.convention.state_topic, self._on_state)
+                except ValueError as exc:  # a filter the port refuses: every command then fails saying why
+                    self.refused = str(exc)
         return port
 
     def detach(self) -> None:
@@ -202,6 +206,8 @@ class MqttActuator:
 
     async def apply(self, cmd: ActuatorCommand) -> str:
         port = self.attach()
+        if self.refused is not None:
+            raise ActuatorFailed(f"actuator {self.id}: cannot watch {self.convention.state_topic}: {self.refused}")
         if port is None or not port.connected:
             raise ActuatorFailed(f"actuator {self.id}: the MQTT service is not connected, "
                                  f"cannot publish to {self.convention.command_topic}")
