@@ -23,6 +23,7 @@ from zaas_edge.drivers.lora.keys import DeviceKeys, save_keys
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, em300_di_payload
 from tests.daemon_harness import CLI, ROOT, DaemonProcess, write_config
 from tests.lora_helpers import running, until, write_keys
+from zaas_edge.control import ControlClient
 from zaas_edge.errors import PermanentError
 
 GW1, GW2 = bytes.fromhex("AA555A0000000001"), bytes.fromhex("AA555A0000000002")
@@ -147,6 +148,14 @@ def test_frames_heard_by_the_running_daemon_with_their_verdicts(base: Path) -> N
         assert by["unknown device"]["dev_addr"] == "26FFFFFF" and by["duplicate"]["gateway"] == "AA555A0000000001"
         text = d.cli("lora", "frames", "--last", "10", "--count", "4").stdout
         assert "VERDICT" in text.splitlines()[0] and "accepted (2 gateways)" in text and "bad MIC" in text
+
+        control = ControlClient(base / "run" / "control.sock")
+        with pytest.raises(PermanentError, match="no running driver 'nosuch'"):
+            control.call("driver.control", driver="nosuch", command="frames", args={})
+        with pytest.raises(PermanentError, match="'after', a sequence number"):
+            control.call("driver.control", driver="lora", command="frames", args={"after": -1})
+        with pytest.raises(PermanentError, match="an 'args' object"):
+            control.call("driver.control", driver="lora", command="frames", args=[1])
 
         # Live: a frame heard after the command started is printed as it comes.
         live = subprocess.Popen([*CLI, "-c", str(cfg), "lora", "frames", "--last", "0", "--count", "1", "--json",
