@@ -34,6 +34,27 @@ _CALM_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class _Topology:
+    """What follows from the configuration alone, worked out once rather than on every step."""
+
+    config: SheddingConfig
+    children: Mapping[str, list[str]]
+    chain: Mapping[str, list[str]]
+    latency: Mapping[str, float]
+    lcfg: Mapping[str, LoadConfig]
+    ncfg: Mapping[str, LimitConfig]
+    full: Mapping[str, float]
+
+
+def _topology(cfg: SheddingConfig) -> _Topology:
+    return _Topology(config=cfg, children={c.id: [k.id for k in cfg.limits if k.parent == c.id] for c in cfg.limits},
+                     chain={c.id: cfg.ancestors(c.circuit) for c in cfg.loads},
+                     latency={c.id: cfg.actuator_latency_s(c) for c in cfg.loads},
+                     lcfg={c.id: c for c in cfg.loads}, ncfg={c.id: c for c in cfg.limits},
+                     full={c.id: ld.full_level(c) for c in cfg.loads})
+
+
+@dataclass(frozen=True, slots=True)
 class EngineState:
     """The configuration and everything the engine remembers between steps."""
 
@@ -44,11 +65,13 @@ class EngineState:
     last_restore_s: float | None = None
     commands: int = 0
     last_now: float | None = None
+    topology: _Topology | None = None
 
 
 def initial_state(config: SheddingConfig) -> EngineState:
     return EngineState(config=config, loads={c.id: ld.initial(c) for c in config.loads},
-                       limits={c.id: lim.initial(c) for c in config.limits}, latest={})
+                       limits={c.id: lim.initial(c) for c in config.limits}, latest={},
+                       topology=_topology(config))
 
 
 class _Step:
@@ -63,11 +86,12 @@ class _Step:
         self.actions: list[Action] = []
         self.commands = state.commands
         self.last_restore_s = state.last_restore_s
-        self.lcfg = {c.id: c for c in self.cfg.loads}
-        self.ncfg = {c.id: c for c in self.cfg.limits}
-        self.children = {c.id: [k.id for k in self.cfg.limits if k.parent == c.id] for c in self.cfg.limits}
-        self.chain = {c.id: self.cfg.ancestors(c.circuit) for c in self.cfg.loads}
-        self.latency = {c.id: self.cfg.actuator_latency_s(c) for c in self.cfg.loads}
+        # a state carried over a reload (replace(state, config=...)) works its topology out afresh
+        topo = state.topology if state.topology is not None and state.topology.config is self.cfg \
+            else _topology(self.cfg)
+        self.topology = topo
+        self.lcfg, self.ncfg, self.children = topo.lcfg, topo.ncfg, topo.children
+        self.chain, self.latency = topo.chain, topo.latency
         self.clock_offset = (inputs.wall_s - now) if inputs.wall_s is not None else 0.0
         self.moved: set[str] = set()
 
@@ -408,7 +432,8 @@ class _Step:
                 continue
             fit = self.best_fit(c, found)
             fits_since = (st.fits_since if st.fits_since is not None else now) if fit is not None else None
-            self.loads[c.id] = st = replace(st, fits_since=fits_since)
+            if fits_since != st.fits_since:
+                self.loads[c.id] = st = replace(st, fits_since=fits_since)
             if not ld.guard_allows_up(c, st, now) or ld.in_flight(st, now, self.latency[c.id]):
                 continue
             waiting.append(c)
@@ -473,5 +498,5 @@ def step(state: EngineState, inputs: Inputs, now: float) -> tuple[EngineState, t
     if not w.shed(found):
         w.restore(found)
     new = EngineState(config=state.config, loads=w.loads, limits=w.limits, latest=w.latest,
-                      last_restore_s=w.last_restore_s, commands=w.commands, last_now=now)
+                      last_restore_s=w.last_restore_s, commands=w.commands, last_now=now, topology=w.topology)
     return new, tuple(w.actions)

@@ -67,7 +67,12 @@ class LoadState:
 
 
 def full_level(cfg: LoadConfig) -> float:
-    return {"onoff": 1.0, "stages": float(cfg.stages), "ev": float(cfg.max_a), "hvac": cfg.max_offset_k}[cfg.kind]
+    kind = cfg.kind
+    if kind == "onoff":
+        return 1.0
+    if kind == "stages":
+        return float(cfg.stages)
+    return float(cfg.max_a) if kind == "ev" else cfg.max_offset_k
 
 
 def levels(cfg: LoadConfig) -> tuple[float, ...]:
