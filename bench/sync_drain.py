@@ -182,11 +182,11 @@ def upload_commits(readings: list[Reading], building: Building, policies: Policy
         while j < n and readings[j].wall_ns < end:
             j += 1
         recs, _ = agg.feed([Stored(Lane.READING, k + 1, readings[k]) for k in range(i, j)])
-        recs += agg.close(Stamp(end, end, BOOT, True))
+        recs += agg.close(Stamp(end, end - T0 + 5 * S, BOOT, True))  # the readings' own monotonic clock
         if recs:
             out.append(recs)
         i, end = j, end + step
-    rest = agg.close(Stamp(end + 3600 * S, end + 3600 * S, BOOT, True), everything=True)
+    rest = agg.close(Stamp(end + 3600 * S, end + 3600 * S - T0 + 5 * S, BOOT, True), everything=True)
     if rest:
         out.append(rest)
     return out, n / (time.perf_counter() - t)
