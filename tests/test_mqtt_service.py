@@ -437,7 +437,8 @@ async def test_broker_authentication_and_acl(tmp_path: Path) -> None:
                 # The rogue's command, published first, never reached the gateway.
                 assert all(json.loads(p)["req_id"] != "rogue-1" for t, p, _ in integ.messages if t == state_t)
                 assert h.drivers.polled == ["meter"] and h.drivers.info["meter"].enabled is True
-                assert h.ctx.status["commands"] == {"accepted": 1, "refused": {}}
+                assert h.ctx.status["commands"] == {"accepted": 1, "refused": {}, "dropped_at_intake": 0,
+                                                    "dropped_queue_full": 0}
                 # The rogue still reads what it may read.
                 assert await rogue.wait_for(f"{BASE}/status") == b"online"
         finally:

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from zaas_edge.errors import PermanentError
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity, Stamp
 from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler
-from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.discovery import PointSpec, component_key, device_config, sensor_classes
 from zaas_edge.mqtt.payloads import alarm_event_payload, alarm_payload, event_payload, state_payload
 from zaas_edge.mqtt.publisher import Gate, Policy, PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics, device_of, safe_level
 from zaas_edge.service import DriverInfo
+from zaas_edge.shed.overrides import LoadOverrides
 
 T = Topics("site-a", "gw-1")
 STAMP = Stamp(1_700_000_000_500_000_000, 5_000_000_000, "boot", True)

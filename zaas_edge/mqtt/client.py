@@ -9,13 +9,17 @@ anything else a ``TransientError``. An aiomqtt upgrade touches this file alone.
 
 from __future__ import annotations
 
-__all__ = ["BrokerSettings", "MqttConnection", "Message", "connect", "settings_from_config", "QOS"]
+__all__ = ["BrokerSettings", "MqttConnection", "Message", "connect", "settings_from_config", "security_warnings",
+           "QOS"]
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.mqtt.payloads import OFFLINE
 
 QOS = 1
+MAX_QUEUED_INCOMING = 1000
 # CONNACK codes that mean "who you are" rather than "not now" (3.1.1 and 5).
 _AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}
 
@@ -75,6 +80,30 @@ def settings_from_config(cfg: object, will_topic: str | None = None) -> BrokerSe
         protocol=mqtt.protocol, keepalive_s=mqtt.keepalive_s, session_expiry_s=mqtt.session_expiry_s,
         will_topic=will_topic,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def security_warnings(settings: BrokerSettings) -> list[str]:
+    """What the operator should hear once at start about how the gateway reaches its broker:
+    TLS trusting the whole system store, a password sent in clear beyond this box."""
+    out = []
+    where = settings.describe
+    if settings.tls and settings.ca_file is None:
+        out.append(f"mqtt: TLS to {where} trusts every CA in the system's store ([mqtt] ca_file is not set): "
+                   "set ca_file to the CA that signed the broker's certificate, so only that broker is trusted")
+    if (settings.password is not None and not settings.tls and settings.socket is None
+            and not _loopback(settings.host)):
+        out.append(f"mqtt: the broker password goes in clear to {where} (TLS is off and the broker is not on "
+                   "this box): set [mqtt] tls = true and ca_file, or reach the broker over loopback or its socket")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +173,61 @@ def _tls_context(settings: BrokerSettings) -> ssl.SSLContext:
     return ctx
 
 
+class _QueueFullLog(logging.Filter):
+    """The client library logs "Message queue is full" once per message it discards: 20,000 lines
+    for a flood of 20,000 commands. This counts every one and lets one line through per
+    ``every_s``, with the count since the previous line. A discarded command gets no acknowledgement."""
+
+    TEXT = "Message queue is full. Discarding message."
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._every_s = every_s
+        self._clock = clock
+        self._at: float | None = None
+        self._since = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.TEXT:
+            return True
+        self.dropped += 1
+        self._since += 1
+        now = self._clock()
+        if self._at is not None and now - self._at < self._every_s:
+            return False
+        self._at = now
+        record.msg = ("mqtt: the incoming message queue is full (a flood of commands?): %d messages discarded "
+                      "unread and unacknowledged since the last report, %d in all")
+        record.args = (self._since, self.dropped)
+        self._since = 0
+        return True
+
+
+def _client_logger(queue_full: _QueueFullLog) -> logging.Logger:
+    """A logger of this connection's own (outside the logging registry, so connections do not pile
+    up in it), below ``zaas_edge.mqtt`` so its lines reach the journal like any other."""
+    logger = logging.Logger("zaas_edge.mqtt.client")
+    logger.parent = logging.getLogger("zaas_edge.mqtt")
+    logger.setLevel(logging.INFO)  # the library's per-packet debug lines stay out even when debugging
+    logger.addFilter(queue_full)
+    return logger
+
+
 class MqttConnection:
     """An open session with the broker."""
 
-    def __init__(self, client: aiomqtt.Client, settings: BrokerSettings) -> None:
+    def __init__(self, client: aiomqtt.Client, settings: BrokerSettings,
+                 queue_full: _QueueFullLog | None = None) -> None:
         self._client = client
         self.settings = settings
         self._v5 = settings.protocol == "5"
+        self._queue_full = queue_full or _QueueFullLog()
+
+    @property
+    def queue_dropped(self) -> int:
+        """Messages the client library discarded because its incoming queue was full."""
+        return self._queue_full.dropped
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = QOS) -> None:
         """Publish and, at QoS 1, wait for the broker's acknowledgement."""
@@ -207,6 +284,7 @@ async def connect(settings: BrokerSettings) -> AsyncIterator[MqttConnection]:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0 if settings.clean else settings.session_expiry_s
     host = str(settings.socket) if settings.socket is not None else settings.host
+    queue_full = _QueueFullLog()
     try:
         client = aiomqtt.Client(
             host, settings.port,
@@ -221,7 +299,8 @@ async def connect(settings: BrokerSettings) -> AsyncIterator[MqttConnection]:
             timeout=settings.timeout_s,
             properties=props,
             tls_context=_tls_context(settings) if settings.tls else None,
-            max_queued_incoming_messages=1000,  # a command flood must not eat the box's memory
+            logger=_client_logger(queue_full),
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING,  # a command flood must not eat the box's memory
             max_inflight_messages=200,
         )
         client.pending_calls_threshold = 10_000  # hundreds of devices publish at once by design
@@ -231,7 +310,7 @@ async def connect(settings: BrokerSettings) -> AsyncIterator[MqttConnection]:
         await client.__aenter__()
     except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
         raise _translate(exc, settings) from None
-    conn = MqttConnection(client, settings)
+    conn = MqttConnection(client, settings, queue_full)
     try:
         yield conn
     finally:

@@ -48,6 +48,7 @@ log = logging.getLogger("zaas_edge.mqtt")
 MAX_PAYLOAD = 4096
 MAX_TTL_S = 3600.0
 FUTURE_TOLERANCE_S = 60.0
+MAX_BUCKETS = 1024  # rate-limit buckets, one per configured target (drivers and loads)
 
 
 class _Command(BaseModel):
@@ -168,8 +169,13 @@ class CommandHandler:
             if cmd.ts > wall_s + FUTURE_TOLERANCE_S:
                 raise _Refused("future", f"ts is {cmd.ts - wall_s:.0f} s ahead of the gateway's clock; "
                                "check the sender's clock", req_id)
+        self._check_target(kind, ident, req_id)
+        # One bucket per configured target, made only once the target is known to exist: a sender
+        # inventing target names gets refusals, never a table that grows with its inventions.
         bucket = self._buckets.get(target)
         if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:  # targets removed by reloads: start the table again
+                self._buckets.clear()
             bucket = self._buckets[target] = TokenBucket(self.rate_per_s, self.burst, mono_s)
         if not bucket.try_take(mono_s):
             raise _Refused("rate_limited", f"too many commands for {target}: at most {self.burst} at once "
@@ -178,10 +184,29 @@ class CommandHandler:
             return await self._driver(ident, cmd)
         return self._loadshed(ident, cmd, mono_s)
 
+    def known(self, target: str) -> bool:
+        """Whether ``target`` names a configured driver or load: only those get a retained
+        acknowledgement (their effective state), so refusals for made-up targets leave nothing
+        retained on the broker."""
+        kind, _, ident = target.partition("/")
+        if not ident or "/" in ident:
+            return False
+        if kind == "driver":
+            return ident in self.drivers.drivers_info()
+        return kind == "loadshed" and ident in self.overrides.loads()
+
+    def _check_target(self, kind: str, ident: str, req_id: str) -> None:
+        if kind == "driver":
+            if ident not in self.drivers.drivers_info():
+                raise _Refused("unknown_target", f"no driver {ident!r} in the configuration", req_id)
+            return
+        loads = self.overrides.loads()
+        if not loads:
+            raise _Refused("not_configured", "load shedding is not configured", req_id)
+        if ident not in loads:
+            raise _Refused("unknown_target", f"no load {ident!r} (known: {', '.join(sorted(loads))})", req_id)
+
     async def _driver(self, driver_id: str, cmd: DriverCommand) -> Ack:
-        info = self.drivers.drivers_info()
-        if driver_id not in info:
-            raise _Refused("unknown_target", f"no driver {driver_id!r} in the configuration", cmd.req_id)
         try:
             if cmd.action == "poll":
                 await self.drivers.poll_now(driver_id)
@@ -192,11 +217,6 @@ class CommandHandler:
         return Ack(cmd.req_id, True, "ok", f"{cmd.action} done", _driver_state(self.drivers, driver_id))
 
     def _loadshed(self, load: str, cmd: LoadShedCommand, mono_s: float) -> Ack:
-        loads = self.overrides.loads()
-        if not loads:
-            raise _Refused("not_configured", "load shedding is not configured", cmd.req_id)
-        if load not in loads:
-            raise _Refused("unknown_target", f"no load {load!r} (known: {', '.join(sorted(loads))})", cmd.req_id)
         self.overrides.set(load, cmd.mode, cmd.ttl_s, mono_s)
         return Ack(cmd.req_id, True, "ok", f"override {cmd.mode}", self.overrides.state(load, mono_s))
 

@@ -57,6 +57,9 @@ class MqttSection(Section):
     # Commands
     command_rate_per_min: float = Field(default=12.0, gt=0, le=6000)
     command_burst: int = Field(default=5, ge=1, le=1000)
+    # Every command topic together, counted before any parsing: past it a message is dropped unanswered.
+    command_intake_per_s: float = Field(default=10.0, gt=0, le=10_000)
+    command_intake_burst: int = Field(default=50, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _intervals(self) -> MqttSection:

@@ -26,9 +26,10 @@ from zaas_edge.backoff import Backoff
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
-from zaas_edge.mqtt.client import MqttConnection, connect, settings_from_config
+from zaas_edge.mqtt.client import MqttConnection, connect, security_warnings, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler
 from zaas_edge.mqtt.discovery import PointSpec, device_config, spec_of
+from zaas_edge.mqtt.intake import CommandIntake
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics
@@ -61,6 +62,10 @@ class MqttService(Service):
                    "reconnects": 0, "failures": 0, "retry_in_s": None, "published": 0, "dropped": 0, "devices": 0,
                    "discovery_removed": 0, "watched": 0, "watch_errors": 0})
         st.setdefault("commands", {"accepted": 0, "refused": {}})
+        st["commands"].setdefault("dropped_at_intake", 0)  # over the intake budget: unparsed, unanswered
+        st["commands"].setdefault("dropped_queue_full", 0)  # discarded by the client library's full queue
+        self.intake = CommandIntake(s.command_intake_per_s, s.command_intake_burst)
+        self._queue_dropped_before = st["commands"]["dropped_queue_full"]
         self.commands = CommandHandler(ctx.drivers, self.overrides, rate_per_s=s.command_rate_per_min / 60,
                                        burst=s.command_burst, counters=st["commands"])
         self._conn: MqttConnection | None = None
@@ -218,10 +223,15 @@ class MqttService(Service):
         st = self.ctx.status
         backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
         last_logged: str | None = None
+        warned = False
         while True:
             try:
                 settings = settings_from_config(self.ctx.config(), will_topic=self.topics.status)
                 st["broker"] = settings.describe
+                if not warned:  # once per start of the service, not per reconnection
+                    warned = True
+                    for text in security_warnings(settings):
+                        self.ctx.log.warning("%s", text, extra={"fields": {"service": "mqtt"}})
                 async with connect(settings) as conn:
                     backoff.reset()
                     st.update(failures=0, retry_in_s=None)
@@ -264,6 +274,7 @@ class MqttService(Service):
         if self._connections > 1:
             st["reconnects"] += 1
         self._connected_at = time.monotonic()
+        self._queue_dropped_before = st["commands"]["dropped_queue_full"]
         self._announced.clear()
         self._seen_discovery.clear()
         self._availability.clear()
@@ -305,6 +316,11 @@ class MqttService(Service):
             with contextlib.suppress(ZaasError, asyncio.TimeoutError):
                 await wait_for(conn.publish(self.topics.status, OFFLINE, retain=True), 2.0)
             raise
+        finally:
+            self._count_queue_drops(conn)
+
+    def _count_queue_drops(self, conn: MqttConnection) -> None:
+        self.ctx.status["commands"]["dropped_queue_full"] = self._queue_dropped_before + conn.queue_dropped
 
     # -- publishing --------------------------------------------------------------------
 
@@ -348,6 +364,9 @@ class MqttService(Service):
             if target is not None:
                 if m.retain and not m.payload:
                     continue  # someone clearing a retained command: nothing to act on or answer
+                if not self.intake.admit(time.monotonic()):
+                    self._intake_dropped()
+                    continue
                 await self._command(conn, target, m.payload, m.retain)
             elif m.topic == topics.ha_status:
                 if m.payload.strip() == ONLINE and not m.retain:
@@ -363,17 +382,31 @@ class MqttService(Service):
         stamp = self.ctx.clock.now()
         ack = await self.commands.handle(target, payload, retain=retain, wall_s=stamp.wall_ns / 1e9,
                                          mono_s=time.monotonic(), synced=stamp.synced)
-        level = 20 if ack.accepted else 30
-        self.ctx.log.log(level, "mqtt command on %s %s: %s", target, "accepted" if ack.accepted else "refused",
-                         ack.reason, extra={"fields": {"service": "mqtt", "target": target, "code": ack.code}})
-        if not ack.accepted and ack.code not in ("retained", "rate_limited"):
-            self.ctx.notice(Event("mqtt.command_refused", f"command on {target} refused: {ack.reason}", "mqtt",
-                                  stamp, Severity.NOTICE, {"target": target, "code": ack.code}))
-        kind = target.partition("/")[0]
-        # Acknowledgements of known targets are retained (the effective state); a refusal for a
-        # made-up target is not, so garbage cannot fill the broker's retained store.
+        if ack.accepted:
+            self.ctx.log.info("mqtt command on %s accepted: %s", target, ack.reason,
+                              extra={"fields": {"service": "mqtt", "target": target, "code": ack.code}})
+        else:
+            # No log line of its own: the event is the record, and the hub's event gate turns a flood
+            # of refusals into a counted summary for the store, the journal and MQTT alike.
+            self.ctx.notice(Event("mqtt.command_refused", f"command on {target[:200]} refused: {ack.reason}",
+                                  "mqtt", stamp, Severity.NOTICE, {"target": target[:200], "code": ack.code}))
+        # Acknowledgements of configured targets are retained (the effective state); any other is
+        # not, so made-up targets cannot fill the broker's retained store.
         await self._publish(conn, self.topics.command_state(target), ack.payload(),
-                            retain=kind in CommandHandler.KINDS and "/" in target)
+                            retain=self.commands.known(target))
+
+    def _intake_dropped(self) -> None:
+        self.ctx.status["commands"]["dropped_at_intake"] += 1
+        self._report_intake()
+
+    def _report_intake(self) -> None:
+        n = self.intake.report(time.monotonic())
+        if n:
+            s = self.section
+            self.ctx.log.warning("mqtt: commands arrive faster than %g/s (burst %d): %d dropped unread and "
+                                 "unacknowledged (%d since start)", s.command_intake_per_s,
+                                 s.command_intake_burst, n, self.intake.dropped,
+                                 extra={"fields": {"service": "mqtt", "dropped": n}})
 
     def _schedule_reannounce(self, conn: MqttConnection) -> None:
         # Home Assistant restarted: every integration answers at once unless each waits a little.
@@ -491,6 +524,8 @@ class MqttService(Service):
             if (self.section.discovery and now >= self._settle_at
                     and now >= self._connected_at + READ_BACK_S):
                 await self._remove_departed(conn)
+            self._report_intake()
+            self._count_queue_drops(conn)
             self.ctx.status["offered"] = self.publisher.offered
             self.ctx.status["overrides"] = self.overrides.snapshot(now)
 
