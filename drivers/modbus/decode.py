@@ -40,6 +40,8 @@ __all__ = [
     "is_sentinel",
     "decode_value",
     "encode_value",
+    "exact_raw",
+    "raw_range",
     "SF_MISSING",
 ]
 
@@ -364,6 +366,54 @@ def decode_value(registers: Sequence[int], spec: RegisterSpec, sf_register: int 
     if exponent:
         value = value * 10.0**exponent
     return Decoded(float(value + spec.offset), Quality.OK)
+
+
+def raw_range(dtype: DataType) -> tuple[int, int] | None:
+    """The smallest and largest raw value of an integer type; None for floats and text."""
+    if dtype.is_float or dtype is DataType.STRING:
+        return None
+    bits = 16 * register_count(dtype)
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype.is_signed else (0, (1 << bits) - 1)
+
+
+def _num(x: float) -> str:
+    return f"{x:.12g}"
+
+
+def exact_raw(value: float, spec: RegisterSpec, sf: int = 0) -> int | float:
+    """The raw value that makes the device read exactly ``value``, or ``ProtocolError`` in one line.
+
+    Where ``encode_value`` rounds to the nearest step, this refuses: a technician
+    writing 21.5 to an int16 set point must learn that the register holds whole
+    numbers, not find 22 there. The message names the type and its range.
+    """
+    if not math.isfinite(value):
+        raise ProtocolError(f"cannot write {value!r}")
+    step = spec.scale * 10.0**sf
+    if step == 0:
+        raise ProtocolError("a scale of zero cannot be inverted")
+    raw = (value - spec.offset) / step
+    limits = raw_range(spec.dtype)
+    if limits is None:
+        if spec.dtype is DataType.FLOAT32 and abs(raw) > 3.4028234663852886e38:
+            raise ProtocolError(f"{_num(value)} does not fit a float32 (at most ±3.4e38)")
+        return raw
+    lo, hi = limits
+    if step == 1 and spec.offset == 0:
+        what = f"{spec.dtype.value} holds whole numbers from {lo} to {hi}"
+    else:
+        what = (f"{spec.dtype.value} with scale {_num(step)}"
+                + (f" and offset {_num(spec.offset)}" if spec.offset else "")
+                + f" holds steps of {_num(abs(step))} from {_num(min(lo * step, hi * step) + spec.offset)}"
+                  f" to {_num(max(lo * step, hi * step) + spec.offset)}")
+    nearest = round(raw)
+    # A scale or an offset divides in floating point (21.6 / 0.1 = 216.00000000000003): allow that noise, no more.
+    noise = 0.0 if step == 1 and spec.offset == 0 else 1e-9 * max(1.0, abs(raw))
+    if abs(raw - nearest) > noise:
+        raise ProtocolError(f"{_num(value)} cannot be written exactly: {what}")
+    if not lo <= nearest <= hi:
+        raise ProtocolError(f"{_num(value)} is out of range: {what}")
+    return nearest
 
 
 def encode_value(value: float, spec: RegisterSpec, sf: int = 0) -> tuple[int, ...]:
