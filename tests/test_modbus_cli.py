@@ -29,14 +29,29 @@ def sim():
         yield meters, inverter
 
 
-def test_profiles_list_names_all_fourteen() -> None:
+def test_profiles_list_names_the_fourteen_modbus_and_every_lora_profile() -> None:
+    from zaas_edge.drivers.lora.payloads import profile_names
+
     out = zaas("profiles", "list", "--json")
     assert out.returncode == 0, out.stderr
-    names = [p["name"] for p in json.loads(out.stdout)]
+    listed = json.loads(out.stdout)
+    names = [p["name"] for p in listed if p["bus"] == "modbus"]
+    assert [p["name"] for p in listed if p["bus"] == "lora"] == profile_names() == [
+        "milesight-am103", "milesight-em300-di", "milesight-em300-sld"]
     assert len(names) == 14 and "eastron-sdm630" in names and "sunspec-inverter" in names
     assert "waveshare-relay-8ch" in names and "heidelberg-energy-control" in names
     text = zaas("profiles", "list").stdout
-    assert "Eastron" in text and "SDM630-Modbus V2" in text
+    assert "Eastron" in text and "SDM630-Modbus V2" in text and "Milesight" in text and "AM103" in text
+
+
+def test_profiles_show_a_lora_payload_profile() -> None:
+    out = zaas("profiles", "show", "milesight-am103")
+    assert out.returncode == 0, out.stderr
+    assert "Milesight AM103" in out.stdout and "codec milesight-am103" in out.stdout
+    assert "temperature" in out.stdout and "degC" in out.stdout and "ppm" in out.stdout
+    data = json.loads(zaas("profiles", "show", "milesight-em300-sld", "--json").stdout)
+    assert data["bus"] == "lora" and data["manufacturer"] == "Milesight"
+    assert {p["quantity"] for p in data["points"]} >= {"battery"}
 
 
 def test_profiles_show_table_and_json() -> None:
@@ -46,7 +61,7 @@ def test_profiles_show_table_and_json() -> None:
     data = json.loads(zaas("profiles", "show", "abb-b23", "--json").stdout)
     assert data["name"] == "abb-b23" and len(data["points"]) == len(get_profile("abb-b23").points)
     bad = zaas("profiles", "show", "eastron-sdm9999")
-    assert bad.returncode != 0 and "no Modbus profile named 'eastron-sdm9999'" in bad.stderr
+    assert bad.returncode != 0 and "no Modbus or LoRaWAN profile named 'eastron-sdm9999'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -173,7 +188,8 @@ def test_read_a_configured_device(sim, tmp_path: Path) -> None:
     out = zaas("read", "m2", "--json", config=cfg)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["unit"] == 2 and data["profile"] == "eastron-sdm630"
+    assert data["about"] == {"unit": "2", "profile": "eastron-sdm630"} and data["via"] == "port"
+    assert data["driver"] == "meters-a" and data["bus"] == f"tcp 127.0.0.1:{meters.port}"
     points = {p["quantity"]: p for p in data["points"]}
     assert len(points) == 34 and all(p["quality"] == "ok" for p in points.values())
     assert 49.9 < points["frequency"]["value"] < 50.1 and points["voltage_l1"]["unit"] == "V"
@@ -181,11 +197,12 @@ def test_read_a_configured_device(sim, tmp_path: Path) -> None:
     assert "energy_import" in text and "kWh" in text
 
     ghost = zaas("read", "ghost", config=cfg)
-    assert ghost.returncode == 1 and "ghost (unit 9 on tcp 127.0.0.1" in ghost.stderr
+    assert ghost.returncode == 1 and "ghost (unit 9, profile eastron-sdm630 on tcp 127.0.0.1" in ghost.stderr
     assert "no answer within 0.3 s" in ghost.stderr
     unknown = zaas("read", "m7", config=cfg)
     assert unknown.returncode == 1
-    assert "no Modbus device 'm7' in the configuration (devices: m2, ghost)" in unknown.stderr
+    assert "no device 'm7' in the configuration of a polling driver" in unknown.stderr
+    assert "devices: m2, ghost" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
 
 
 def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
@@ -214,3 +231,38 @@ devices = [
     assert "drivers[0].devices[2].unit" in err
     assert "drivers[0].devices[2].points" in err and "interval_s: expected a value > 0, got 0" in err
     assert "Traceback" not in err
+
+
+def test_write_refuses_a_value_the_register_cannot_hold(sim) -> None:
+    meters, _ = sim
+    conn = ["--host", "127.0.0.1", "--tcp-port", str(meters.port), "--unit", "3", "--address", "30"]
+    assert zaas("modbus", "write", *conn, "--type", "int16", "--value", "22").returncode == 0
+    for value, dtype, reason in (("-21.5", "int16", "int16 holds whole numbers from -32768 to 32767"),
+                                 ("70000", "uint16", "uint16 holds whole numbers from 0 to 65535"),
+                                 ("-2", "uint32", "uint32 holds whole numbers from 0 to 4294967295")):
+        out = zaas("modbus", "write", *conn, "--type", dtype, "--value", value)
+        assert out.returncode == 2, out.stdout
+        assert reason in out.stderr and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    after = json.loads(zaas("modbus", "read", *conn, "--type", "int16", "--json").stdout)["values"][0]["value"]
+    assert after == 22  # the refused values never reached the device (-21.5 was not rounded to -22 either)
+
+
+def test_a_scan_interrupted_after_the_first_unit_still_prints_it_and_its_configuration(sim) -> None:
+    import signal
+
+    meters, _ = sim
+    proc = subprocess.Popen([sys.executable, "-m", "zaas_edge", "scan", "modbus", "--host", "127.0.0.1",
+                             "--tcp-port", str(meters.port), "--units", "1,10-200", "--timeout", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed the moment unit 1 answered, long before the scan ends
+        assert first.startswith("unit 1: eastron-sdm630"), first
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "(interrupted), 1 answered" in rest and "Traceback" not in err
+    doc = tomllib.loads(rest[rest.index("[[drivers]]"):])
+    assert [d["unit"] for d in doc["drivers"][0]["devices"]] == [1]

@@ -1,11 +1,12 @@
 """Technician commands for Modbus: profiles, scanning a bus, one-shot reads, raw register access.
 
-* ``zaas-edge profiles list`` / ``profiles show NAME``: the built-in library;
+* ``zaas-edge profiles list`` / ``profiles show NAME``: the built-in library
+  (Modbus register maps and LoRaWAN payload profiles);
 * ``zaas-edge scan modbus``: which unit ids answer on a bus, which profile
-  fits each (SunSpec marker, else a register signature), and a configuration
-  snippet to paste;
-* ``zaas-edge read DEVICE``: every point of a configured device, now;
-* ``zaas-edge modbus read|write``: raw registers and coils, for commissioning.
+  fits each (SunSpec marker, else a register signature), printed as each is
+  found, and a configuration snippet to paste (Ctrl-C keeps what was found);
+* ``zaas-edge modbus read|write``: raw registers and coils, for commissioning
+  (``read DEVICE``, in :mod:`zaas_edge.cli.read_cmd`, reads a configured device).
 
 Every command fails with one line (port missing or busy, no answer, an
 exception response); pymodbus is imported only when a command runs.
@@ -13,10 +14,9 @@ exception response); pymodbus is imported only when a command runs.
 
 from __future__ import annotations
 
-__all__ = ["profiles_group", "scan_modbus", "read_device", "modbus_group"]
+__all__ = ["profiles_group", "scan_modbus", "modbus_group"]
 
 import asyncio
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,18 +24,18 @@ from typing import Any
 import click
 
 from zaas_edge.cli import cli
-from zaas_edge.cli.output import emit, json_option, table
+from zaas_edge.cli.output import emit, format_number, found_line, json_option, table
 from zaas_edge.cli.scan_cmd import scan as scan_group
-from zaas_edge.errors import PermanentError
+from zaas_edge.errors import ConfigError, PermanentError
 
 from .decode import (
     DataType,
-    Decoded,
     RegisterSpec,
     WordOrder,
     decode_string,
     decode_value,
     encode_value,
+    exact_raw,
     register_count,
 )
 from .identify import identify
@@ -48,19 +48,34 @@ from .profile import get_profile, load_profiles
 
 @cli.group("profiles")
 def profiles_group() -> None:
-    """Device profiles of the built-in library (Modbus register maps)."""
+    """Device profiles of the built-in library: Modbus register maps and LoRaWAN payload profiles."""
+
+
+def _lora_profiles() -> list[Any]:
+    from zaas_edge.drivers.lora.payloads import load_profile as load_lora
+    from zaas_edge.drivers.lora.payloads import profile_names
+
+    return [load_lora(n) for n in profile_names()]
 
 
 @profiles_group.command("list")
 @json_option
 def profiles_list(as_json: bool) -> None:
-    """List the built-in Modbus profiles."""
+    """List the built-in profiles: Modbus register maps, then LoRaWAN payload profiles."""
     lib = load_profiles()
-    data = [{"name": p.name, "manufacturer": p.manufacturer, "model": p.model, "kind": p.kind, "phases": p.phases,
-             "points": len(p.points), "detection": p.detection is not None} for p in lib.values()]
+    data = [{"name": p.name, "bus": "modbus", "manufacturer": p.manufacturer, "model": p.model, "kind": p.kind,
+             "phases": p.phases, "points": len(p.points), "detection": p.detection is not None}
+            for p in lib.values()]
+    data += [{"name": p.name, "bus": "lora", "manufacturer": p.vendor, "model": p.model, "kind": p.kind,
+              "phases": None, "points": len(p.points), "detection": False, "codec": p.codec}
+             for p in _lora_profiles()]
+
+    def kind(x: dict[str, Any]) -> str:
+        return f"{x['kind']} {x['phases']}-phase" if x["phases"] else x["kind"]
+
     emit(data, as_json, lambda d: click.echo(table(
-        ["name", "manufacturer", "model", "kind", "points"],
-        [(x["name"], x["manufacturer"], x["model"], f"{x['kind']} {x['phases']}-phase", x["points"]) for x in d])))
+        ["name", "bus", "manufacturer", "model", "kind", "points"],
+        [(x["name"], x["bus"], x["manufacturer"], x["model"], kind(x), x["points"]) for x in d])))
 
 
 def _address_text(address: int) -> str:
@@ -71,10 +86,19 @@ def _address_text(address: int) -> str:
 @click.argument("name")
 @json_option
 def profiles_show(name: str, as_json: bool) -> None:
-    """Show one profile: its document, defaults and points table."""
-    prof = get_profile(name)
+    """Show one profile: a Modbus profile's document, defaults and registers, or a LoRaWAN profile's points."""
+    from zaas_edge.drivers.lora.payloads import profile_names
+
+    if name not in load_profiles() and name in profile_names():
+        _show_lora(name, as_json)
+        return
+    try:
+        prof = get_profile(name)
+    except ConfigError:
+        known = sorted(load_profiles()) + profile_names()
+        raise PermanentError(f"no Modbus or LoRaWAN profile named {name!r} (known: {', '.join(known)})") from None
     if as_json:
-        emit(prof.model_dump(mode="json"), True, lambda d: None)
+        emit({"bus": "modbus", **prof.model_dump(mode="json")}, True, lambda d: None)
         return
     click.echo(f"{prof.name}: {prof.manufacturer} {prof.model} ({prof.kind}, {prof.phases}-phase)")
     click.echo(f"document: {prof.doc.title}, {prof.doc.version}" + (f" <{prof.doc.url}>" if prof.doc.url else ""))
@@ -93,6 +117,28 @@ def profiles_show(name: str, as_json: bool) -> None:
                      (p.word_order or d.word_order).value, scale, p.unit, f"{prof.interval_s(p):g}",
                      "w" if p.writable else ""))
     click.echo(table(["quantity", "table", "address", "type", "order", "scale", "unit", "every s", "rw"], rows))
+
+
+def _show_lora(name: str, as_json: bool) -> None:
+    from zaas_edge.drivers.lora.payloads import load_profile as load_lora
+
+    p = load_lora(name)
+    data = {"name": p.name, "bus": "lora", "manufacturer": p.vendor, "model": p.model, "kind": p.kind,
+            "codec": p.codec, "codec_options": dict(p.codec_options), "source": list(p.source),
+            "points": [{"quantity": q, "unit": u, "resolution": r, "description": desc}
+                       for q, u, r, desc in p.points]}
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(f"{d['name']}: {d['manufacturer']} {d['model']} ({d['kind']}), LoRaWAN payload codec {d['codec']}")
+        for src in d["source"]:
+            click.echo(f"source: {src}")
+        if d["codec_options"]:
+            click.echo("codec options: " + ", ".join(f"{k} = {v}" for k, v in sorted(d["codec_options"].items())))
+        click.echo()
+        click.echo(table(["quantity", "unit", "resolution", "description"],
+                         [(x["quantity"], x["unit"], x["resolution"] or None, x["description"]) for x in d["points"]]))
+
+    emit(data, as_json, human)
 
 
 # --- connection options ---------------------------------------------------------------------
@@ -198,40 +244,49 @@ def _scan(serial_port: str | None, host: str | None, tcp_port: int | None, rtu_o
     unit_ids = _parse_units(units)
     section = _bus_section(serial_port, host, tcp_port, rtu_over_tcp, baud, parity, stopbits, timeout)
     opts, bus = _make_bus(section)
+    found: list[dict[str, Any]] = []  # filled as units answer: what Ctrl-C leaves is still shown
+    probed = [0]
 
-    async def go(bar) -> list[dict[str, Any]]:  # noqa: ANN001
-        found = []
+    async def go(bar) -> None:  # noqa: ANN001
         try:
             for unit in unit_ids:
                 answer = await _probe_unit(bus, unit, timeout, opts.frame_gap_s)
                 if answer is not None:
                     ident = await identify(_reader(bus, unit, timeout, opts.frame_gap_s), load_profiles().values())
-                    found.append({"unit": unit, "answer": answer, "profiles": list(ident.profiles),
-                                  "how": ident.how})
+                    f = {"unit": unit, "answer": answer, "profiles": list(ident.profiles), "how": ident.how}
+                    found.append(f)
+                    if not as_json:
+                        found_line(f"unit {unit}: {' or '.join(f['profiles']) or '?'} ({answer}; {f['how']})")
+                probed[0] += 1
                 bar.update(1)
         finally:
             bus.close()
-        return found
 
     # 247 silent units at 9600 baud take minutes: show where the scan is. On stderr, so that
     # stdout stays clean JSON with --json (click draws only the label when stderr is not a terminal).
+    interrupted = False
     with click.progressbar(length=len(unit_ids), label=f"scanning {opts.describe()}", file=sys.stderr,
                            show_eta=False) as bar:
-        found = _run(go(bar))
+        try:
+            _run(go(bar))
+        except KeyboardInterrupt:
+            interrupted = True
     snippet = _snippet(section, found)
-    data = {"bus": opts.describe(), "probed": len(unit_ids), "found": found, "config": snippet}
+    data = {"bus": opts.describe(), "probed": probed[0], "found": found, "config": snippet,
+            "interrupted": interrupted}
 
     def human(d: dict[str, Any]) -> None:
-        click.echo(f"{d['bus']}: probed {d['probed']} unit id(s), {len(d['found'])} answered")
+        stop = " (interrupted)" if d["interrupted"] else ""
+        click.echo(f"{d['bus']}: probed {d['probed']} unit id(s){stop}, {len(d['found'])} answered")
         if not d["found"]:
             return
-        click.echo(table(["unit", "answer", "profile", "how"],
-                         [(f["unit"], f["answer"], " or ".join(f["profiles"]) or "?", f["how"]) for f in d["found"]]))
         click.echo()
         click.echo("# configuration snippet:")
         click.echo(d["config"])
 
     emit(data, as_json, human)
+    if interrupted:
+        sys.exit(130)
 
 
 def _snippet(section: dict[str, Any], found: list[dict[str, Any]]) -> str:
@@ -255,78 +310,11 @@ def _snippet(section: dict[str, Any], found: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# --- read a configured device -----------------------------------------------------------------
-
-
-def _find_device(config_path: str | None, device_id: str):  # noqa: ANN202
-    from zaas_edge.config import load_config
-
-    from .options import ModbusOptions
-
-    loaded = load_config(config_path)
-    known = []
-    for opt in loaded.drivers:
-        if isinstance(opt, ModbusOptions):
-            for d in opt.devices:
-                known.append(d.id)
-                if d.id == device_id:
-                    return opt, d
-    raise PermanentError(f"no Modbus device {device_id!r} in the configuration "
-                         f"(devices: {', '.join(known) or 'none'})")
-
-
-if "read" not in cli.commands:
-
-    @cli.command("read")
-    @click.argument("device")
-    @json_option
-    @click.pass_context
-    def read_device(ctx: click.Context, device: str, as_json: bool) -> None:
-        """Read every point of a configured device once (the bus comes from the configuration)."""
-        from .bus import make_bus
-        from .device import Device
-
-        bus_opts, dev_opts = _find_device(ctx.obj.get("config_path"), device)
-
-        async def go():  # noqa: ANN202
-            bus = make_bus(bus_opts)
-            dev = Device(dev_opts, bus_opts, bus, None)
-            try:
-                return dev, await dev.read(set(dev.entries))
-            finally:
-                bus.close()
-
-        dev, res = _run(go())
-        if not res.answered:
-            raise PermanentError(f"{device} (unit {dev.unit} on {bus_opts.describe()}): {res.error or 'no answer'}")
-        rows = []
-        for q, e in dev.entries.items():
-            v = res.values.get(q)
-            if isinstance(v, str):
-                rows.append({"quantity": q, "value": v, "unit": "", "quality": "ok"})
-            elif isinstance(v, Decoded):
-                rows.append({"quantity": q, "value": v.value, "unit": e.unit, "quality": v.quality.value})
-            else:
-                rows.append({"quantity": q, "value": None, "unit": e.unit, "quality": "unread"})
-        data = {"device": device, "unit": dev.unit, "bus": bus_opts.describe(), "profile": dev.profile.name,
-                "points": rows}
-
-        def human(d: dict[str, Any]) -> None:
-            click.echo(f"{d['device']}: unit {d['unit']} on {d['bus']} ({d['profile']})")
-            click.echo(table(["point", "value", "unit", "quality"],
-                             [(r["quantity"], _fmt(r["value"]), r["unit"], r["quality"]) for r in d["points"]]))
-
-        emit(data, as_json, human)
-else:  # pragma: no cover - another package owns `read`
-    read_device = cli.commands["read"]
+# --- values ---------------------------------------------------------------------------------
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else str(v)
-    return str(v)
+    return format_number(v) if v is None or isinstance(v, (int, float)) else str(v)
 
 
 # --- raw access --------------------------------------------------------------------------------
@@ -427,6 +415,7 @@ def modbus_write(serial_port: str | None, host: str | None, tcp_port: int | None
     else:
         spec = RegisterSpec(DataType("uint16" if dtype == "raw" else dtype), WordOrder(word_order))
         try:
+            exact_raw(number, spec)  # 21.5 into an int16 is refused, not rounded to 22
             regs = encode_value(number, spec)
         except ProtocolError as exc:
             raise click.BadParameter(str(exc), param_hint="--value") from None

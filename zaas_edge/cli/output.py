@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["emit", "table", "json_option", "format_duration", "format_bytes"]
+__all__ = ["emit", "table", "json_option", "format_duration", "format_bytes", "format_number", "found_line"]
 
 import json
+import math
+import re
+import struct
+import sys
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -31,17 +36,98 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         human(data)
 
 
+_NUMBER = re.compile(r"^[-+]?(\d[\d,_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _is_number(cell: Any) -> bool:
+    if isinstance(cell, bool):
+        return False
+    if isinstance(cell, (int, float)):
+        return True
+    return isinstance(cell, str) and bool(_NUMBER.match(cell.strip()))
+
+
+def _cell(c: Any) -> str:
+    if c is None:
+        return ""
+    if isinstance(c, float):
+        return format_number(c)
+    return str(c)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain left-aligned text table, wide enough for its cells."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
+    """A plain text table, each column as wide as its widest cell: nothing is ever cut.
+
+    A column whose cells are all numbers (or empty, or ``-``) is right-aligned, its
+    header too, so digits line up for comparison; floats are printed by
+    :func:`format_number` (every digit the value has, none it does not).
+    """
+    raw = [list(row) for row in rows]
+    cells = [[_cell(c) for c in row] for row in raw]
+    n = max([len(headers)] + [len(r) for r in cells])
+    heads = list(headers) + [""] * (n - len(headers))
+    for row in cells:
+        row.extend([""] * (n - len(row)))
+    widths = [len(h) for h in heads]
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    line = lambda r: "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()  # noqa: E731
-    out = [line(headers), line(["-" * w for w in widths])]
+    numeric = []
+    for i in range(n):
+        values = [r[i] for r in raw if i < len(r) and r[i] is not None and r[i] not in ("", "-")]
+        numeric.append(bool(values) and all(_is_number(v) for v in values))
+
+    def line(r: Sequence[str]) -> str:
+        return "  ".join(c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+
+    out = [line(heads), line(["-" * w for w in widths])]
     out.extend(line(r) for r in cells)
     return "\n".join(out)
+
+
+def format_number(v: float | int | None) -> str:
+    """A value as a person reads it, never cut: every significant digit, no exponent below 10^16.
+
+    A value that is exactly a float32 (what most meters send) is shown with the
+    digits a float32 holds (``230.1``, not ``230.10000610351562``); an integral one
+    without a decimal point; ``-`` for no value.
+    """
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or isinstance(v, int):
+        return str(int(v))
+    if not math.isfinite(v):
+        return str(v)
+    if v.is_integer() and abs(v) < 1e16:
+        return str(int(v))
+    text = repr(v)
+    try:
+        as32 = struct.unpack("<f", struct.pack("<f", v))[0]
+    except OverflowError:
+        as32 = None
+    if as32 == v:
+        for digits in range(1, 10):
+            short = f"{v:.{digits}g}"
+            if struct.unpack("<f", struct.pack("<f", float(short)))[0] == v:
+                text = short
+                break
+    if "e" in text and 1e-6 <= abs(v) < 1e16:
+        text = format(Decimal(text), "f")  # the same digits, without the exponent
+    return text
+
+
+def found_line(text: str) -> None:
+    """One line of a scan's finds, printed the moment it is found (stdout, flushed).
+
+    So Ctrl-C keeps what a long scan found, and a pipe sees each unit at once.
+    A progress bar drawn on a terminal's stderr is cleared from its line first
+    (it redraws itself on its next step).
+    """
+    if sys.stderr.isatty() and sys.stdout.isatty():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+    click.echo(text)
+    sys.stdout.flush()
 
 
 def format_duration(seconds: float | None) -> str:
