@@ -34,7 +34,6 @@ import asyncio
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,10 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `hil` and `tests` live in the source tree
 
-from hil.procs import stop_process  # noqa: E402
+from hil.daemon_harness import DaemonProcess  # noqa: E402
 from hil.relay_sim import RelayCommand  # noqa: E402
 from hil.shed_plant import MeterRead, Plant, PlantLoad  # noqa: E402
-from zaas_edge.control import ControlClient  # noqa: E402
 
 TARGET_RATIO = 1.2
 STEP_TIMEOUT_S = 15.0
@@ -112,39 +110,6 @@ latency_s = {latency}
 """
 
 
-class Daemon:
-    """``python -m zaas_edge -c cfg run`` as a child, its log in the run directory."""
-
-    def __init__(self, cfg: Path, run: Path) -> None:
-        self.log_path = run / "daemon.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in close())
-        self.proc = subprocess.Popen([sys.executable, "-m", "zaas_edge", "-c", str(cfg), "run"], cwd=ROOT,
-                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.control = ControlClient(run / "run" / "control.sock", timeout=5)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the control socket says every driver runs: the daemon's own word, not a sleep."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                st = self.control.call("status")
-            except Exception:  # noqa: BLE001  (not listening yet)
-                st = {}
-            drivers = st.get("drivers", {})
-            if drivers and all(d.get("state") == "running" for d in drivers.values()):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the daemon did not come up (status {self.proc.poll()}):\n{self.tail()}")
-
-    def tail(self, lines: int = 25) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def close(self) -> None:
-        stop_process(self.proc, 10)
-        self._log.close()
-
-
 class Watch:
     """Wakes the bench on every meter read and relay write, so it awaits events instead of sleeping."""
 
@@ -158,13 +123,13 @@ class Watch:
         plant.read_listeners.append(poke)
         plant.relays.listeners.append(poke)
 
-    async def until(self, found: Callable[[], object | None], what: str, daemon: Daemon):
+    async def until(self, found: Callable[[], object | None], what: str, daemon: DaemonProcess):
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while (got := found()) is None:
             left = deadline - time.monotonic()
             if left <= 0 or daemon.proc.poll() is not None:
                 raise RuntimeError(f"no {what} within {STEP_TIMEOUT_S:.0f} s; the daemon's log ends with:\n"
-                                   + daemon.tail())
+                                   + "\n".join(daemon.output().splitlines()[-25:]))
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
@@ -193,11 +158,13 @@ async def bench(args: argparse.Namespace, run: Path) -> dict[str, float]:
     (run / "run").mkdir(mode=0o700, exist_ok=True)
     cfg.write_text(CONFIG.format(run=run, port=srv.port, poll=args.poll, limit=limit, load=load,
                                  reaction=max(0.5, 2 * args.poll), latency=args.poll / 2))
-    daemon = Daemon(cfg, run)
+    daemon = DaemonProcess(cfg)
     rng = random.Random(13)
     delays: list[float] = []
     try:
-        await asyncio.to_thread(daemon.wait_ready)
+        # Until the daemon says every driver runs: its own word, not a sleep.
+        await asyncio.to_thread(daemon.wait_status, lambda st: st["drivers"] and all(
+            d["state"] == "running" for d in st["drivers"].values()), 30.0)
         print(f"daemon pid {daemon.proc.pid}, plant on 127.0.0.1:{srv.port}, run directory {run}", flush=True)
         await watch.until(lambda: plant.meter_reads[-1] if plant.meter_reads else None, "meter reading", daemon)
         for i in range(args.events):
