@@ -1,0 +1,246 @@
+"""``zaas-edge shed simulate``: the plant's meter models, the scenario file's errors, the figures, the targets
+check, --plot, and the replay of a day recorded in a real store by the real Writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hil import linky_breaker
+from zaas_edge.cli import _register, main
+from zaas_edge.clock import FakeClock
+from zaas_edge.config_model import StoreSection
+from zaas_edge.errors import ConfigError
+from zaas_edge.model import Reading
+from zaas_edge.rules import plant
+from zaas_edge.rules.scenario import parse_scenario
+from zaas_edge.rules.simulate import percentile, simulate
+from zaas_edge.store import Writer
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = ROOT / "hil" / "scenarios" / "shed" / "step.toml"
+_register()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """The command as ``zaas-edge`` runs it: through ``main``, which renders every error as one line."""
+    r = CliRunner().invoke(_main, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def _main(ctx: click.Context) -> None:
+    main(list(ctx.args))
+
+
+# ---- the plant ----------------------------------------------------------------------------------------------
+
+
+@given(st.integers(1000, 36000), st.lists(st.integers(0, 200_000), min_size=1, max_size=400))
+def test_plant_filter_is_the_simulated_meters_to_the_unit(pcoup: int, powers: list[int]) -> None:
+    ms, b = plant.initial_meter(), linky_breaker.closed_breaker(1, 0.0, pcoup)
+    for i, va in enumerate(powers):
+        ms = plant.meter_step(ms, "linky", float(i), float(i), float(va), pcoup, 600, 10**9)
+        b = linky_breaker.step(b, [0 if b.open else va], pcoup)
+        assert (ms.open_until is not None) == b.open
+        assert ms.trips == b.trips
+
+
+def test_a_step_to_1_4_pcoup_from_idle_trips_after_the_specs_250_s() -> None:
+    ms = plant.initial_meter()
+    t = 0
+    while ms.trips == 0:
+        ms = plant.meter_step(ms, "linky", float(t), float(t), 1.4 * 6000, 6000, 600, 60)
+        t += 1
+    assert 240 <= t <= 250  # Enedis-NOI-CPT_54E §7 table: 1.4 x -> 250 s; ENERGY.md: 247 s
+
+
+def test_block_meter_counts_each_block_over_its_average_once() -> None:
+    ms = plant.initial_meter()
+    wall0 = 1_800_000_000.0  # on a 10-minute boundary
+    for t in range(1800):
+        # block 1: 300 s at 55 kW then 30 kW, average 42.5 kW (over); block 2: 30 kW; block 3: 40 kW exactly
+        w = 55_000 if t < 300 else (30_000 if t < 1200 else 40_000)
+        ms = plant.meter_step(ms, "block", float(t), wall0 + t, w, 40_000, 600, 60)
+    ms = plant.close_meter(ms, "block", 40_000, 600)
+    assert ms.overrun_blocks == 1 and ms.overrun_list == (3_000_000,)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.95) == 0.0
+    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+
+
+# ---- scenario files -----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_garbage_scenario_text_is_a_config_error_never_a_crash(text: str) -> None:
+    try:
+        parse_scenario(text, "x.toml")
+    except ConfigError as exc:
+        assert exc.issues and all(i.file == "x.toml" for i in exc.issues)
+
+
+def test_a_load_without_its_truth_in_the_plant_is_named(tmp_path: Path) -> None:
+    text = STEP.read_text().replace('[[plant.loads]]\nid = "towel_rail"\npower_w = 500\n', "")
+    with pytest.raises(ConfigError, match="plant.loads has no truth for towel_rail"):
+        parse_scenario(text, "s.toml")
+
+
+def test_bad_scenario_exits_2_with_the_config_error_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(STEP.read_text().replace("limit_w = 12000\n\n[plant.base]", "limit_w = -5\n\n[plant.base]"))
+    code, out, err = run("shed", "simulate", "--scenario", str(bad))
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"zaas-edge: config error: {bad}: plant.meter.limit_w: Input should be greater than 0"]
+
+
+def test_a_csv_trace_with_a_bad_row_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "base.csv").write_text("time,watts\n0,1000\n10,lots\n")
+    sc = tmp_path / "s.toml"
+    sc.write_text(STEP.read_text().replace(
+        "[plant.base]\npoints = [[0, 6000], [600, 6000], [601, 9000], [1800, 9000], [1801, 6000], [3600, 6000]]",
+        '[plant.base]\ncsv = "base.csv"'))
+    with pytest.raises(ConfigError, match="line 3: expected time,watts"):
+        from zaas_edge.rules.scenario import load_scenario
+        load_scenario(sc)
+
+
+# ---- figures, targets, output -------------------------------------------------------------------------------
+
+
+def test_simulation_is_deterministic() -> None:
+    from zaas_edge.rules.scenario import load_scenario
+
+    sc, base = load_scenario(STEP)
+    a, b = simulate(sc, base), simulate(sc, base)
+    assert a.figures == b.figures and a.actions == b.actions
+
+
+def test_step_figures_and_the_table_for_people() -> None:
+    code, out, _ = run("shed", "simulate", "--scenario", str(STEP))
+    assert code == 0
+    rows = {line[:34].strip(): line[34:].strip() for line in out.splitlines()[3:12]}
+    assert rows["trips"] == "0" and rows["overrun blocks"] == "0" and rows["sheds / restores"] == "3 / 3"
+    assert "rotation: take a turn" in out and "restore: headroom" in out
+
+
+def test_a_missed_target_is_named_and_exits_1(tmp_path: Path) -> None:
+    sc = tmp_path / "s.toml"
+    sc.write_text(STEP.read_text().replace("[targets]\nmin_sheds = 1", "[targets]\nmax_sheds = 0\nalarms = ['x']"))
+    code, out, err = run("shed", "simulate", "--scenario", str(sc), "--json")
+    assert code == 1
+    missed = json.loads(out)["targets_missed"]
+    assert missed == ["sheds 3 > 0", "alarms not raised: x"]
+    assert "zaas-edge: target missed: sheds 3 > 0" in err
+
+
+def test_without_a_targets_table_nothing_is_checked(tmp_path: Path) -> None:
+    sc = tmp_path / "s.toml"
+    sc.write_text(STEP.read_text().replace("[targets]\nmin_sheds = 1", ""))
+    code, out, _ = run("shed", "simulate", "--scenario", str(sc), "--json")
+    assert code == 0 and json.loads(out)["targets_missed"] == []
+
+
+def test_scenario_or_history_not_both() -> None:
+    code, _, err = run("shed", "simulate")
+    assert code == 2 and "either --scenario FILE or --from TIME" in err
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install matplotlib)")
+    png = tmp_path / "step.png"
+    code, _, err = run("shed", "simulate", "--scenario", str(STEP), "--plot", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- history replay -----------------------------------------------------------------------------------------
+
+DAY0 = datetime(2026, 1, 14, tzinfo=UTC)
+NS = 1_000_000_000
+
+
+def _recorded_w(t: int) -> float:
+    """A house recorded with its loads running: 5 kW, 10 kW from 18:00 to 20:00 (over a 9 kW limit)."""
+    return 10_000.0 if 18 * 3600 <= t < 20 * 3600 else 5_000.0
+
+
+async def _fill(path: Path) -> None:
+    w0 = int(DAY0.timestamp()) * NS
+    async with Writer(StoreSection(flush_interval_ms=20), path, FakeClock()) as writer:
+        for hour in range(24):
+            if hour == 3:  # the meter was unplugged from 03:00 to 04:00
+                continue
+            writer.submit([Reading("house/power", _recorded_w(t), "W", w0 + t * NS, t * NS, "boot-1", True)
+                           for t in range(hour * 3600, (hour + 1) * 3600, 5)])
+            await writer.drain()
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"""
+[gateway]
+state_dir = "{tmp_path}"
+
+[shedding]
+
+[[shedding.limits]]
+id = "house"
+points = ["house/power"]
+limit_w = 9000
+
+[[shedding.loads]]
+id = "water_heater"
+circuit = "house"
+power_w = 3000
+
+[[shedding.loads]]
+id = "heater"
+circuit = "house"
+power_w = 2000
+priority = 5
+""")
+    return cfg
+
+
+def test_a_recorded_day_replays_with_the_shed_loads_taken_off(tmp_path: Path) -> None:
+    asyncio.run(_fill(tmp_path / "store.sqlite"))
+    cfg = _config(tmp_path)
+    code, out, err = run("-c", str(cfg), "shed", "simulate", "--from", "2026-01-14T00:00:00",
+                         "--to", "2026-01-15T00:00:00", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["scenario"] == "history 2026-01-14T00:00:00Z to 2026-01-15T00:00:00Z"
+    sheds = [a for a in got["actions"] if a["kind"] == "shed" and a["rule"].startswith("instant")]
+    # the evening peak: the water heater (priority 0) goes within its dwell; after its max_off (1 h) the
+    # comfort guard brings it back and the heater takes its place for the second hour
+    assert [a["load"] for a in sheds] == ["water_heater", "heater"]
+    assert 18 * 3600 <= sheds[0]["t"] <= 18 * 3600 + 15
+    assert 19 * 3600 <= sheds[1]["t"] <= 19 * 3600 + 30
+    assert got["comfort_violations"] == 0
+    assert got["trips"] == 0 and got["sheds"] >= 1
+    # the meter's hour off: both loads to their safe state (off), the alarm raised and cleared
+    stale = [a for a in got["actions"] if a["kind"] == "alarm" and a["code"] == "meter_stale"]
+    assert [a["active"] for a in stale] == [True, False]
+    # shed energy: the two peak hours of the water heater, plus the loads off while the meter was out
+    assert got["shed_energy_wh"] >= 3000 * 2 * 0.9
+
+
+def test_history_needs_readings_in_the_window(tmp_path: Path) -> None:
+    asyncio.run(_fill(tmp_path / "store.sqlite"))
+    code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "2020-01-01", "--to",
+                       "2020-01-02")
+    assert code == 2 and "house/power: no readings of this point in the window" in err
