@@ -137,3 +137,23 @@ def test_decode_malformed_exits_2_with_one_line() -> None:
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("zaas-edge: error: malformed M-Bus telegram: ")
     assert "truncated" in lines[0]
+
+
+def test_a_scan_interrupted_after_the_first_meter_still_prints_it_and_its_configuration(sim) -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "zaas_edge", "scan", "mbus", "--port", sim.path, "--baud", "9600",
+                             "--primary", "--first", "5", "--last", "250"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed as soon as address 5 answered, long before address 250
+        assert first.startswith("12345678 KAM heat_outlet") and "address 5" in first, first
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "(interrupted). Suggested configuration" in rest and "Traceback" not in err
+    doc = tomllib.loads(rest[rest.index("[[drivers]]"):])
+    assert doc["drivers"][0]["meters"][0]["address"] == 5

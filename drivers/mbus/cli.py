@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from zaas_edge.cli import cli
-from zaas_edge.cli.output import emit, json_option, table
+from zaas_edge.cli.output import emit, found_line, json_option, table
 from zaas_edge.cli.scan_cmd import scan
 
 BAUDS = ("300", "600", "1200", "2400", "4800", "9600", "19200", "38400")
@@ -60,16 +60,27 @@ def scan_mbus(port: str, baud: str, retries: int, extra_timeout: float, mode: st
     collisions digit by digit, and finds meters whatever their primary address.
     """
     from zaas_edge.drivers.mbus.link import MBusLink
-    from zaas_edge.drivers.mbus.scan import scan_primary, scan_secondary
+    from zaas_edge.drivers.mbus.scan import ScanResult, scan_primary, scan_secondary
 
     if first > last:
         raise click.BadParameter(f"--first {first} is above --last {last}")
     steps = 1000
+    result = ScanResult()  # filled as meters answer: what Ctrl-C leaves is still shown
+    shown = [0]
 
-    async def run(bar: Any) -> Any:
+    def show_found() -> None:
+        for m in result.meters[shown[0]:]:
+            if not as_json:
+                where = "secondary search" if m.address is None else f"address {m.address}"
+                found_line(f"{m.identification} {m.manufacturer} {m.medium_name} version {m.version} "
+                           f"({where}, secondary {m.secondary})")
+        shown[0] = len(result.meters)
+
+    async def run(bar: Any) -> None:
         done = [0]
 
         def progress(fraction: float) -> None:
+            show_found()
             target = int(fraction * steps)
             if target > done[0]:
                 bar.update(target - done[0])
@@ -78,31 +89,38 @@ def scan_mbus(port: str, baud: str, retries: int, extra_timeout: float, mode: st
         link = await MBusLink.open_serial(port, int(baud), retries=retries, extra_timeout_s=extra_timeout)
         try:
             if mode == "secondary":
-                return await scan_secondary(link, progress)
-            return await scan_primary(link, range(first, last + 1), progress)
+                await scan_secondary(link, progress, result=result)
+            else:
+                await scan_primary(link, range(first, last + 1), progress, result=result)
         finally:
             await link.close()
 
     label = f"M-Bus {mode} search on {port} at {baud} baud"
+    interrupted = False
     with click.progressbar(length=steps, label=label, file=sys.stderr, show_eta=False) as bar:
-        result = asyncio.run(run(bar))
+        try:
+            asyncio.run(run(bar))
+        except KeyboardInterrupt:
+            interrupted = True
+    show_found()
     for problem in result.problems:
         click.echo(f"warning: {problem}", err=True)
     snippet = _config_snippet(port, int(baud), result.meters)
     data = {"port": port, "baudrate": int(baud), "mode": mode, "probes": result.probes,
-            "meters": [m.as_dict() for m in result.meters], "problems": result.problems, "config": snippet}
+            "meters": [m.as_dict() for m in result.meters], "problems": result.problems, "config": snippet,
+            "interrupted": interrupted}
 
     def human(d: dict[str, Any]) -> None:
+        stop = " (interrupted)" if interrupted else ""
         if not result.meters:
-            click.echo(f"no meter answered ({result.probes} probes)")
+            click.echo(f"no meter answered ({result.probes} probes{stop})")
             return
-        click.echo(table(["identification", "manufacturer", "medium", "version", "address", "secondary"], [
-            (m.identification, m.manufacturer, m.medium_name, m.version,
-             "-" if m.address is None else m.address, m.secondary) for m in result.meters]))
-        click.echo(f"\n{len(result.meters)} meter(s), {result.probes} probes. Suggested configuration:\n")
+        click.echo(f"\n{len(result.meters)} meter(s), {result.probes} probes{stop}. Suggested configuration:\n")
         click.echo(snippet)
 
     emit(data, as_json, human)
+    if interrupted:
+        sys.exit(130)
 
 
 def _config_snippet(port: str, baudrate: int, meters: list[Any]) -> str:

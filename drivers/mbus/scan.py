@@ -70,10 +70,14 @@ class ScanResult:
 
 
 async def scan_primary(link: MBusLink, addresses: Iterable[int] = range(0, 251),
-                       progress: Progress | None = None) -> ScanResult:
-    """Probe each primary address; read the header of each meter that answers."""
+                       progress: Progress | None = None, result: ScanResult | None = None) -> ScanResult:
+    """Probe each primary address; read the header of each meter that answers.
+
+    ``result`` is filled as meters are found: a caller that is interrupted (Ctrl-C)
+    still has what the search found so far.
+    """
     todo = list(addresses)
-    result = ScanResult()
+    result = ScanResult() if result is None else result
     for k, address in enumerate(todo):
         result.probes += 1
         found = await link.probe_primary(address)
@@ -97,9 +101,9 @@ async def scan_primary(link: MBusLink, addresses: Iterable[int] = range(0, 251),
 
 
 async def scan_secondary(link: MBusLink, progress: Progress | None = None,
-                         max_probes: int = 5000) -> ScanResult:
-    """Wildcard tree search over the identification digits."""
-    result = ScanResult()
+                         max_probes: int = 5000, result: ScanResult | None = None) -> ScanResult:
+    """Wildcard tree search over the identification digits (``result`` filled as for :func:`scan_primary`)."""
+    result = ScanResult() if result is None else result
     seen: set[str] = set()
 
     async def visit(prefix: str, share: float, start: float) -> None:
