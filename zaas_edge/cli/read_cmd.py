@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,6 +36,9 @@ from zaas_edge.cli.output import emit, format_number, json_option, table
 from zaas_edge.driver import DriverOptions
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.readout import DeviceReadout
+
+if TYPE_CHECKING:
+    from zaas_edge.control import ControlClient
 
 # Drivers that poll their devices, and the module that reads one of them (device_ids, read_alone).
 READERS = {
@@ -72,8 +75,8 @@ class _NotThere(Exception):
     """The daemon runs, but not this driver: its port is free to open."""
 
 
-def _via_daemon(client: Any, target: Target) -> DeviceReadout:
-    args: dict[str, Any] = {"device": target.device}
+def _via_daemon(client: ControlClient, target: Target) -> DeviceReadout:
+    args: dict[str, str | bool] = {"device": target.device}
     deadline = time.monotonic() + DAEMON_READ_S
     while True:
         try:
@@ -92,7 +95,7 @@ def _via_daemon(client: Any, target: Target) -> DeviceReadout:
         args = {"device": target.device, "again": True}
 
 
-def read_target(target: Target, client: Any | None) -> DeviceReadout:
+def read_target(target: Target, client: ControlClient | None) -> DeviceReadout:
     """Read one device: through the daemon when ``client`` reaches one that runs its driver, else alone."""
     from zaas_edge.control import DaemonNotRunning
 
