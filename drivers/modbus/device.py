@@ -76,6 +76,7 @@ from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, N
 log = logging.getLogger("zaas_edge.drivers.modbus")
 
 MAX_SPLITS_PER_POLL = 32
+BAD_RESPONSE_LOG_S = 60.0  # at most one journal line per device this often about answers of the wrong shape
 # Counters of a Modbus device, shown as 0 before they first grow.
 COUNTED = (Counter.REQUESTS, Counter.ANSWERS, Counter.TIMEOUTS, Counter.CHECKSUM_ERRORS, Counter.BAD_RESPONSES,
            Counter.EXCEPTIONS, Counter.LINK_ERRORS, Counter.MISSING_VALUES, Counter.OVERRUNS)
@@ -178,6 +179,8 @@ class Device:
         self.backoff = Backoff(bus_opts.retry_initial_s, bus_opts.retry_max_s)  # retries while offline
         self._state_loaded = False
         self._exception_code: int | None = None  # announced state, for one event per change
+        self._bad_logged_at: float | None = None  # when a bad response was last logged
+        self._bad_since = 0  # bad responses since then
 
     # -- layout ---------------------------------------------------------------------
 
@@ -274,7 +277,20 @@ class Device:
             self._count(Counter.LINK_ERRORS)
         elif isinstance(exc, ProtocolError):
             self._count(Counter.BAD_RESPONSES)
+            self._bad_response_log(exc)
         self.health.last_error = str(exc)
+
+    def _bad_response_log(self, exc: Exception) -> None:
+        """One journal line per device per ``BAD_RESPONSE_LOG_S`` about answers of the wrong shape,
+        with the count since the previous line: a device answering garbage to every poll must not
+        write a line per poll (the counter has them all)."""
+        self._bad_since += 1
+        now = time.monotonic()
+        if self._bad_logged_at is not None and now - self._bad_logged_at < BAD_RESPONSE_LOG_S:
+            return
+        n, self._bad_since, self._bad_logged_at = self._bad_since, 0, now
+        more = f" ({n} bad responses since the last report)" if n > 1 else ""
+        self._log(logging.WARNING, f"device {self.id} (unit {self.unit}): {exc}{more}")
 
     async def detect(self) -> bool:
         """Find the SunSpec marker (or the profile's) and relocate the points; False if the device was silent."""

@@ -61,7 +61,7 @@ __all__ = [
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -222,6 +222,57 @@ def _line_framer(decoder):  # noqa: ANN001, ANN202 (pymodbus types stay in this 
     return _LineFramer(decoder)
 
 
+def _socket_framer(decoder, on_bad: Callable[[str], None]):  # noqa: ANN001, ANN202 (pymodbus types stay here)
+    """A Modbus TCP framer that takes an answer it cannot decode for what it is: a bad response.
+
+    pymodbus's own raises ``ModbusIOException`` from inside ``data_received`` when a frame is
+    MBAP-consistent but its PDU does not decode (a byte count that disagrees with the data): the
+    exception escapes into asyncio's default handler (a multi-line traceback) and the connection
+    is dropped, so one misbehaving device gave a traceback and a reconnect per poll. Here the
+    frame is consumed whole (the MBAP length says where it ends), counted, and the request in
+    flight fails at once through ``on_bad``; the connection stays up.
+    """
+    from pymodbus.framer import FramerSocket
+
+    class _TcpFramer(FramerSocket):
+        def __init__(self, dec) -> None:  # noqa: ANN001
+            super().__init__(dec)
+            self.stray_frames = 0
+            self.bad_frames = 0
+            self.pending = 0
+
+        def begin(self, unit: int, function: int) -> None:
+            pass
+
+        def end(self) -> None:
+            pass
+
+        def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int):  # noqa: ANN201, N802
+            used = 0
+            while used < len(data):
+                size, dev_id, tid, frame = self.decode(data[used:])
+                if not size:
+                    return used, None  # incomplete (or a bad protocol id, dropped by discard_input)
+                used += size
+                if not frame:
+                    return used, None
+                if (exp_devid and dev_id != exp_devid) or (exp_tid and tid and tid != exp_tid):
+                    self.stray_frames += 1  # a late answer to an earlier request
+                    continue
+                pdu = self.decoder.decode(frame)
+                if pdu is None:
+                    self.bad_frames += 1
+                    on_bad(f"unit {dev_id}: an answer that cannot be decoded "
+                           f"(function {frame[0]}, {len(frame) - 1} data bytes: {frame[:16].hex(' ')})")
+                    return used, None
+                pdu.dev_id = dev_id
+                pdu.transaction_id = tid
+                return used, pdu
+            return used, None
+
+    return _TcpFramer(decoder)
+
+
 class Link:
     """One connection to a bus through pymodbus, one request at a time."""
 
@@ -233,6 +284,7 @@ class Link:
         self.connects = 0
         self.last_rx = 0.0  # time.monotonic() when the last bytes arrived
         self._stray_before = 0
+        self._bad_reason: str | None = None  # set by the framer when an answer does not decode
 
     # -- connection ---------------------------------------------------------------
 
@@ -256,12 +308,24 @@ class Link:
             client = AsyncModbusTcpClient(self.spec.host, port=int(self.spec.port), framer=framer, **common)
         # A silent unit must not make pymodbus drop a connection the other units use.
         client.set_max_no_responses(1_000_000)
-        if self.spec.kind != "tcp":
-            from pymodbus.pdu import DecodePDU
+        from pymodbus.pdu import DecodePDU
 
+        if self.spec.kind != "tcp":
             self._framer = _line_framer(DecodePDU(False))
-            client.ctx.framer = self._framer
+        else:
+            self._framer = _socket_framer(DecodePDU(False), self._bad_answer)
+        client.ctx.framer = self._framer
         return client
+
+    def _bad_answer(self, reason: str) -> None:
+        """Fail the request in flight now rather than at its timeout (called from the framer)."""
+        self._bad_reason = reason
+        client = self._client
+        future = getattr(client.ctx, "response_future", None) if client is not None else None
+        if future is not None and not future.done():
+            from pymodbus.exceptions import ModbusIOException
+
+            future.set_exception(ModbusIOException(reason))
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
@@ -272,6 +336,11 @@ class Link:
     def stray_frames(self) -> int:
         """Answers discarded because no request of that unit and function was waiting for them."""
         return self._framer.stray_frames if self._framer is not None else 0
+
+    @property
+    def bad_frames(self) -> int:
+        """Well-framed Modbus TCP answers whose PDU does not decode (each one a ``BadResponse``)."""
+        return getattr(self._framer, "bad_frames", 0) if self._framer is not None else 0
 
     def discard_input(self) -> int:
         """Drop whatever was received and not used; returns how many bytes that was.
@@ -338,6 +407,7 @@ class Link:
         assert self._client is not None
         self._client.ctx.comm_params.timeout_connect = timeout
         framer = self._framer
+        self._bad_reason = None
         if framer is not None:
             framer.begin(unit, function)
             self._stray_before = framer.stray_frames
@@ -347,6 +417,8 @@ class Link:
             self.close()
             raise LinkDown(f"{self.spec.describe()}: connection lost ({exc})") from exc
         except ModbusException as exc:
+            if self._bad_reason is not None:
+                raise BadResponse(self._bad_reason) from None
             if framer is not None and framer.pending:
                 raise CrcError(f"unit {unit}: answer with a bad CRC or framing ({framer.pending} bytes)") from exc
             if self._client is None or not self._client.connected:
