@@ -88,6 +88,13 @@ def _matches(patterns: tuple[str, ...], key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+def _may_summarise(rule: AlarmRule) -> bool:
+    """Whether the rule can ever have ``summary_after`` subjects at once (else its raises never wait)."""
+    if rule.summary_after == 0 or rule.derive in ("difference", "sum"):
+        return False
+    return any(is_pattern(p) for p in _watches(rule)) or len(_watches(rule)) >= rule.summary_after
+
+
 def _watches(rule: AlarmRule) -> tuple[str, ...]:
     return tuple(rule.alarms) if rule.kind == "fault" and rule.mode == "alarm" else tuple(rule.points)
 
@@ -201,13 +208,13 @@ class _Eval:
             for subject, _v in candidates:
                 self._activate(rule, subject, now, in_summary=True)
             return replace(summary, members=tuple(sorted({*summary.members, *(s for s, _ in candidates)})))
-        if rule.summary_after > 0:
+        if _may_summarise(rule):
             since = self.holding.setdefault(rule.id, now)
             if now - since < self.cfg.summary_hold_s:
                 return summary  # wait for others to join
         self.holding.pop(rule.id, None)
         last = summary.last_raise_s if summary is not None else None
-        if 0 < rule.summary_after <= len(candidates):
+        if _may_summarise(rule) and rule.summary_after <= len(candidates):
             if not self._may_raise(last):
                 self.holding[rule.id] = self.holding.get(rule.id, now)
                 return summary  # the summary flaps: it waits for its interval, its members with it

@@ -1,0 +1,104 @@
+"""The alarm rules in the real daemon (a subprocess), across restarts, and the ``alarms`` commands.
+
+The rule watches a point of the gateway's own ``system`` driver (its uptime),
+so the condition is under the test's control through the configuration: a
+threshold the uptime is above raises; the same rule after a restart must
+not raise again; a threshold raised out of reach while the daemon was down
+(the condition ended meanwhile) must clear once after the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.daemon_harness import CLI, ROOT, DaemonProcess, write_config
+from zaas_edge.model import Lane
+from zaas_edge.store import Store
+
+AID = "rule.up.system.uptime"
+
+
+def _config(base: Path, above: float) -> Path:
+    extra = f"""
+[alarms]
+enabled = true
+
+[[alarms.rules]]
+id = "up"
+kind = "threshold"
+points = ["system/uptime"]
+above = {above}
+severity = "notice"
+action = "Nothing to do: the test's own alarm"
+"""
+    return write_config(base / "config.toml", base, extra=extra)
+
+
+def _transitions(base: Path) -> list[tuple[str, bool]]:
+    with Store(base / "state" / "store.sqlite", readonly=True) as store:
+        return [(s.item.alarm_id, s.item.active) for s in store.read(Lane.ALARM, 0, 10_000)
+                if s.item.alarm_id.startswith("rule.")]
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="zaas-alarms-", dir="/tmp") as d:
+        yield Path(d)
+
+
+def _run(base: Path, above: float, until) -> dict:
+    daemon = DaemonProcess(_config(base, above))
+    try:
+        daemon.wait_notify("READY=1")
+        st = daemon.wait_status(until, timeout=30)
+        listed = json.loads(daemon.cli("alarms", "list", "--json").stdout)
+        return {"status": st, "listed": listed}
+    finally:
+        daemon.close()
+
+
+def test_an_alarm_is_raised_once_across_restarts_and_cleared_once_when_it_ended_while_down(base: Path) -> None:
+    first = _run(base, 0, lambda s: AID in (s.get("alarms") or {}))
+    [row] = [r for r in first["listed"] if r["id"] == AID]
+    assert row["value"] > 0 and row["threshold"] == 0 and row["action"].startswith("Nothing to do")
+    assert row["data"]["gateway"] == "gw-test" and row["data"]["site"] == "test-site"
+    assert _transitions(base) == [(AID, True)]
+
+    # the same rule after a restart: still active, shown at once, not raised again
+    second = _run(base, 0, lambda s: (s.get("services") or {}).get("alarms", {}).get("evaluations", 0) > 3)
+    assert AID in second["status"]["alarms"]
+    assert _transitions(base) == [(AID, True)]
+
+    # the condition ended while the daemon was down (the threshold moved out of reach): cleared once
+    third = _run(base, 1e15, lambda s: (s.get("services") or {}).get("alarms", {}).get("cleared", 0) >= 1)
+    assert AID not in third["status"]["alarms"]
+    assert _transitions(base) == [(AID, True), (AID, False)]
+
+    # the history is read from the store, with the daemon stopped
+    rows = json.loads(_cli(base, "alarms", "history", "--since", "-1h", "--json"))
+    mine = [(r["id"], r["active"]) for r in rows if r["id"] == AID]
+    assert mine == [(AID, True), (AID, False)]
+    assert rows[-1]["data"]["raised_value"] > 0 and rows[-1]["data"]["since"] == rows[0]["data"]["since"]
+    text = _cli(base, "alarms", "history")
+    assert "raised" in text and "cleared" in text
+
+
+def _cli(base: Path, *args: str) -> str:
+    p = subprocess.run([*CLI, "-c", str(base / "config.toml"), *args], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_alarms_list_without_a_daemon_says_so_in_one_line(base: Path) -> None:
+    _config(base, 0)
+    p = subprocess.run([*CLI, "-c", str(base / "config.toml"), "alarms", "list"], capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert p.returncode == 3 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "is the daemon running?" in p.stderr
