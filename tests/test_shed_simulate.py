@@ -244,3 +244,41 @@ def test_history_needs_readings_in_the_window(tmp_path: Path) -> None:
     code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "2020-01-01", "--to",
                        "2020-01-02")
     assert code == 2 and "house/power: no readings of this point in the window" in err
+
+
+# ---- any plant ----------------------------------------------------------------------------------------------
+
+_load = st.fixed_dictionaries({
+    "power_w": st.integers(100, 8000), "priority": st.integers(0, 3), "latency_s": st.integers(0, 6),
+    "obeys": st.booleans(), "kind": st.sampled_from(["onoff", "onoff", "stages", "ev"]),
+    "wants": st.one_of(st.just([]), st.tuples(st.integers(0, 200), st.integers(1, 400)).map(
+        lambda ab: [[ab[0], ab[0] + ab[1]]]))})
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["linky", "block", "instant"]), st.integers(3000, 40000), st.integers(0, 30000),
+       st.lists(_load, min_size=1, max_size=4), st.booleans())
+def test_any_small_plant_runs_to_the_end_with_sane_figures(model: str, limit: int, base: int,
+                                                           loads: list[dict[str, object]], outage: bool) -> None:
+    lines = [f'name = "any"\nduration_s = 400\n[plant.meter]\nmodel = "{model}"\npoint = "m/p"\n'
+             f"limit_w = {limit}\nblock_s = 120\n" + ("outages = [[100, 160]]\n" if outage else ""),
+             f"[plant.base]\nwatts = {base}\n"]
+    for i, ld_ in enumerate(loads):
+        lines.append(f'[[plant.loads]]\nid = "l{i}"\npower_w = {ld_["power_w"]}\nlatency_s = {ld_["latency_s"]}\n'
+                     f'obeys = {str(ld_["obeys"]).lower()}\nwants = {ld_["wants"]}\n')
+    kind = {"linky": "linky", "block": "block"}.get(model, "instant")
+    lines.append(f'[[shedding.limits]]\nid = "main"\npoints = ["m/p"]\nkind = "{kind}"\nlimit_w = {limit}\n'
+                 "block_s = 120\n")
+    for i, ld_ in enumerate(loads):
+        lines.append(f'[[shedding.loads]]\nid = "l{i}"\ncircuit = "main"\nkind = "{ld_["kind"]}"\n'
+                     f'power_w = {ld_["power_w"]}\npriority = {ld_["priority"]}\nmin_on_s = 20\nmin_off_s = 20\n'
+                     "restore_delay_s = 10\n")
+    sc, trace = parse_scenario("\n".join(lines), "any.toml")
+    r = simulate(sc, trace)
+    f = r.figures
+    assert f.trips >= 0 and f.overrun_blocks >= 0 and f.shed_energy_wh >= 0 and f.restore_p95_s >= 0
+    assert sum(f.switchings.values()) == sum(1 for a in r.actions if a.action.kind in ("shed", "restore"))
+    assert all(0 <= s <= 400 for s in f.shed_s.values())
+    assert len(r.series.t) == 400
+    if outage:
+        assert "meter_stale" in f.alarms
