@@ -2,7 +2,7 @@
 
 The MQTT actuators are tested against an in-memory MessagePort whose
 simulated Shelly and Tasmota relays answer as the real ones do, and against
-the real MQTT service and mosquitto once that service is a MessagePort.
+the real MQTT service (the daemon's MessagePort) and mosquitto.
 """
 
 from __future__ import annotations
@@ -297,8 +297,7 @@ async def test_relays_on_a_real_broker_through_the_mqtt_service(tmp_path, mosqui
                          outbox=None, drivers=ScriptedDrivers(lambda p, v: v),  # type: ignore[arg-type]
                          notice=lambda item: None, heartbeat=lambda: None, add_command=lambda name, handler: None)
     service = MqttService(ctx)
-    if not isinstance(service, MessagePort):
-        pytest.skip("the MQTT service is not a MessagePort yet (publish/watch for other devices' topics)")
+    assert isinstance(service, MessagePort)
     task = asyncio.create_task(service.run())
     device = asyncio.create_task(_relay_device(mosquitto, obey={"boiler", "pump"}))
     try:

@@ -241,10 +241,6 @@ async def _shelly(broker: Mosquitto, seen: list[bytes]) -> None:
 async def test_a_shelly_on_the_building_broker_is_shed_and_confirms(base: Path, plant) -> None:
     import contextlib
 
-    from zaas_edge.mqtt.service import MqttService
-
-    if not hasattr(MqttService, "watch"):
-        pytest.skip("the MQTT service is not a MessagePort yet (publish/watch for other devices' topics)")
     p, port = plant
     with Mosquitto(base / "broker") as broker:
         mqtt = f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_max_s = 2.0\n'
