@@ -4,6 +4,7 @@ the ports) and through the running daemon (its drivers hold the ports and read b
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from zaas_edge.drivers.tic import Mode
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, constant
 from hil.mbus_sim import MBusSimulator
 from hil.modbus_sim import SimProcess
-from tests.daemon_harness import DaemonProcess, write_config
+from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from zaas_edge.cli import _register, cli
 
 _register()
@@ -103,7 +104,9 @@ def test_read_refuses_an_unknown_device_or_no_device(buses, tmp_path: Path) -> N
     modbus, mbus, linky = buses
     cfg = str(write_config(tmp_path / "config.toml", tmp_path, _drivers(modbus, mbus, linky)))
     r = CliRunner().invoke(cli, ["-c", cfg, "read", "nope"])
-    assert r.exit_code != 0 and "devices: m2, ghost, heat-1, linky" in str(r.exception or r.output)
+    message = str(r.exception or r.output)
+    assert r.exit_code != 0 and "devices: m2, ghost, heat-1, linky" in message
+    assert "listened to (LoRa, BLE) is read from the running daemon's latest values, and no daemon runs" in message
     r = CliRunner().invoke(cli, ["-c", cfg, "read"])
     assert r.exit_code == 2 and "give a DEVICE id, or --all" in r.output
 
@@ -111,7 +114,7 @@ def test_read_refuses_an_unknown_device_or_no_device(buses, tmp_path: Path) -> N
 @pytest.mark.timeout(120)
 def test_read_goes_through_the_daemon_that_holds_the_ports(buses, tmp_path: Path) -> None:
     modbus, mbus, linky = buses
-    cfg = write_config(tmp_path / "config.toml", tmp_path, _drivers(modbus, mbus, linky))
+    cfg = write_config(tmp_path / "config.toml", tmp_path, _drivers(modbus, mbus, linky) + SYSTEM_DRIVER)
     daemon = DaemonProcess(cfg)
     try:
         daemon.wait_notify("READY=1")
@@ -129,5 +132,16 @@ def test_read_goes_through_the_daemon_that_holds_the_ports(buses, tmp_path: Path
         every = daemon.cli("read", "--all", "--json", check=False)
         assert every.returncode == 1
         assert [d["via"] for d in json.loads(every.stdout)["devices"]] == ["daemon"] * 4
+
+        # A device the daemon hears rather than polls: the latest values it heard.
+        deadline = time.monotonic() + 30
+        heard = daemon.cli("read", "system", "--json", check=False)
+        while heard.returncode != 0 and time.monotonic() < deadline:  # until its first readings reach the hub
+            time.sleep(0.2)
+            heard = daemon.cli("read", "system", "--json", check=False)
+        assert heard.returncode == 0, heard.stderr
+        doc = json.loads(heard.stdout)
+        assert doc["bus"] == "latest values heard by the daemon" and doc["driver"] == "system"
+        assert "uptime" in {p["quantity"] for p in doc["points"]}
     finally:
         daemon.close()

@@ -107,13 +107,41 @@ def read_target(target: Target, client: ControlClient | None) -> DeviceReadout:
     return asyncio.run(target.reader.read_alone(target.options, target.device))
 
 
-def _find(all_targets: list[Target], device: str) -> Target:
+def _find(all_targets: list[Target], device: str) -> Target | None:
     for t in all_targets:
         if t.device == device:
             return t
+    return None
+
+
+def _unknown(all_targets: list[Target], device: str, daemon: bool) -> PermanentError:
     known = ", ".join(t.device for t in all_targets) or "none"
-    raise PermanentError(f"no device {device!r} in the configuration of a polling driver (modbus, mbus, tic); "
-                         f"devices: {known}")
+    heard = ("" if daemon else "; a device that is listened to (LoRa, BLE) is read from the running daemon's "
+             "latest values, and no daemon runs")
+    return PermanentError(f"no device {device!r} in the configuration of a polling driver (modbus, mbus, tic); "
+                          f"devices: {known}{heard}")
+
+
+def _latest(client: ControlClient, device: str) -> DeviceReadout | None:
+    """A device the daemon hears rather than polls (LoRa, BLE, the gateway's own): its latest values.
+
+    Such a device cannot be asked: it talks when it wants. What the daemon heard
+    last is its reading, with the age of the newest value. None when the daemon
+    knows no point of that device.
+    """
+    from zaas_edge.readout import PointReading
+
+    status = client.call("status", points=True)
+    points = {k: v for k, v in ((status or {}).get("points") or {}).items() if k.startswith(f"{device}/")}
+    if not points:
+        return None
+    driver = next((d for d, info in ((status or {}).get("drivers") or {}).items()
+                   if device in ((info or {}).get("devices") or {}) or d == device), "")
+    ages = [float(v.get("age_s") or 0.0) for v in points.values()]
+    readings = tuple(PointReading(k.partition("/")[2], v.get("value"), str(v.get("unit") or ""),
+                                  str(v.get("quality") or "ok")) for k, v in points.items())
+    return DeviceReadout(driver, device, "latest values heard by the daemon", readings,
+                         {"newest": f"{min(ages):.1f} s ago", "oldest": f"{max(ages):.1f} s ago"}, via="daemon")
 
 
 def _about(r: DeviceReadout) -> str:
@@ -123,6 +151,8 @@ def _about(r: DeviceReadout) -> str:
 
 def _title(r: DeviceReadout) -> str:
     via = "through the daemon" if r.via == "daemon" else "port opened by this command"
+    if r.bus.startswith("latest values"):
+        return f"{r.device}: {r.bus}" + (f" (driver {r.driver})" if r.driver else "") + f", {_about(r)}"
     about = _about(r)
     return f"{r.device}: driver {r.driver}, {r.bus}" + (f" ({about})" if about else "") + f"; {via}"
 
@@ -147,7 +177,8 @@ def read(ctx: click.Context, device: str | None, read_all: bool, as_json: bool) 
     """Read a configured device once (Modbus device, M-Bus meter, or a Linky by its tic driver's id).
 
     Goes through the running daemon when it holds the port (its driver reads
-    between its own polls), else opens the port itself. With --all: every
+    between its own polls), else opens the port itself. A device the daemon
+    listens to (LoRa, BLE, the system driver) shows the latest values it heard. With --all: every
     device once (a run-once check of the whole configuration); exits 1 if any
     device gave nothing. Nothing is stored.
     """
@@ -160,7 +191,20 @@ def read(ctx: click.Context, device: str | None, read_all: bool, as_json: bool) 
     client = ControlClient(loaded.config.control_socket)
     if not read_all:
         assert device is not None
-        readout = read_target(_find(targets(loaded.drivers), device), client)
+        all_targets = targets(loaded.drivers)
+        target = _find(all_targets, device)
+        if target is not None:
+            readout = read_target(target, client)
+        else:
+            from zaas_edge.control import DaemonNotRunning
+
+            try:
+                heard = _latest(client, device)
+            except DaemonNotRunning:
+                raise _unknown(all_targets, device, daemon=False) from None
+            if heard is None:
+                raise _unknown(all_targets, device, daemon=True)
+            readout = heard
         if not readout.ok:
             raise PermanentError(_failure(readout))
 
