@@ -28,7 +28,7 @@ def simulate_json(path: Path) -> dict[str, object]:
 
 def test_the_suite_covers_what_the_issue_asks() -> None:
     names = {p.stem for p in SUITE}
-    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "rotation", "stale", "disobey", "tempo"} <= names
+    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "linky_tolerated", "rotation", "stale", "disobey", "tempo"} <= names
 
 
 @pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
@@ -42,7 +42,10 @@ def test_scenario_meets_every_target(path: Path) -> None:
     assert got["shed_spread"] <= min(0.2, t.shed_spread)
     assert got["restore_p95_s"] <= min(300, t.restore_p95_s)
     assert got["comfort_violations"] == 0
-    assert got["sheds"] >= max(1, t.min_sheds)  # every scenario is meant to make the engine act
+    if t.max_sheds == 0:
+        assert got["sheds"] == 0 and got["shed_energy_wh"] == 0  # a step the meter tolerates sheds nothing
+    else:
+        assert got["sheds"] >= max(1, t.min_sheds)  # the others are meant to make the engine act
     raised = {a["code"] for a in got["actions"] if a["kind"] == "alarm" and a["active"]}
     assert set(t.alarms) <= raised
     for a in got["actions"]:
