@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hil.relay_sim import RelayCommand
 from hil.shed_plant import Plant, PlantLoad
@@ -261,3 +263,8 @@ async def test_a_shelly_on_the_building_broker_is_shed_and_confirms(base: Path, 
             shelly.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await shelly
+
+
+@given(st.integers(1, 10**6), st.sampled_from(["", "s", "m", "h", "d"]))
+def test_a_whole_duration_reads_back_exactly(n: int, unit: str) -> None:
+    assert parse_duration(f"{n}{unit}") == n * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from zaas_edge.clock import FakeClock
@@ -335,3 +335,26 @@ def test_garbage_readings_never_raise_and_only_finite_fresh_power_becomes_a_samp
     for s in g.take():
         assert s.point == METER and s.watts == s.watts and abs(s.watts) != float("inf")
     g.tariff()
+
+
+JUNK = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.lists(st.integers())
+
+
+@settings(max_examples=150, deadline=None)
+@example(load="boiler", mode="auto", for_s="2h").via("a duration as text with auto")
+@example(load="boiler", mode="auto", for_s=[1]).via("a list with auto")
+@given(load=JUNK | st.sampled_from(["boiler", "heater"]), mode=JUNK | st.sampled_from(["on", "off", "auto"]),
+       for_s=JUNK)
+def test_any_override_request_is_applied_or_refused_in_one_sentence(load: object, mode: object,
+                                                                    for_s: object) -> None:
+    async def go() -> None:
+        async with Harness(shedding()) as h:
+            h.power(2000)
+            try:
+                r = await h.call("shed.override", load=load, mode=mode, for_s=for_s)
+            except PermanentError as exc:
+                assert "\n" not in str(exc)
+            else:
+                assert r["load"] == load and r["mode"] in ("shed", "restore", "auto")
+
+    asyncio.run(go())

@@ -371,12 +371,13 @@ class ShedService(Service):
                     or not 0 < for_s <= MAX_OVERRIDE_S):
                 raise PermanentError(f"for_s must be a duration in seconds, above 0 and at most "
                                      f"{MAX_OVERRIDE_S:.0f} (7 days); got {for_s!r}")
+        ttl_s = float(for_s) if mode != "auto" and isinstance(for_s, int | float) else 0.0
         now = self._now()
-        self.ctx.overrides.set(load, mode, float(for_s or 0.0), now)
-        self.ctx.notice(override_event(load, mode, float(for_s) if mode != "auto" else None, "control socket",
+        self.ctx.overrides.set(load, mode, ttl_s, now)
+        self.ctx.notice(override_event(load, mode, ttl_s if mode != "auto" else None, "control socket",
                                        self.ctx.clock.now()))
         self.log.info("load %s: override %s%s (control socket)", load, mode,
-                      f" for {for_s:g}s" if mode != "auto" else "")
+                      f" for {ttl_s:g}s" if mode != "auto" else "")
         self._step()  # applied now, not at the next tick
         self._refresh_status()
         return {"load": load, "mode": mode, "override": self.ctx.overrides.state(load, now),
