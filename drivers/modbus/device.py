@@ -96,6 +96,7 @@ class DecodeEntry:
     table: Table
     address: int  # after relocation
     is_string: bool
+    plausible: tuple[float, float] = (-math.inf, math.inf)  # outside: stored with quality error
 
 
 def build_entries(profile: Profile, opts: DeviceOptions, shift: int = 0) -> dict[str, DecodeEntry]:
@@ -121,7 +122,7 @@ def build_entries(profile: Profile, opts: DeviceOptions, shift: int = 0) -> dict
             p.quantity, spec, p.unit, p.resolution,
             sf_key(p.scale_factor) if p.scale_factor is not None else None,
             p.scale_factor + shift if p.scale_factor is not None else None,
-            writable, profile.table_of(p), p.address + shift, p.type is DataType.STRING)
+            writable, profile.table_of(p), p.address + shift, p.type is DataType.STRING, p.plausible_range)
     return out
 
 
@@ -175,6 +176,7 @@ class Device:
         self.shift: int | None = None if self._needs_detection else 0
         self._set_layout(self.shift or 0)
         self._missing: set[str] = set()
+        self._implausible: set[str] = set()  # points whose last value was outside their plausible range
         self._poll_lock = asyncio.Lock()  # a poll-now and a scheduled poll do not interleave
         self.backoff = Backoff(bus_opts.retry_initial_s, bus_opts.retry_max_s)  # retries while offline
         self._state_loaded = False
@@ -440,12 +442,30 @@ class Device:
             if q in self._missing:
                 self._missing.discard(q)
                 self._log(logging.INFO, f"device {self.id}: {q} has a value again")
+            quality = self._plausibility(q, e, d)
             # Stamp each value when its block arrived, not when the poll ended.
             age_ns = int((now_mono - res.stamps.get(q, now_mono)) * 1e9)
             stamp = now_stamp if age_ns <= 0 else type(now_stamp)(
                 now_stamp.wall_ns - age_ns, now_stamp.mono_ns - age_ns, now_stamp.boot_id, now_stamp.synced)
-            out.append(self.ctx.reading(q, d.value, e.unit, d.quality, stamp=stamp, device_id=self.id))
+            out.append(self.ctx.reading(q, d.value, e.unit, quality, stamp=stamp, device_id=self.id))
         return out
+
+    def _plausibility(self, q: str, e: DecodeEntry, d: Decoded) -> Quality:
+        """The quality to store ``d`` with: ``error`` outside the point's plausible range (counted,
+        one journal line when a point goes out of range and one when it comes back)."""
+        assert d.value is not None
+        lo, hi = e.plausible
+        if lo <= d.value <= hi:
+            if q in self._implausible:
+                self._implausible.discard(q)
+                self._log(logging.INFO, f"device {self.id}: {q} is plausible again ({d.value:g} {e.unit})")
+            return d.quality
+        self._count("implausible_values")
+        if q not in self._implausible:
+            self._implausible.add(q)
+            self._log(logging.WARNING, f"device {self.id}: {q} reads {d.value:g} {e.unit}, outside its plausible "
+                      f"range [{lo:g}, {hi:g}]; stored with quality error (wrong profile, address or word order?)")
+        return Quality.ERROR
 
     def _judge(self, res: PollResult) -> None:
         """One poll's verdict into the device's health; a change of availability is announced."""

@@ -36,8 +36,11 @@ __all__ = [
     "load_profiles",
     "get_profile",
     "sf_key",
+    "PLAUSIBLE_BY_UNIT",
+    "PLAUSIBLE_ANY",
 ]
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,6 +94,15 @@ REQUIRED_RELAY: frozenset[str] = frozenset()
 REQUIRED_CHARGER = frozenset(["power", "current_limit"])
 
 _ENERGY_UNITS = {"Wh", "kWh", "MWh", "varh", "kvarh", "VAh", "kVAh"}
+# Magnitudes no device of a building reaches, by unit: past them a value is garbage read from a
+# well-framed answer, stored with quality error. Wide on purpose (a site transformer, decades of
+# counting); a profile point narrows its own with `plausible`.
+PLAUSIBLE_BY_UNIT: dict[str, float] = {
+    "V": 1e6, "A": 1e6, "W": 1e10, "kW": 1e7, "MW": 1e4, "var": 1e10, "kvar": 1e7, "VA": 1e10, "kVA": 1e7,
+    "Hz": 1e3, "Wh": 1e16, "kWh": 1e13, "MWh": 1e10, "varh": 1e16, "kvarh": 1e13, "VAh": 1e16, "kVAh": 1e13,
+    "°C": 1e4, "%": 1e4,
+}
+PLAUSIBLE_ANY = 1e15  # any other unit, and dimensionless points (power factor, status words)
 _QUANTITY_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
@@ -210,6 +222,9 @@ class ProfilePoint(_Model):
     bit: int | None = Field(default=None, ge=0, le=15)
     mask: int | None = Field(default=None, ge=1, le=0xFFFF)
     writable: bool = False
+    plausible: tuple[float, float] | None = Field(
+        default=None, description="[min, max] a working device can report, in the point's unit; a value "
+        "outside is stored with quality error (default: by unit, see PLAUSIBLE_BY_UNIT)")
     description: str = ""
     source: str = Field(min_length=3, description="Page/table of the manual this register comes from")
 
@@ -227,7 +242,21 @@ class ProfilePoint(_Model):
             raise ValueError("`scale` cannot be 0")
         if self.address + register_count(self.type, self.length) > 0x10000:
             raise ValueError("the point runs past address 65535")
+        if self.plausible is not None:
+            lo, hi = self.plausible
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"`plausible` must be [min, max] with finite min < max, found [{lo}, {hi}]")
         return self
+
+    @property
+    def plausible_range(self) -> tuple[float, float]:
+        """Where a value of this point can come from a working device: its ``plausible`` or, unset,
+        the bound of its unit. Well-framed garbage (a register map read at the wrong address, a
+        device answering random registers) decodes to values like 1e30; those are errors, not data."""
+        if self.plausible is not None:
+            return self.plausible
+        limit = PLAUSIBLE_BY_UNIT.get(self.unit, PLAUSIBLE_ANY)
+        return (-limit, limit)
 
     @property
     def count(self) -> int:
