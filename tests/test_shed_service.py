@@ -23,7 +23,7 @@ from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity
 from zaas_edge.rules.config import SheddingConfig
 from zaas_edge.rules.model import TariffState
-from zaas_edge.service import DriverInfo, ServiceContext
+from zaas_edge.service import DriverInfo, MessagePort, ServiceContext
 from zaas_edge.shed.inputs import InputGatherer
 from zaas_edge.shed.overrides import LoadOverrides
 from zaas_edge.shed.service import ShedService
@@ -81,7 +81,8 @@ class FakeDrivers:
 
 
 class Harness:
-    def __init__(self, cfg: SheddingConfig, *, points: tuple[Point, ...] = ()) -> None:
+    def __init__(self, cfg: SheddingConfig, *, points: tuple[Point, ...] = (),
+                 messages: Callable[[], MessagePort | None] = lambda: None) -> None:
         self.config = Config(shedding=cfg)
         self.hub = Hub()
         self.clock = FakeClock()
@@ -93,6 +94,7 @@ class Harness:
             name="shed", config=lambda: self.config, hub=self.hub, clock=self.clock, outbox=None,  # type: ignore[arg-type]
             drivers=self.drivers, notice=self._notice, heartbeat=lambda: None,
             add_command=lambda name, handler: self.commands.__setitem__(name, handler), overrides=self.overrides,
+            messages=messages,
         )
         self.service = ShedService(self.ctx)
         self.task: asyncio.Task[None] | None = None
@@ -314,6 +316,40 @@ async def test_the_linky_tariff_state_lowers_the_limit_and_its_over_power_alarm_
         assert st["limits"]["main"]["limit_w"] == 3000 and st["limits"]["main"]["limit_source"] == "tariff"
         h.hub.notice(Alarm("device.linky-1.over_power", True, "over", "tic", now))
         assert h.service.gather.overpower() == frozenset({"main"})
+
+
+class TellingPort:
+    """A MessagePort whose relay has told its state (a retained message) before anything was asked."""
+
+    connected = True
+
+    def __init__(self, told: dict[str, bytes]) -> None:
+        self.told = told
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.published.append((topic, payload))
+
+    def watch(self, topic: str, callback: Callable[[str, bytes], None]) -> Callable[[], None]:
+        if topic in self.told:
+            callback(topic, self.told[topic])
+        return lambda: None
+
+
+async def test_a_relay_that_told_it_is_off_starts_off_and_a_load_without_actuator_is_a_fault() -> None:
+    port = TellingPort({"shellies/boiler/relay/0": b"off"})
+    cfg = shedding(actuators=[{"id": "relay1", "kind": "mqtt", "topic": "shellies/boiler/relay/0/command"}],
+                   load_extra={"heater": {"actuator": None}})
+    async with Harness(cfg, messages=lambda: port) as h:
+        h.power(2000)
+        await h.until(lambda: h.service._armed, "the service to hear the meter")
+        st = await h.call("shed.status")
+        assert st["loads"]["boiler"]["state"] == "off" and st["loads"]["boiler"]["next"]["action"] == "restore"
+        h.power(3600)  # the boiler is already off: the heater is next, and it cannot be switched
+        await h.until(lambda: h.alarms("shed.actuator_failed.heater") == [True], "the fault")
+        [fail] = h.events("shed.actuator_failed")
+        assert fail.data["error"] == "load heater has no actuator configured; it cannot be switched"
+        assert port.published == []
 
 
 READINGS = st.builds(
