@@ -51,12 +51,12 @@ class Rig:
             self.alarms.append(item)
             self._changed.set()
 
-    async def start(self) -> AlarmService:
+    async def start(self, history: Any = None) -> AlarmService:
         ctx = ServiceContext(name="alarms", config=lambda: self.config, hub=self.hub, clock=self.clock,
                              outbox=self.writer, drivers=None, notice=self.hub.notice,  # type: ignore[arg-type]
                              heartbeat=lambda: None,
                              add_command=lambda name, handler: self.commands.__setitem__(name, handler))
-        self.service = AlarmService(ctx)
+        self.service = AlarmService(ctx, history=history)
         self.service.tick_s = 0.01
         self.task = asyncio.create_task(self.service.run())
         await self.evaluated()
@@ -106,6 +106,13 @@ async def rig_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         if rig.task is not None and not rig.task.done():
             await rig.stop()
         await rig.writer.close()
+
+
+class _NoHistory:
+    """The store after its raw readings expired (sync keeps only a few hours of them)."""
+
+    async def hourly(self, point: str, since_ns: int, until_ns: int) -> dict[int, float]:
+        return {}
 
 
 FREEZER = {"id": "freezer", "kind": "threshold", "points": ["room-3/temperature"], "above": -15.0,
@@ -213,3 +220,45 @@ async def test_twenty_meters_going_dark_raise_one_summary_alarm(rig_factory: Any
     [up] = rig.alarms
     assert up.alarm_id == "rule.bus.summary" and up.data["members"] == sorted(meters)
     assert up.data["action"] == "Check the M-Bus master and its line"
+
+
+async def test_the_alarm_lane_decides_when_the_saved_document_missed_a_transition(rig_factory: Any) -> None:
+    rules = [FREEZER | {"delay_s": 0},
+             {"id": "bus", "kind": "stale", "points": ["m-*/e"], "after_s": 60, "summary_after": 2}]
+    rig = await rig_factory(rules)
+    await rig.start()
+    await rig.step(0, ("room-3/temperature", -10.0, "degC"), ("m-1/e", 1.0, ""), ("m-2/e", 1.0, ""))
+    await rig.step(61)
+    assert sorted(a.alarm_id for a in rig.alarms) == ["rule.bus.summary", "rule.freezer.room-3.temperature"]
+    await rig.stop()
+    # a power cut after the store took the raises but before the document was saved
+    await rig.writer.save_state(STATE_OWNER, STATE_KEY, {"v": 1}, 0)
+    rig.hub.active_alarms.clear()
+    rig.alarms.clear()
+    await rig.start()
+    await rig.step(1)
+    assert rig.alarms == []
+    assert set(rig.hub.active_alarms) == {"rule.bus.summary", "rule.freezer.room-3.temperature"}
+    await rig.step(1, ("room-3/temperature", -20.0, "degC"), ("m-1/e", 2.0, ""), ("m-2/e", 2.0, ""))
+    assert sorted((a.alarm_id, a.active) for a in rig.alarms) == [("rule.bus.summary", False),
+                                                                   ("rule.freezer.room-3.temperature", False)]
+
+
+async def test_baselines_learned_live_survive_a_restart_when_the_store_kept_no_history(rig_factory: Any) -> None:
+    rule = {"id": "spike", "kind": "consumption", "points": ["main/energy"], "baseline_ratio": 2.0,
+            "summary_after": 0}
+    rig = await rig_factory([rule], baseline_weeks=1)
+    svc = await rig.start()
+    await rig.step(0, ("main/energy", 100.0, "kWh"))
+    await rig.step(1800, ("main/energy", 104.0, "kWh"))
+    await rig.step(1800, ("main/energy", 110.0, "kWh"))  # the next hour
+    hour = WALL0 // 10**9 // HOUR_S
+    assert svc.learned["main/energy"] == {hour: (WALL0 + 1800 * 10**9, 104.0), hour + 1: (WALL0 + 3600 * 10**9, 110.0)}
+    await rig.stop()
+    # A week later (the store's raw readings long expired), the same hour of the week comes round again.
+    rig.clock.advance(WEEK_H * HOUR_S)
+    svc = await rig.start(history=_NoHistory())
+    async with asyncio.timeout(10):
+        while "main/energy" not in svc.baselines:
+            await asyncio.sleep(0.01)
+    assert svc.baselines["main/energy"] == pytest.approx(6.0)  # hour + 1 of last week: 110 - 104

@@ -50,6 +50,7 @@ def to_alarm(t: AlarmTransition, stamp: Stamp, now_s: float, where: Where,
     data: dict[str, Any] = {
         "rule": t.rule,
         "kind": t.kind,
+        "subject": t.subject,
         "site": where.site,
         "gateway": where.gateway,
         "device": t.device,
@@ -69,5 +70,8 @@ def to_alarm(t: AlarmTransition, stamp: Stamp, now_s: float, where: Where,
                      if k in raised})
         data["raised_value"] = raised.get("value")
         data["duration_s"] = round(stamp.wall_ns / 1e9 - float(raised.get("since", since_s)), 3)
-    severity = Severity(data["severity"]) if data["severity"] in Severity.__members__.values() else Severity.WARNING
+    try:
+        severity = Severity(data["severity"])
+    except ValueError:
+        severity = Severity.WARNING
     return Alarm(t.alarm_id, t.active, t.text, SOURCE, stamp, severity, data)

@@ -37,15 +37,26 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from zaas_edge.alarms.baseline import HOUR_S, WEEK_H, HistoryReader, StoreHistory, baseline
+from zaas_edge.alarms.baseline import HOUR_S, WEEK_H, HistoryReader, StoreHistory, baseline, hourly_use
 from zaas_edge.alarms.incident import SOURCE, Where, to_alarm
-from zaas_edge.model import Alarm, Event, Reading, Severity, Stamp
-from zaas_edge.rules.alarms import AlarmInputs, AlarmsSection, AlarmState, evaluate, initial_state, restore, snapshot
+from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, Stamp
+from zaas_edge.rules.alarms import (
+    AlarmInputs,
+    AlarmsSection,
+    AlarmState,
+    alarm_id,
+    evaluate,
+    initial_state,
+    restore,
+    snapshot,
+)
+from zaas_edge.rules.alarms.engine import SUMMARY
 from zaas_edge.rules.model import LocalTime
 from zaas_edge.service import Service, ServiceContext
 
 TICK_S = 1.0
 MAX_PENDING = 200_000
+RECONCILE_ROWS = 5000  # the alarm lane's latest rows read at start
 STATE_OWNER = "service:alarms"  # a driver id never has a colon: no clash in driver_state
 STATE_KEY = "active"
 SINK = "alarms"
@@ -74,6 +85,10 @@ class AlarmService(Service):
         self.history: HistoryReader = history or StoreHistory(config.store_path)
         self.raised: dict[str, Alarm] = {}  # the alarms this service holds active, as raised
         self.baselines: dict[str, float] = {}
+        self._baseline_set = frozenset(self._baseline_points())
+        # Each baseline point's last index in each hour, as heard live (kept in the saved document): the
+        # baseline still has its weeks when sync has let the raw readings of the store expire.
+        self.learned: dict[str, dict[int, tuple[int, float]]] = {}
         self._baseline_hour: int | None = None
         self._baseline_task: asyncio.Task[None] | None = None
         self._pending: deque[Reading] = deque()
@@ -121,11 +136,30 @@ class AlarmService(Service):
 
     def _on_readings(self, batch: Sequence[Reading]) -> None:
         self._pending.extend(batch)
+        if self._baseline_set:
+            self._learn(batch)
         over = len(self._pending) - MAX_PENDING
         if over > 0:
             for _ in range(over):
                 self._pending.popleft()
             self.counters["dropped_readings"] += over
+
+    def _learn(self, batch: Sequence[Reading]) -> None:
+        keep = self.cfg.baseline_weeks * WEEK_H + 2
+        for r in batch:
+            if r.point not in self._baseline_set or not r.synced or r.quality.value not in ("ok", "estimated"):
+                continue
+            if not isinstance(r.value, float | int) or not math.isfinite(r.value):
+                continue
+            hours = self.learned.setdefault(r.point, {})
+            h = r.wall_ns // _NS // HOUR_S
+            if h not in hours:
+                self._dirty = True  # a new hour to remember: saved with the next tick
+                for old in [k for k in hours if k < h - keep]:
+                    del hours[old]
+            got = hours.get(h)
+            if got is None or r.wall_ns >= got[0]:
+                hours[h] = (r.wall_ns, float(r.value))
 
     def _on_notice(self, item: Event | Alarm) -> None:
         if isinstance(item, Alarm) and item.source != SOURCE and not item.alarm_id.startswith("rule."):
@@ -184,10 +218,10 @@ class AlarmService(Service):
         except Exception as exc:  # noqa: BLE001  (a degraded store: start with nothing active)
             self.ctx.log.warning("active alarms from before the restart not read: %s", exc)
             return
-        if not isinstance(doc, dict):
-            return
-        self.state = restore(self.state, doc.get("engine"), self._now())
-        hub = self.ctx.hub
+        doc = doc if isinstance(doc, dict) else {}
+        engine = doc.get("engine") if isinstance(doc.get("engine"), dict) else {"v": 1}
+        engine = {"v": 1, "alarms": dict(engine.get("alarms") or {}),
+                  "summaries": dict(engine.get("summaries") or {})}
         for aid, a in dict(doc.get("alarms") or {}).items():
             try:
                 stamp = Stamp(int(a["wall_ns"]), int(a["mono_ns"]), str(a["boot_id"]), bool(a["synced"]))
@@ -196,7 +230,52 @@ class AlarmService(Service):
             except (KeyError, TypeError, ValueError):
                 continue
             self.raised[alarm.alarm_id] = alarm
-            hub.active_alarms.setdefault(alarm.alarm_id, alarm)  # status and MQTT see it; not raised again
+        for point, hours in dict(doc.get("learned") or {}).items():
+            if point in self._baseline_set and isinstance(hours, dict):
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    self.learned[point] = {int(h): (int(v[0]), float(v[1])) for h, v in hours.items()}
+        await self._reconcile(engine)
+        self.state = restore(self.state, engine, self._now())
+        for alarm in self.raised.values():
+            self.ctx.hub.active_alarms.setdefault(alarm.alarm_id, alarm)  # status and MQTT see it; not raised again
+
+    async def _reconcile(self, engine: dict[str, Any]) -> None:
+        """Trust the alarm lane over the saved document where they differ.
+
+        The document is saved just after the transitions are handed to the
+        store: a stop between the two (a power cut) leaves the lane with a
+        raise or a clear the document does not know. The last transition of
+        each of this service's alarms among the lane's latest rows decides.
+        """
+        box = self.ctx.outbox
+        try:
+            last = (await box.position(SINK, Lane.ALARM)).last_seq
+            rows = await box.read(Lane.ALARM, max(0, last - RECONCILE_ROWS), RECONCILE_ROWS)
+        except Exception as exc:  # noqa: BLE001  (a degraded store: the document alone decides)
+            self.ctx.log.debug("alarm lane not read at start: %s", exc)
+            return
+        latest: dict[str, Alarm] = {}
+        for row in rows:
+            item = row.item
+            if isinstance(item, Alarm) and item.source == SOURCE:
+                latest[item.alarm_id] = item
+        for aid, a in latest.items():
+            rule, subject = a.data.get("rule"), a.data.get("subject")
+            if a.active and aid not in self.raised and isinstance(rule, str) and isinstance(subject, str):
+                self.raised[aid] = a
+                if subject == SUMMARY:
+                    members = [str(m) for m in a.data.get("members") or []]
+                    engine["summaries"][rule] = members
+                    for m in members:
+                        engine["alarms"][alarm_id(rule, m)] = {"rule": rule, "subject": m, "in_summary": True}
+                else:
+                    engine["alarms"][aid] = {"rule": rule, "subject": subject, "in_summary": False}
+            elif not a.active and aid in self.raised:
+                del self.raised[aid]
+                engine["alarms"].pop(aid, None)
+                if subject == SUMMARY and isinstance(rule, str):
+                    for m in engine["summaries"].pop(rule, []):
+                        engine["alarms"].pop(alarm_id(rule, str(m)), None)
 
     async def _save(self) -> None:
         store = self._store()
@@ -207,7 +286,9 @@ class AlarmService(Service):
                "alarms": {aid: {"text": a.text, "severity": a.severity.value, "wall_ns": a.stamp.wall_ns,
                                 "mono_ns": a.stamp.mono_ns, "boot_id": a.stamp.boot_id, "synced": a.stamp.synced,
                                 "data": dict(a.data)}
-                          for aid, a in sorted(self.raised.items())}}
+                          for aid, a in sorted(self.raised.items())},
+               "learned": {p: {str(h): [w, v] for h, (w, v) in sorted(hours.items())}
+                           for p, hours in sorted(self.learned.items())}}
         try:
             await store.save_state(STATE_OWNER, STATE_KEY, doc, self.ctx.clock.now().wall_ns)
         except Exception as exc:  # noqa: BLE001  (retried with the next change or the next tick)
@@ -244,6 +325,7 @@ class AlarmService(Service):
             except Exception as exc:  # noqa: BLE001  (no baseline this hour; tried again the next)
                 self.last_error = f"baseline of {p}: {exc}"
                 continue
+            use.update(hourly_use(self.learned.get(p, {}).values()))  # heard live: the store may have expired it
             b = baseline(use, hour, weeks)
             if b is not None and math.isfinite(b):
                 found[p] = b
