@@ -282,3 +282,11 @@ def test_any_small_plant_runs_to_the_end_with_sane_figures(model: str, limit: in
     assert len(r.series.t) == 400
     if outage:
         assert "meter_stale" in f.alarms
+
+
+def test_history_takes_relative_times_as_buffer_export_does(tmp_path: Path) -> None:
+    asyncio.run(_fill(tmp_path / "store.sqlite"))
+    code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "-2h")
+    assert code == 2 and "no readings of this point in the window" in err  # the fixture's day is long past
+    code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "yesterday")
+    assert code == 2 and "is not a time" in err

@@ -14,11 +14,11 @@ __all__ = ["simulate_cmd"]
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from zaas_edge.cli.buffer_cmd import _Time
+from zaas_edge.cli.buffer_cmd import parse_time
 from zaas_edge.cli.output import emit, format_duration, json_option, table
 from zaas_edge.cli.shed_cmd import shed_group
 
@@ -26,6 +26,20 @@ if TYPE_CHECKING:
     from zaas_edge.rules.simulate import SimResult
 
 EXIT_TARGETS = 1
+
+
+class _Time(click.ParamType):
+    """A time as ``buffer export`` takes it: ISO 8601 (UTC unless an offset is given), ``now`` or ``-24h``."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_time(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @shed_group.command("simulate")
@@ -40,7 +54,8 @@ EXIT_TARGETS = 1
               help="Draw power, limit and the meter's filter with shed and restore marks to this PNG "
                    "(needs matplotlib).")
 @json_option
-def simulate_cmd(scenario_path: Path | None, since: int | None, until: int | None, db: Path | None,
+@click.pass_context
+def simulate_cmd(ctx: click.Context, scenario_path: Path | None, since: int | None, until: int | None, db: Path | None,
                  plot: Path | None, as_json: bool) -> None:
     """Run the load-shedding engine in a closed loop and print its figures.
 
@@ -63,13 +78,13 @@ def simulate_cmd(scenario_path: Path | None, since: int | None, until: int | Non
     else:
         import time
 
-        from zaas_edge.cli.buffer_cmd import _config
+        from zaas_edge.config import load_config
         from zaas_edge.rules.history import history_scenario
         from zaas_edge.rules.simulate import simulate
 
         assert since is not None
         until_ns = until if until is not None else time.time_ns()
-        config = _config()
+        config = load_config((ctx.find_root().obj or {}).get("config_path")).config
         rows = _read_history(db or config.store_path, config.shedding, since, until_ns)
         sc, base = history_scenario(config.shedding, rows, since, until_ns)
         result = simulate(sc, base)
