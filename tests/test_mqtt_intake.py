@@ -4,9 +4,11 @@ and what is said at start about TLS and passwords."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +110,20 @@ def test_tls_without_a_ca_file_and_a_clear_password_beyond_this_box_are_said() -
     assert "pw" not in clear.replace("password", "")
     assert security_warnings(BrokerSettings(host="192.168.1.20", username="u")) == []  # no password, nothing sent
 
+
+
+async def test_the_tls_warning_is_said_once_at_start_not_per_reconnection(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.mosquitto import Mosquitto
+    from tests.test_mqtt_service import Harness
+
+    with Mosquitto(tmp_path / "broker") as broker:  # a plain listener: every TLS attempt fails
+        h = Harness(tmp_path, broker, tls=True)
+        with caplog.at_level(logging.WARNING):
+            h.task = asyncio.create_task(h.service.run())
+            try:
+                await h.until(lambda: h.ctx.status["failures"] >= 3)
+            finally:
+                await h.stop()
+    said = [r for r in caplog.records if "trusts every CA in the system's store" in r.getMessage()]
+    assert len(said) == 1
