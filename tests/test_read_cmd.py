@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from zaas_edge.drivers.tic import Mode
 
+from hil.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, constant
 from hil.mbus_sim import MBusSimulator
 from hil.modbus_sim import SimProcess
-from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from zaas_edge.cli import _register, cli
 
 _register()
