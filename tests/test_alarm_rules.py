@@ -117,6 +117,8 @@ def test_stale_point_raises_when_silent_and_clears_on_a_fresh_reading() -> None:
     sim.step(701)
     assert sim.flips("rule.st.meter-1.energy") == [True, False]
     assert [t for t, _ in sim.log] == [501, 700]
+    up = sim.log[0][1]
+    assert up.since_s == 200 and up.unit == "s" and up.value == 301 and up.threshold == 300  # since last heard
 
 
 def test_radio_sensor_missing_its_interval() -> None:
@@ -162,7 +164,8 @@ def test_leak_from_a_water_index_that_never_stops_over_the_night() -> None:
     assert sim.flips("rule.night-flow.water-1.volume") == [True, False]
     (t_up, up), (t_down, _) = sim.log
     assert 4.5 * 3600 <= t_up <= 5 * 3600  # the last zero flow was seen before 1 h; 4 h later
-    assert up.value == pytest.approx(0.024) and "possible hidden leak" in up.text
+    assert up.value == pytest.approx(0.024) and up.unit == "m3/h" and "possible hidden leak" in up.text
+    assert up.since_s == 2700  # the last time the flow was seen at zero
     assert 9 * 3600 <= t_down <= 9 * 3600 + 1800
 
 

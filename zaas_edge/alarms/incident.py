@@ -36,7 +36,7 @@ def _iso(seconds: float) -> str:
 
 
 def _finite(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
+    return round(v, 6) if v is not None and math.isfinite(v) else None
 
 
 def to_alarm(t: AlarmTransition, stamp: Stamp, now_s: float, where: Where,

@@ -14,7 +14,7 @@ a device for ``silent`` and ``fault`` by quality; a driver's alarm id for
 
 from __future__ import annotations
 
-__all__ = ["Track", "Verdict", "feed", "judge", "subject_of", "fresh_track", "QUIET"]
+__all__ = ["Track", "Verdict", "feed", "judge", "subject_of", "fresh_track", "unit_of", "QUIET"]
 
 import math
 from dataclasses import dataclass, replace
@@ -55,6 +55,7 @@ class Verdict:
     value: float | None = None
     threshold: float | None = None
     detail: str = ""
+    since_s: float | None = None  # when the trouble began, where the rule knows better than its condition
 
 
 QUIET = Verdict(False, False)
@@ -67,6 +68,19 @@ def fresh_track(rule: AlarmRule, now: float) -> Track:
     if rule.derive in ("difference", "sum"):
         return Track(parts=(None,) * len(rule.points))
     return Track()
+
+
+def unit_of(rule: AlarmRule, t: Track | None) -> str:
+    """The unit of the figures an alarm carries: the point's, per hour for a rate or a flow from an index."""
+    unit = t.unit if t is not None else ""
+    if stale_like(rule):
+        return "s"
+    per_hour = rule.derive == "rate" or (rule.kind == "leak" and rule.mode == "flow" and not rule.flow_point)
+    return f"{unit}/h" if per_hour and unit else unit
+
+
+def stale_like(rule: AlarmRule) -> bool:
+    return rule.kind in ("stale", "silent")
 
 
 def subject_of(rule: AlarmRule, point: str) -> str:
@@ -190,7 +204,7 @@ def judge(rule: AlarmRule, subject: str, t: Track, now: float, inputs: AlarmInpu
             return QUIET, t
         limit = rule.after_s if k == "stale" else rule.interval_s * rule.missed
         age = now - t.last_s
-        return Verdict(age > limit, t.heard and age <= limit, round(age, 3), limit), t
+        return Verdict(age > limit, t.heard and age <= limit, round(age, 3), limit, since_s=t.last_s), t
     if k == "leak":
         if rule.mode == "detector":
             if t.value is None:
@@ -200,7 +214,8 @@ def judge(rule: AlarmRule, subject: str, t: Track, now: float, inputs: AlarmInpu
             return QUIET, t
         run = now - t.last_zero_s
         return Verdict(run >= rule.window_s, run < rule.window_s, t.value, rule.min_flow,
-                       f"{run / 3600:.1f} h without the flow dropping to {rule.min_flow:g} or less"), t
+                       f"{run / 3600:.1f} h without the flow dropping to {rule.min_flow:g} or less",
+                       since_s=t.last_zero_s), t
     if k == "consumption":
         if inputs.wall_s is not None:
             t = roll(rule, t, int(inputs.wall_s // 3600))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from zaas_edge.rules.alarms.conditions import Track, Verdict, feed, fresh_track, judge, subject_of
+from zaas_edge.rules.alarms.conditions import Track, Verdict, feed, fresh_track, judge, subject_of, unit_of
 from zaas_edge.rules.alarms.config import AlarmRule, AlarmsSection, is_pattern
 from zaas_edge.rules.alarms.model import AlarmInputs, AlarmTransition
 from zaas_edge.rules.alarms.text import clear_text, raise_text, summary_text
@@ -221,13 +221,16 @@ class _Eval:
             members = tuple(sorted(s for s, _ in candidates))
             for subject in members:
                 self._activate(rule, subject, now, in_summary=True)
-            since = min((self.alarms[alarm_id(rule.id, s)].cond_since or now) for s in members)
+            began = {s: v.since_s for s, v in candidates}
+            since = min(began[s] if began[s] is not None else (self.alarms[alarm_id(rule.id, s)].cond_since or now)
+                        for s in members)
             self.out.append(AlarmTransition(summary_id(rule.id), rule.id, rule.kind, SUMMARY, True, rule.severity,
                                             summary_text(rule, members), rule.action, since, members=members))
             return Summary(rule.id, True, members, since, now)
         for subject, v in candidates:
             lc = self._activate(rule, subject, now, in_summary=False)
-            self._transition(rule, rule.id, subject, True, v, lc.cond_since or now)
+            self._transition(rule, rule.id, subject, True, v, v.since_s if v.since_s is not None
+                             else lc.cond_since or now)
         return summary
 
     def _activate(self, rule: AlarmRule, subject: str, now: float, *, in_summary: bool) -> Lifecycle:
@@ -251,7 +254,7 @@ class _Eval:
         self.out.append(AlarmTransition(
             alarm_id(rid, subject), rid, rule.kind if rule else "", subject, active,
             rule.severity if rule and active else "info", text or "", rule.action if rule else "", since_s,
-            v.value, v.threshold, t.unit if t else "", device, point))
+            v.value, v.threshold, unit_of(rule, t) if rule is not None else "", device, point))
 
     def freeze(self, state: AlarmState) -> AlarmState:
         return replace(state, tracks=self.tracks, alarms=self.alarms, summaries=self.summaries,
