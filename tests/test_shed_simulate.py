@@ -290,3 +290,36 @@ def test_history_takes_relative_times_as_buffer_export_does(tmp_path: Path) -> N
     assert code == 2 and "no readings of this point in the window" in err  # the fixture's day is long past
     code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "yesterday")
     assert code == 2 and "is not a time" in err
+
+
+def test_a_heavy_block_keeps_its_load_off_until_the_block_can_take_it() -> None:
+    """12 kW for the first half of a 10 kW block, then 6.5 kW: the heater's 3 kW fits the instant limit again
+    at once, but back at 360 s the block would end at 10.45 kW; it comes back only once the block can take it."""
+    text = """
+name = "heavy block"
+duration_s = 900
+[plant.meter]
+model = "block"
+point = "m/p"
+limit_w = 10000
+[plant.base]
+points = [[0, 12000], [300, 12000], [301, 6500], [900, 6500]]
+[[plant.loads]]
+id = "heater"
+power_w = 3000
+[[shedding.limits]]
+id = "main"
+points = ["m/p"]
+kind = "block"
+limit_w = 10000
+[[shedding.loads]]
+id = "heater"
+circuit = "main"
+power_w = 3000
+"""
+    sc, trace = parse_scenario(text, "heavy.toml")
+    r = simulate(sc, trace)
+    assert r.figures.overrun_blocks == 0
+    moves = [(a.t, a.action.kind) for a in r.actions if a.action.kind in ("shed", "restore")]
+    assert moves[0][1] == "shed" and moves[0][0] < 10
+    assert moves[1][1] == "restore" and 455 <= moves[1][0] <= 600

@@ -391,6 +391,11 @@ class _Step:
             for i, r in enumerate(self.relief(node, c, add)):
                 if r > 0 and a.projected[i] + r + self.cfg.restore_margin_w / n > a.capacity[i]:
                     return False
+                # a block already heavy must end under its limit too: the load back for the rest of the block
+                fc_w, left = a.values.get(f"forecast_w.{i}"), a.values.get(f"remaining_s.{i}")
+                if (r > 0 and fc_w is not None and left is not None
+                        and fc_w + (r + self.cfg.restore_margin_w / n) * left / node.block_s > a.capacity[i]):
+                    return False
         return True
 
     def best_fit(self, c: LoadConfig, found: dict[str, lim.Assessment]) -> float | None:
