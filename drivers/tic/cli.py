@@ -15,7 +15,7 @@ Input with no valid group exits 2 with a one-line reason.
 
 from __future__ import annotations
 
-__all__ = ["tic", "scan_tic", "frame_report", "decode_stream"]
+__all__ = ["tic", "scan_tic", "frame_report", "decode_stream", "listen_frames"]
 
 import asyncio
 import json
@@ -173,7 +173,7 @@ def decode_cmd(source: str, mode: str, as_json: bool) -> None:
 # -- tic read and scan tic: over the port -----------------------------------------------------------
 
 
-async def _listen(port_path: str, mode: str, count: int, timeout: float, detect_s: float,
+async def listen_frames(port_path: str, mode: str, count: int, timeout: float, detect_s: float,
                   on_frame: Callable[[int, Frame], None] | None = None) -> tuple[Mode, int, list[Frame], Counters]:
     """Open the port (detecting the mode when asked) and collect ``count`` complete frames (0: forever)."""
     from zaas_edge.drivers.tic.port import detect_speed, open_tic_port
@@ -236,7 +236,7 @@ def read_cmd(port: str, mode: str, count: int, timeout: float, as_json: bool) ->
         if not as_json:
             _print_frame(n, frame_report(frame))
 
-    found, baud, frames, counters = asyncio.run(_listen(port, mode, count, timeout, 4.0, show))
+    found, baud, frames, counters = asyncio.run(listen_frames(port, mode, count, timeout, 4.0, show))
     if as_json:
         _emit_in_order({"port": port, "mode": found.name.lower(), "baudrate": baud,
                         "frames": [frame_report(f) for f in frames], "counters": asdict(counters)}, True, None)
@@ -253,7 +253,7 @@ def scan_tic(port: str, timeout: float, as_json: bool) -> None:
     Listens at 9600 then 1200 Bd, reads two complete frames and prints what
     the meter says, with a ready-to-paste [[drivers]] block.
     """
-    found, baud, frames, _ = asyncio.run(_listen(port, "auto", 2, timeout, 4.0))
+    found, baud, frames, _ = asyncio.run(listen_frames(port, "auto", 2, timeout, 4.0))
     complete = [f for f in frames if f.complete] or frames
     state = None
     meter_id = None

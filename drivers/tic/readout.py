@@ -15,7 +15,6 @@ import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from zaas_edge.drivers.tic.codec import Mode
 from zaas_edge.drivers.tic.meaning import Interpretation, interpret
 from zaas_edge.drivers.tic.options import TicOptions
 from zaas_edge.drivers.tic.state_points import state_values
@@ -78,10 +77,10 @@ class FrameWaiters:
 
 async def read_alone(options: TicOptions, device_id: str) -> DeviceReadout:
     """Listen on the configured port (detecting the mode when ``auto``) until one complete frame."""
-    from zaas_edge.drivers.tic.cli import _listen
+    from zaas_edge.drivers.tic.cli import listen_frames
     from zaas_edge.drivers.tic.driver import meter_device_id
 
-    mode, _, frames, _ = await _listen(options.port, options.mode, 1, TIC_READ_TIMEOUT_S, options.detect_s)
-    interp = interpret(frames[-1], mode if isinstance(mode, Mode) else None)
+    mode, _, frames, _ = await listen_frames(options.port, options.mode, 1, TIC_READ_TIMEOUT_S, options.detect_s)
+    interp = interpret(frames[-1], mode)
     device = meter_device_id(options.id, interp.meter_id) if interp.meter_id else None
     return readout_of(options.id, device or device_id, options.port, interp)
