@@ -109,10 +109,11 @@ class PendingReads:
             raise PermanentError(f"no device {device!r} here (devices: {', '.join(sorted(known)) or 'none'})")
         task = self._tasks.get(device)
         if task is not None and task.done() and args.get("again") is not True:
-            task.exception() if not task.cancelled() else None  # a result nobody collected: read afresh
-            task = None
+            task = None  # a result nobody collected: read afresh
         if task is None:
             task = asyncio.get_running_loop().create_task(read(device), name=f"read.{device}")
+            # A technician gone (Ctrl-C) leaves a failed read nobody collects: no "never retrieved" log for it.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._tasks[device] = task
         done, _ = await asyncio.wait({task}, timeout=self.wait_s)
         if not done:
