@@ -3,6 +3,7 @@
 #   make test   run the whole test suite
 #   make bench  run the benchmarks under bench/
 #   make lint   static checks
+#   make install / make uninstall   the service on a Pi, as root (systemd/install.sh; DESTDIR= for a scratch root)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint venv mosquitto clean
+.PHONY: demo test bench lint venv mosquitto clean install uninstall
 
 venv: $(STAMP)
 
@@ -51,6 +52,12 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check zaas_edge drivers tests hil bench
+
+# Into /opt/zaas-edge/venv with the constraints file, then the unit, the user and
+# /etc/zaas-edge/config.toml (never overwritten); needs no .venv. Settings
+# (systemd/install.sh says each): DESTDIR, WHEEL, PIP_ARGS, PURGE=1 (uninstall).
+install uninstall:
+	@DESTDIR="$(DESTDIR)" PYTHON="$(PYTHON)" WHEEL="$(WHEEL)" PIP_ARGS="$(PIP_ARGS)" PURGE="$(PURGE)" sh systemd/install.sh $@
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .hypothesis
