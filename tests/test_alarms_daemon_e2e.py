@@ -10,6 +10,7 @@ not raise again; a threshold raised out of reach while the daemon was down
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -102,3 +103,32 @@ def test_alarms_list_without_a_daemon_says_so_in_one_line(base: Path) -> None:
                        timeout=60, cwd=ROOT)
     assert p.returncode == 3 and p.stdout == ""
     assert p.stderr.count("\n") == 1 and "is the daemon running?" in p.stderr
+
+
+def test_alarms_list_of_a_daemon_without_alarm_rules_shows_what_status_knows(base: Path) -> None:
+    # no [alarms]: the daemon still holds the drivers' alarms (a meter that never answers goes offline)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    drivers = f"""
+[[drivers]]
+id = "meters"
+type = "modbus"
+transport = "tcp"
+host = "127.0.0.1"
+port = {port}
+timeout_s = 0.2
+offline_after = 1
+retry_initial_s = 0.2
+devices = [{{ id = "m9", unit = 1, profile = "eastron-sdm630", interval_fast_s = 0.5 }}]
+"""
+    daemon = DaemonProcess(write_config(base / "config.toml", base, drivers=drivers))
+    try:
+        daemon.wait_notify("READY=1")
+        daemon.wait_status(lambda st: "device.m9.offline" in (st.get("alarms") or {}))
+        rows = json.loads(daemon.cli("alarms", "list", "--json").stdout)
+        [row] = [r for r in rows if r["id"] == "device.m9.offline"]
+        assert row["severity"] == "warning" and row["age_s"] >= 0 and row["value"] is None
+        assert "device.m9.offline" in daemon.cli("alarms", "list").stdout
+    finally:
+        daemon.close()
