@@ -90,7 +90,7 @@ def _print_status(st: dict[str, Any]) -> None:
         ov = r["override"]
         override = "auto" if ov["mode"] == "auto" else f"{ov['mode']} ({format_duration(ov['remaining_s'])} left)"
         nxt = r["next"]
-        when = "" if nxt["in_s"] is None else (" now" if nxt["in_s"] <= 0 else f" in {format_duration(nxt['in_s'])}")
+        when = "" if nxt["in_s"] is None or nxt["in_s"] <= 0 else f" in {format_duration(nxt['in_s'])}"
         state = r["state"] + (" FAULT" if r["fault"] else "") + (" (safe state)" if r["safe_state"] else "")
         level = f"{r['level']:g}/{r['full_level']:g}"
         lrows.append((lid, state, level, r["priority"], _w(r["learned_w"]), override,

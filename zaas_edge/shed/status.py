@@ -120,7 +120,7 @@ def _next_action(state: EngineState, load_id: str, now: float, overrides: LoadOv
                 "why": f"when the headroom fits {gain:.0f} W + {cfg.restore_margin_w:.0f} W margin"}
     if not ld.guard_allows_down(c, st, now):
         return {"action": "shed", "in_s": _r((st.last_up_s or now) + c.min_on_s - now), "why": "min_on"}
-    return {"action": "shed", "in_s": 0.0, "why": "may be shed now if a limit needs it"}
+    return {"action": "shed", "in_s": 0.0, "why": "possible as soon as a limit needs it"}
 
 
 def load_rows(state: EngineState, now: float, overrides: LoadOverrides, today: ShedToday,
