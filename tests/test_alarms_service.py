@@ -262,3 +262,13 @@ async def test_baselines_learned_live_survive_a_restart_when_the_store_kept_no_h
         while "main/energy" not in svc.baselines:
             await asyncio.sleep(0.01)
     assert svc.baselines["main/energy"] == pytest.approx(6.0)  # hour + 1 of last week: 110 - 104
+
+
+@pytest.mark.parametrize("doc", [{"v": 1, "alarms": ["x"], "engine": "y", "learned": 3},
+                                 {"alarms": {"rule.a": "x", "rule.b": {"wall_ns": "z"}}}, {"v": 99}])
+async def test_a_damaged_saved_document_starts_with_nothing_active(rig_factory: Any, doc: Any) -> None:
+    rig = await rig_factory([FREEZER | {"delay_s": 0}])
+    await rig.writer.save_state(STATE_OWNER, STATE_KEY, doc, 0)
+    await rig.start()
+    await rig.step(1, ("room-3/temperature", -10.0, "degC"))
+    assert [(a.alarm_id, a.active) for a in rig.alarms] == [("rule.freezer.room-3.temperature", True)]

@@ -72,6 +72,11 @@ class StateStore(Protocol):
     async def save_state(self, driver: str, key: str, value: Mapping[str, Any], now_ns: int) -> None: ...
 
 
+def _table(value: object) -> dict[str, Any]:
+    """A table of the saved document, or an empty one when damaged (a start never fails on it)."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
 class AlarmService(Service):
     name = "alarms"
     tick_s: float = TICK_S  # tests step a fake clock faster
@@ -219,10 +224,9 @@ class AlarmService(Service):
             self.ctx.log.warning("active alarms from before the restart not read: %s", exc)
             return
         doc = doc if isinstance(doc, dict) else {}
-        engine = doc.get("engine") if isinstance(doc.get("engine"), dict) else {"v": 1}
-        engine = {"v": 1, "alarms": dict(engine.get("alarms") or {}),
-                  "summaries": dict(engine.get("summaries") or {})}
-        for aid, a in dict(doc.get("alarms") or {}).items():
+        engine = {"v": 1, "alarms": _table(_table(doc.get("engine")).get("alarms")),
+                  "summaries": _table(_table(doc.get("engine")).get("summaries"))}
+        for aid, a in _table(doc.get("alarms")).items():
             try:
                 stamp = Stamp(int(a["wall_ns"]), int(a["mono_ns"]), str(a["boot_id"]), bool(a["synced"]))
                 alarm = Alarm(str(aid), True, str(a["text"]), SOURCE, stamp, Severity(a["severity"]),
@@ -230,7 +234,7 @@ class AlarmService(Service):
             except (KeyError, TypeError, ValueError):
                 continue
             self.raised[alarm.alarm_id] = alarm
-        for point, hours in dict(doc.get("learned") or {}).items():
+        for point, hours in _table(doc.get("learned")).items():
             if point in self._baseline_set and isinstance(hours, dict):
                 with contextlib.suppress(TypeError, ValueError, IndexError):
                     self.learned[point] = {int(h): (int(v[0]), float(v[1])) for h, v in hours.items()}
