@@ -44,14 +44,17 @@ class _Topology:
     lcfg: Mapping[str, LoadConfig]
     ncfg: Mapping[str, LimitConfig]
     full: Mapping[str, float]
+    under: Mapping[str, list[LoadConfig]]
 
 
 def _topology(cfg: SheddingConfig) -> _Topology:
+    chain = {c.id: cfg.ancestors(c.circuit) for c in cfg.loads}
     return _Topology(config=cfg, children={c.id: [k.id for k in cfg.limits if k.parent == c.id] for c in cfg.limits},
-                     chain={c.id: cfg.ancestors(c.circuit) for c in cfg.loads},
+                     chain=chain,
                      latency={c.id: cfg.actuator_latency_s(c) for c in cfg.loads},
                      lcfg={c.id: c for c in cfg.loads}, ncfg={c.id: c for c in cfg.limits},
-                     full={c.id: ld.full_level(c) for c in cfg.loads})
+                     full={c.id: ld.full_level(c) for c in cfg.loads},
+                     under={n.id: [c for c in cfg.loads if n.id in chain[c.id]] for n in cfg.limits})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,7 @@ class _Step:
         return tuple(watts if i == load.phase - 1 else 0.0 for i in range(n))
 
     def under(self, node_id: str) -> list[LoadConfig]:
-        return [c for c in self.cfg.loads if node_id in self.chain[c.id]]
+        return self.topology.under[node_id]
 
     def delta(self, c: LoadConfig, st: ld.LoadState, frm: float, to: float) -> float:
         return ld.power_at(c, st.learned_w, to) - ld.power_at(c, st.learned_w, frm)
@@ -325,8 +328,9 @@ class _Step:
                                                   (calm_since is not None and self.now - calm_since >= _CALM_S)):
                 alarmed = alarmed - {code}
                 self.alarm(code, node.id, False, f"limit {node.id}: back under its limit", reason)
-        self.limits[node.id] = replace(st, over_since=over_since, stage=a.stage, calm_since=calm_since,
-                                       alarmed=alarmed)
+        if (over_since, a.stage, calm_since, alarmed) != (st.over_since, st.stage, st.calm_since, st.alarmed):
+            self.limits[node.id] = replace(st, over_since=over_since, stage=a.stage, calm_since=calm_since,
+                                           alarmed=alarmed)
 
     def shed(self, found: dict[str, lim.Assessment]) -> bool:
         """Cover every need from the one shed list; True if any need was present."""
@@ -399,11 +403,22 @@ class _Step:
         return True
 
     def best_fit(self, c: LoadConfig, found: dict[str, lim.Assessment]) -> float | None:
+        """The highest level above the present one that fits, or None.
+
+        A higher level never draws less, so whether a level fits is monotone: a binary search, which keeps a
+        charger's 27 levels from costing 27 checks on every step of a long shed.
+        """
         st = self.loads[c.id]
-        for lv in sorted((lv for lv in ld.levels(c) if lv > st.level), reverse=True):
-            if (c.kind != "ev" or lv >= c.min_a) and self.fits(c, lv, found):
-                return lv
-        return None
+        cands = [lv for lv in ld.levels(c) if lv > st.level and (c.kind != "ev" or lv >= c.min_a)]
+        lo, hi = 0, len(cands) - 1
+        best: float | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if self.fits(c, cands[mid], found):
+                best, lo = cands[mid], mid + 1
+            else:
+                hi = mid - 1
+        return best
 
     def comfort(self, found: dict[str, lim.Assessment]) -> bool:
         """``max_off``: a load off that long comes back unless a node above it is in emergency.

@@ -62,7 +62,12 @@ class PlantLoad(Section):
     readback_s: float = Field(default=2.0, ge=0, description="when a disobeyed command is reported as failed")
 
     def wants_at(self, t: float) -> bool:
-        return not self.wants or any(a <= t < b for a, b in self.wants)
+        if not self.wants:
+            return True
+        for a, b in self.wants:
+            if a <= t < b:
+                return True
+        return False
 
 
 class TariffWindow(Section):
