@@ -87,9 +87,9 @@ def test_queue_full_lines_are_counted_and_let_through_once_a_minute() -> None:
     logger.warning("There are %d pending publish calls.", 12)  # other lines pass untouched
     assert f.dropped == 20_003
     assert seen == [
-        "mqtt: the incoming message queue is full (a flood of commands?): 1 messages discarded unread and "
+        "the incoming message queue is full (a flood of commands?): 1 messages discarded unread and "
         "unacknowledged since the last report, 1 in all",
-        "mqtt: the incoming message queue is full (a flood of commands?): 20000 messages discarded unread and "
+        "the incoming message queue is full (a flood of commands?): 20000 messages discarded unread and "
         "unacknowledged since the last report, 20001 in all",
         "There are 12 pending publish calls.",
     ]

@@ -35,13 +35,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaas_edge.drivers.lora.server import RateLimitedLog
-
 from zaas_edge.backoff import Backoff
 from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Severity
+from zaas_edge.ratelimit import RateLimitedLog
 from zaas_edge.secrets import read_secret
 
 from .bthome import BTHOME_UUID, BTHomeDevice

@@ -59,6 +59,7 @@ from zaas_edge.driver import Driver, DriverContext
 from zaas_edge.errors import ConfigError, PermanentError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Reading, Severity
+from zaas_edge.ratelimit import RateLimitedLog
 
 from . import gwmp, lorawan
 from .dedup import Deduplicated, Deduplicator, frame_key
@@ -68,7 +69,7 @@ from .keys import DeviceKeys, fingerprint, load_keys
 from .options import LoraOptions
 from .otaa import JoinHandler
 from .payloads import PayloadProfile, load_profile
-from .server import Forwarder, GwmpServer, RateLimitedLog, warn_beyond_loopback
+from .server import Forwarder, GwmpServer, warn_beyond_loopback
 
 STATE_KEY = "fcnt"
 STATE_RETRY_S = 30.0

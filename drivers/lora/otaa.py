@@ -33,12 +33,13 @@ from typing import Any
 from zaas_edge.driver import DriverContext
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
 from zaas_edge.model import Severity
+from zaas_edge.ratelimit import RateLimitedLog
 
 from . import gwmp, join, lorawan, region
 from .dedup import Deduplicated, Deduplicator
 from .keys import DeviceKeys, fingerprint, update_keys
 from .options import LoraOptions
-from .server import GwmpServer, RateLimitedLog
+from .server import GwmpServer
 
 JOIN_STATE_KEY = "joins"
 NONCES_KEPT = 512  # DevNonces remembered per device (LoRaWAN 1.0.2 nonces are random, 1.0.4 ones a counter)

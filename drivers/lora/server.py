@@ -43,49 +43,11 @@ from typing import Any
 
 from zaas_edge.bind import exposure_warning
 from zaas_edge.errors import ConfigError, ProtocolError, TransientError
+from zaas_edge.ratelimit import RateLimitedLog
 
 from . import gwmp
 
 Addr = tuple[Any, ...]
-
-
-class RateLimitedLog:
-    """Log a kind of fault at most once per ``every`` seconds, saying how many were suppressed.
-
-    Kinds are remembered up to ``max_kinds`` (kinds can name a forwarder or a
-    device, which an attacker can invent): past it the memory starts again.
-    """
-
-    def __init__(self, log: logging.Logger, every: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 max_kinds: int = 4096) -> None:
-        self._log = log
-        self._every = every
-        self._clock = clock
-        self._max_kinds = max_kinds
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, kind: str, msg: str, **fields: Any) -> bool:
-        return self.log(logging.WARNING, kind, msg, **fields)
-
-    def info(self, kind: str, msg: str, **fields: Any) -> bool:
-        return self.log(logging.INFO, kind, msg, **fields)
-
-    def log(self, level: int, kind: str, msg: str, **fields: Any) -> bool:
-        """Log ``msg`` at ``level`` unless ``kind`` was logged less than ``every`` seconds ago; whether it was."""
-        now = self._clock()
-        last = self._last.get(kind)
-        if last is not None and now - last < self._every:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return False
-        if last is None and len(self._last) >= self._max_kinds:
-            self._last.clear()
-            self._suppressed.clear()
-        self._last[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        more = f" ({suppressed} more since the last report)" if suppressed else ""
-        self._log.log(level, "%s%s", msg, more, extra={"fields": {"fault": kind, **fields}})
-        return True
 
 
 @dataclass

@@ -55,6 +55,7 @@ from zaas_edge.driver import DriverContext
 from zaas_edge.errors import PermanentError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus
 from zaas_edge.model import Point, Quality, Reading, Severity
+from zaas_edge.ratelimit import Pacer
 
 from .bus import Bus
 from .decode import (
@@ -181,8 +182,7 @@ class Device:
         self.backoff = Backoff(bus_opts.retry_initial_s, bus_opts.retry_max_s)  # retries while offline
         self._state_loaded = False
         self._exception_code: int | None = None  # announced state, for one event per change
-        self._bad_logged_at: float | None = None  # when a bad response was last logged
-        self._bad_since = 0  # bad responses since then
+        self._bad_log = Pacer(BAD_RESPONSE_LOG_S)  # one journal line a minute about answers of the wrong shape
 
     # -- layout ---------------------------------------------------------------------
 
@@ -286,12 +286,10 @@ class Device:
         """One journal line per device per ``BAD_RESPONSE_LOG_S`` about answers of the wrong shape,
         with the count since the previous line: a device answering garbage to every poll must not
         write a line per poll (the counter has them all)."""
-        self._bad_since += 1
-        now = time.monotonic()
-        if self._bad_logged_at is not None and now - self._bad_logged_at < BAD_RESPONSE_LOG_S:
+        held = self._bad_log.admit("bad_response", time.monotonic())
+        if held is None:
             return
-        n, self._bad_since, self._bad_logged_at = self._bad_since, 0, now
-        more = f" ({n} bad responses since the last report)" if n > 1 else ""
+        more = f" ({held + 1} bad responses since the last report)" if held else ""
         self._log(logging.WARNING, f"device {self.id} (unit {self.unit}): {exc}{more}")
 
     async def detect(self) -> bool:

@@ -32,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.mqtt.payloads import OFFLINE
+from zaas_edge.ratelimit import Pacer
 
 QOS = 1
 MAX_QUEUED_INCOMING = 1000
@@ -97,11 +98,11 @@ def security_warnings(settings: BrokerSettings) -> list[str]:
     out = []
     where = settings.describe
     if settings.tls and settings.ca_file is None:
-        out.append(f"mqtt: TLS to {where} trusts every CA in the system's store ([mqtt] ca_file is not set): "
+        out.append(f"TLS to {where} trusts every CA in the system's store ([mqtt] ca_file is not set): "
                    "set ca_file to the CA that signed the broker's certificate, so only that broker is trusted")
     if (settings.password is not None and not settings.tls and settings.socket is None
             and not _loopback(settings.host)):
-        out.append(f"mqtt: the broker password goes in clear to {where} (TLS is off and the broker is not on "
+        out.append(f"the broker password goes in clear to {where} (TLS is off and the broker is not on "
                    "this box): set [mqtt] tls = true and ca_file, or reach the broker over loopback or its socket")
     return out
 
@@ -183,24 +184,19 @@ class _QueueFullLog(logging.Filter):
     def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.dropped = 0
-        self._every_s = every_s
         self._clock = clock
-        self._at: float | None = None
-        self._since = 0
+        self._pacer = Pacer(every_s)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg != self.TEXT:
             return True
         self.dropped += 1
-        self._since += 1
-        now = self._clock()
-        if self._at is not None and now - self._at < self._every_s:
+        held = self._pacer.admit("queue_full", self._clock())
+        if held is None:
             return False
-        self._at = now
-        record.msg = ("mqtt: the incoming message queue is full (a flood of commands?): %d messages discarded "
+        record.msg = ("the incoming message queue is full (a flood of commands?): %d messages discarded "
                       "unread and unacknowledged since the last report, %d in all")
-        record.args = (self._since, self.dropped)
-        self._since = 0
+        record.args = (held + 1, self.dropped)
         return True
 
 

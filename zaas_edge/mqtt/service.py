@@ -153,7 +153,7 @@ class MqttService(Service):
                 st["watch_errors"] += 1
                 n = st["watch_errors"]
                 if n & (n - 1) == 0:
-                    self.ctx.log.warning("mqtt: a watcher of %s failed (%d failures so far): %s: %s", topic, n,
+                    self.ctx.log.warning("a watcher of %s failed (%d failures so far): %s: %s", topic, n,
                                          type(exc).__name__, exc, extra={"fields": {"service": "mqtt",
                                                                                      "topic": topic}})
 
@@ -244,7 +244,7 @@ class MqttService(Service):
                 if isinstance(exc, PermanentError):
                     self._refusal(str(exc))
                 if str(exc) != last_logged:  # once per distinct problem, not once per retry
-                    self.ctx.log.warning("mqtt: %s; retrying", exc, extra={"fields": {"service": "mqtt"}})
+                    self.ctx.log.warning("%s; retrying", exc, extra={"fields": {"service": "mqtt"}})
                     last_logged = str(exc)
             finally:
                 self._conn = None
@@ -289,7 +289,7 @@ class MqttService(Service):
         if self.section.discovery:
             await conn.subscribe(self.topics.discovery_filter)
         st.update(connected=True, last_connect=time.time(), last_error=None)
-        self.ctx.log.info("mqtt: connected to %s", conn.settings.describe,
+        self.ctx.log.info("connected to %s", conn.settings.describe,
                           extra={"fields": {"service": "mqtt", "broker": conn.settings.describe}})
         self._conn = conn
         # The whole retained picture, again.
@@ -403,7 +403,7 @@ class MqttService(Service):
         n = self.intake.report(time.monotonic())
         if n:
             s = self.section
-            self.ctx.log.warning("mqtt: commands arrive faster than %g/s (burst %d): %d dropped unread and "
+            self.ctx.log.warning("commands arrive faster than %g/s (burst %d): %d dropped unread and "
                                  "unacknowledged (%d since start)", s.command_intake_per_s,
                                  s.command_intake_burst, n, self.intake.dropped,
                                  extra={"fields": {"service": "mqtt", "dropped": n}})
@@ -482,7 +482,7 @@ class MqttService(Service):
             if await self._publish(conn, topic, b"", True):
                 self._seen_discovery.discard(obj)
                 self.ctx.status["discovery_removed"] += 1
-                self.ctx.log.info("mqtt: removed the discovery of %s (no longer configured)", obj,
+                self.ctx.log.info("removed the discovery of %s (no longer configured)", obj,
                                   extra={"fields": {"service": "mqtt", "object_id": obj}})
 
     def _online(self, device: str, owner: dict[str, str], drivers: dict[str, Any], now: float) -> bool:
