@@ -48,3 +48,18 @@ def test_the_daemon_loads_only_the_commands_it_needs() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert "run" in out[0] and "scan" not in out[0]
     assert out[1] == "False"
+
+
+def test_the_load_shedding_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    """The README's worked example of [shedding] loads as it is written."""
+    from zaas_edge.config import load_config
+
+    text = (ROOT / "README.md").read_text()
+    at = text.index("### A worked example")
+    start = text.index("```toml\n", at) + len("```toml\n")
+    block = text[start:text.index("```", start)]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\nid = "gw"\nstate_dir = "{tmp_path}"\n\n{block}')
+    shedding = load_config(cfg, environ={}).config.shedding
+    assert shedding.enabled and [ld.id for ld in shedding.loads] == ["car", "water-heater", "office-heaters"]
+    assert shedding.limit("site").tariff[0].limit_w == 9000
