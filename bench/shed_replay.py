@@ -87,7 +87,7 @@ def _row(name: str, f: Figures) -> str:
     return (f"  {name:<9} trips {f.trips:>2}  overrun blocks {f.overrun_blocks:>2}"
             f"  switchings/h {f.max_switchings_per_load_hour:>2}"
             f"  spread {f.shed_spread:5.2f}  restore p95 {f.restore_p95_s:6.0f} s  shed {f.shed_energy_wh:8.0f} Wh"
-            f"  comfort {f.comfort_violations}")
+            f"  comfort {f.comfort_violations}  lost to trips {f.outage_wh:6.0f} Wh")
 
 
 def main() -> int:
@@ -99,7 +99,8 @@ def main() -> int:
     if not paths:
         print(f"bench: no scenario in {args.scenarios}", file=sys.stderr)
         return 2
-    zaas_wh = base_wh = 0.0
+    zaas_wh = base_wh = both_zaas_wh = both_base_wh = 0.0
+    both = 0
     missed: list[str] = []
     counted = 0
     t0 = time.perf_counter()
@@ -117,11 +118,18 @@ def main() -> int:
             counted += 1
             zaas_wh += ours.shed_energy_wh
             base_wh += theirs.shed_energy_wh
+            if theirs.trips == 0 and theirs.overrun_blocks == 0:
+                both += 1
+                both_zaas_wh += ours.shed_energy_wh
+                both_base_wh += theirs.shed_energy_wh
     elapsed = time.perf_counter() - t0
     print(f"simulated {len(paths)} scenarios twice in {elapsed:.1f} s")
     print(f"targets ({TARGETS}): {'met' if not missed else 'MISSED: ' + '; '.join(missed)}")
     print(f"shed energy over the {counted} scenarios with no trip and no over-run: zaas-edge {zaas_wh:.0f} Wh, "
           f"baseline {base_wh:.0f} Wh")
+    if both and both_zaas_wh > 0:
+        print(f"over the {both} where the baseline does not trip or over-run either: zaas-edge {both_zaas_wh:.0f} Wh, "
+              f"baseline {both_base_wh:.0f} Wh, {both_base_wh / both_zaas_wh:.2f} x")
     print(f"ratio={base_wh / zaas_wh:.2f}" if zaas_wh > 0 else "ratio=nan")
     return 0 if not missed else 1
 

@@ -62,7 +62,10 @@ class TimedAction:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """What a run is judged on (see the module doc); ``restore_p95_s`` is 0 when nothing waited."""
+    """What a run is judged on (see the module doc); ``restore_p95_s`` is 0 when nothing waited.
+
+    ``outage_wh`` is what the building wanted while a trip had cut its supply: not shed, lost all the same.
+    """
 
     trips: int
     overrun_blocks: int
@@ -71,6 +74,7 @@ class Figures:
     restore_p95_s: float
     shed_energy_wh: float
     comfort_violations: int
+    outage_wh: float
     sheds: int
     restores: int
     alarms: tuple[str, ...]
@@ -151,6 +155,7 @@ class _Run:
         self.room_since: dict[str, float | None] = dict.fromkeys(self.full)
         self.waits: list[float] = []
         self.energy_j = 0.0
+        self.outage_j = 0.0
         self.supplied = True
         self.sheds = self.restores = 0
         self.alarms: list[str] = []
@@ -189,6 +194,8 @@ class _Run:
             wall, local = _local(self.sc.start, t)
             ms = plant.meter_step(ms, m.model, t, wall, drawn, m.limit_w, m.block_s, m.rearm_s)
             supplied = self.supplied = ms.open_until is None
+            if not supplied:
+                self.outage_j += drawn
             metered = drawn if supplied else 0.0
             out = any(a <= t < b for a, b in m.outages)
             tariff = self.tariff(t)
@@ -308,7 +315,8 @@ class _Run:
             max_switchings_per_load_hour=max((_max_per_hour(v) for v in self.switch_times.values()), default=0),
             shed_spread=round(spread, 4), restore_p95_s=percentile(self.waits, 0.95),
             shed_energy_wh=round(self.energy_j / 3600.0, 3), comfort_violations=self.comfort_violations,
-            sheds=self.sheds, restores=self.restores, alarms=tuple(sorted(set(self.alarms))),
+            outage_wh=round(self.outage_j / 3600.0, 3), sheds=self.sheds, restores=self.restores,
+            alarms=tuple(sorted(set(self.alarms))),
             shed_s=dict(self.shed_s), switchings={k: len(v) for k, v in self.switch_times.items()})
 
 
