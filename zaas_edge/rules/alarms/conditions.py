@@ -17,7 +17,7 @@ from __future__ import annotations
 __all__ = ["Track", "Verdict", "feed", "judge", "subject_of", "fresh_track", "unit_of", "QUIET"]
 
 import math
-from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from zaas_edge.model import Quality, Reading
 from zaas_edge.rules.alarms.config import AlarmRule
@@ -26,9 +26,12 @@ from zaas_edge.rules.alarms.model import AlarmInputs
 _FRESH = (Quality.OK, Quality.ESTIMATED)
 
 
-@dataclass(frozen=True, slots=True)
-class Track:
-    """What one rule remembers of one subject (only the fields its kind uses are set)."""
+class Track(NamedTuple):
+    """What one rule remembers of one subject (only the fields its kind uses are set).
+
+    A named tuple, not a frozen dataclass: one is made for every reading a
+    rule takes, and a tuple costs a fifth of a frozen dataclass to build.
+    """
 
     heard: bool = False  # a reading (or an alarm transition) came for it since the start
     last_s: float | None = None  # monotonic s of the last fresh reading (stale, silent)
@@ -48,8 +51,11 @@ class Track:
     closed_ok: bool = False  # the last closed hour stayed under its threshold (minus hysteresis)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+def _evolve(t: Track, **changes: Any) -> Track:
+    return t._replace(**changes)
+
+
+class Verdict(NamedTuple):
     trips: bool
     clears: bool
     value: float | None = None
@@ -94,9 +100,10 @@ def subject_of(rule: AlarmRule, point: str) -> str:
 
 def _num(r: Reading) -> float | None:
     v = r.value
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    try:
+        return float(v) if math.isfinite(v) and v is not True and v is not False else None
+    except TypeError:
         return None
-    return float(v)
 
 
 def feed(rule: AlarmRule, t: Track, r: Reading, now: float) -> Track:
@@ -104,19 +111,20 @@ def feed(rule: AlarmRule, t: Track, r: Reading, now: float) -> Track:
     k = rule.kind
     fresh = r.quality in _FRESH
     v = _num(r)
+    # The simple kinds use two or three fields: built directly (this runs for every reading).
     if k == "silent":
-        return replace(t, heard=True, last_s=now)  # any answer, even an error value, is a sign of life
+        return Track(heard=True, last_s=now)  # any answer, even an error value, is a sign of life
     if k == "fault" and rule.mode == "quality":
         if r.quality is Quality.ERROR:
-            return replace(t, heard=True, flag=True)
-        return replace(t, heard=True, flag=False) if fresh else t
+            return Track(heard=True, flag=True)
+        return Track(heard=True, flag=False) if fresh else t
     if not fresh or v is None:
         return t
     if k == "stale":
-        return replace(t, heard=True, last_s=now)
+        return Track(heard=True, last_s=now)
     if k in ("threshold", "battery"):
         if rule.derive == "value":
-            return replace(t, heard=True, value=v, unit=r.unit)
+            return Track(heard=True, value=v, unit=r.unit)
         if rule.derive == "rate":
             return _rate(t, v, r, now)
         parts = list(t.parts or (None,) * len(rule.points))
@@ -125,29 +133,29 @@ def feed(rule: AlarmRule, t: Track, r: Reading, now: float) -> Track:
         if all(p is not None for p in parts):
             vals = [p for p in parts if p is not None]
             value = vals[0] - vals[1] if rule.derive == "difference" else sum(vals)
-        return replace(t, heard=True, parts=tuple(parts), value=value, unit=r.unit)
+        return _evolve(t, heard=True, parts=tuple(parts), value=value, unit=r.unit)
     if k == "leak":
         if rule.mode == "detector":
-            return replace(t, heard=True, value=v, unit=r.unit)
+            return _evolve(t, heard=True, value=v, unit=r.unit)
         first = t.first_s if t.first_s is not None else now
-        t = replace(t, first_s=first, last_zero_s=t.last_zero_s if t.last_zero_s is not None else now)
+        t = _evolve(t, first_s=first, last_zero_s=t.last_zero_s if t.last_zero_s is not None else now)
         if rule.flow_point:
-            t = replace(t, heard=True, value=v, unit=r.unit)
+            t = _evolve(t, heard=True, value=v, unit=r.unit)
         else:
             t = _rate(t, v, r, now, min_dt=rule.sample_s)
             if t.value is None or t.ref_wall != r.wall_ns / 1e9:
                 return t  # no new flow figure from this reading
-        return replace(t, last_zero_s=now) if t.value is not None and t.value <= rule.min_flow else t
+        return _evolve(t, last_zero_s=now) if t.value is not None and t.value <= rule.min_flow else t
     if k == "consumption":
         if not r.synced:
             return t  # an hour needs a wall clock
         t = roll(rule, t, int(r.wall_ns // 1_000_000_000 // 3600))
         if int(r.wall_ns // 1_000_000_000 // 3600) < (t.hour or 0):
-            return replace(t, value=v) if t.value is None else t  # late reading of a closed hour
+            return _evolve(t, value=v) if t.value is None else t  # late reading of a closed hour
         start = t.hour_start if t.hour_start is not None and t.hour_start <= v else v  # a reset index starts over
-        return replace(t, heard=True, value=v, unit=r.unit, hour_start=start, used=v - start)
+        return _evolve(t, heard=True, value=v, unit=r.unit, hour_start=start, used=v - start)
     if k == "fault":  # flag
-        return replace(t, heard=True, value=v, unit=r.unit, flag=v != 0)
+        return _evolve(t, heard=True, value=v, unit=r.unit, flag=v != 0)
     return t
 
 
@@ -155,24 +163,24 @@ def _rate(t: Track, v: float, r: Reading, now: float, min_dt: float = 0.0) -> Tr
     """Per hour, from the reference reading to this one, once at least ``min_dt`` apart."""
     wall = r.wall_ns / 1e9
     if t.ref_value is None or t.ref_wall is None or wall < t.ref_wall:
-        return replace(t, heard=True, ref_value=v, ref_wall=wall, unit=r.unit)
+        return _evolve(t, heard=True, ref_value=v, ref_wall=wall, unit=r.unit)
     dt = wall - t.ref_wall
     if dt <= 0 or dt < min_dt:
         return t
     delta = v - t.ref_value
     if delta < 0 and min_dt > 0:
-        return replace(t, ref_value=v, ref_wall=wall)  # the index was reset or replaced: start over
-    return replace(t, heard=True, value=delta / dt * 3600.0, ref_value=v, ref_wall=wall, unit=r.unit)
+        return _evolve(t, ref_value=v, ref_wall=wall)  # the index was reset or replaced: start over
+    return _evolve(t, heard=True, value=delta / dt * 3600.0, ref_value=v, ref_wall=wall, unit=r.unit)
 
 
 def roll(rule: AlarmRule, t: Track, hour: int) -> Track:
     """Move a consumption track to ``hour``, closing the hour it measured."""
     if t.hour is None:
-        return replace(t, hour=hour, hour_start=t.value, used=0.0)
+        return _evolve(t, hour=hour, hour_start=t.value, used=0.0)
     if hour <= t.hour:
         return t
     ok = t.hour_thr is None or t.used <= t.hour_thr - rule.hysteresis
-    return replace(t, hour=hour, hour_start=t.value, used=0.0, closed_ok=ok, hour_thr=None, hour_base=None)
+    return _evolve(t, hour=hour, hour_start=t.value, used=0.0, closed_ok=ok, hour_thr=None, hour_base=None)
 
 
 def hour_threshold(rule: AlarmRule, point: str, inputs: AlarmInputs) -> tuple[float | None, float | None]:
@@ -223,7 +231,7 @@ def judge(rule: AlarmRule, subject: str, t: Track, now: float, inputs: AlarmInpu
             return QUIET, t
         thr, base = hour_threshold(rule, subject, inputs)
         if thr != t.hour_thr or base != t.hour_base:
-            t = replace(t, hour_thr=thr, hour_base=base)
+            t = _evolve(t, hour_thr=thr, hour_base=base)
         trips = thr is not None and t.used > thr
         detail = "" if base is None else f"usual {base:g}"
         return Verdict(trips, (t.closed_ok or thr is None) and not trips, t.used, thr, detail), t

@@ -39,6 +39,7 @@ from zaas_edge.rules.alarms.text import clear_text, raise_text, summary_text
 SUMMARY = "summary"
 
 
+@lru_cache(maxsize=65536)
 def alarm_id(rule: str, subject: str) -> str:
     """The stable id of a rule's alarm for one subject: ``rule.<rule>.<subject>`` (``/`` becomes ``.``)."""
     return f"rule.{rule}.{subject.replace('/', '.')}" if subject else f"rule.{rule}"
@@ -88,6 +89,12 @@ def _matches(patterns: tuple[str, ...], key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+@lru_cache(maxsize=65536)
+def _route(patterns: tuple[tuple[str, ...], ...], point: str) -> tuple[int, ...]:
+    """The rules (by index) whose patterns take ``point``: computed once per configuration and point."""
+    return tuple(i for i, pats in enumerate(patterns) if pats and _matches(pats, point))
+
+
 def _may_summarise(rule: AlarmRule) -> bool:
     """Whether the rule can ever have ``summary_after`` subjects at once (else its raises never wait)."""
     if rule.summary_after == 0 or rule.derive in ("difference", "sum"):
@@ -111,6 +118,7 @@ class _Eval:
         self.holding = dict(state.holding)
         self.started = state.started_s
         self.out: list[AlarmTransition] = []
+        self.rules = {r.id: r for r in self.cfg.rules}
 
     def start(self) -> None:
         if self.started is not None:
@@ -137,23 +145,26 @@ class _Eval:
 
     def intake(self) -> None:
         rules = self.cfg.rules
-        for r in sorted(self.inp.readings, key=lambda x: (x.wall_ns, x.point)):
-            for rule in rules:
-                if rule.kind == "fault" and rule.mode == "alarm":
-                    continue
-                if _matches(tuple(rule.points), r.point):
-                    key = (rule.id, subject_of(rule, r.point))
-                    self.tracks[key] = feed(rule, self.tracks.get(key) or fresh_track(rule, self.now), r, self.now)
+        patterns = tuple(() if r.kind == "fault" and r.mode == "alarm" else tuple(r.points) for r in rules)
+        tracks, now = self.tracks, self.now
+        readings = self.inp.readings
+        if len(readings) > 1:
+            readings = tuple(sorted(readings, key=lambda x: (x.wall_ns, x.point)))
+        for r in readings:
+            for i in _route(patterns, r.point):
+                rule = rules[i]
+                key = (rule.id, subject_of(rule, r.point))
+                tracks[key] = feed(rule, tracks.get(key) or fresh_track(rule, now), r, now)
         for aid, active in sorted(self.inp.device_alarms.items()):
             for rule in rules:
                 if rule.kind == "fault" and rule.mode == "alarm" and _matches(tuple(rule.alarms), aid):
                     key = (rule.id, aid)
-                    self.tracks[key] = replace(self.tracks.get(key) or Track(), heard=True, flag=bool(active))
+                    self.tracks[key] = (self.tracks.get(key) or Track())._replace(heard=True, flag=bool(active))
 
     def judge_all(self) -> None:
         by_rule: dict[str, list[tuple[str, Verdict]]] = {}
         for (rid, subject), t in list(self.tracks.items()):
-            rule = self.cfg.rule(rid)
+            rule = self.rules.get(rid)
             if rule is None:
                 del self.tracks[(rid, subject)]
                 continue
@@ -168,9 +179,16 @@ class _Eval:
         now = self.now
         candidates: list[tuple[str, Verdict]] = []
         summary = self.summaries.get(rule.id)
+        alarms = self.alarms
         for subject, v in verdicts:
             aid = alarm_id(rule.id, subject)
-            lc = self.alarms.get(aid) or Lifecycle(rule.id, subject)
+            lc = alarms.get(aid)
+            if lc is None:
+                if not v.trips:
+                    continue  # the common case, every tick for every quiet subject: nothing to remember
+                lc = Lifecycle(rule.id, subject)
+            elif lc.cond_since is None and not lc.active and not v.trips:
+                continue  # quiet, remembered only for its last raise (flap control)
             if lc.active:
                 if v.clears:
                     if lc.in_summary and summary is not None:
