@@ -13,12 +13,14 @@ import json
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hil.daemon_harness import CLI, ROOT, DaemonProcess, write_config
+from hil.modbus_sim import SimProcess
 from zaas_edge.model import Lane
 from zaas_edge.store import Store
 
@@ -132,3 +134,63 @@ devices = [{{ id = "m9", unit = 1, profile = "eastron-sdm630", interval_fast_s =
         assert "device.m9.offline" in daemon.cli("alarms", "list").stdout
     finally:
         daemon.close()
+
+
+def test_a_bus_of_twenty_meters_going_dark_raises_one_summary_alarm(base: Path) -> None:
+    units = 20
+    extra = """
+[alarms]
+enabled = true
+summary_hold_s = 3
+
+[[alarms.rules]]
+id = "bus"
+kind = "stale"
+points = ["m*/energy_import"]
+after_s = 3
+summary_after = 5
+severity = "error"
+action = "Check the Modbus line and its gateway"
+"""
+    with SimProcess("--profile", "eastron-sdm630", "--units", f"1-{units}", "--still") as sim:
+        devices = ",\n".join(f'  {{ id = "m{i}", unit = {i}, profile = "eastron-sdm630", interval_fast_s = 1 }}'
+                             for i in range(1, units + 1))
+        drivers = f"""
+[[drivers]]
+id = "meters"
+type = "modbus"
+transport = "tcp"
+host = "127.0.0.1"
+port = {sim.port}
+timeout_s = 0.3
+retry_initial_s = 0.5
+devices = [
+{devices}
+]
+"""
+        daemon = DaemonProcess(write_config(base / "config.toml", base, drivers=drivers, extra=extra))
+        try:
+            daemon.wait_notify("READY=1")
+            _wait_points(daemon, units)
+            sim.close()  # the bus goes dark
+            st = daemon.wait_status(lambda s: "rule.bus.summary" in (s.get("alarms") or {}), timeout=60)
+            assert not [a for a in st["alarms"] if a.startswith("rule.bus.m")]
+        finally:
+            daemon.close()
+    rule_alarms = [t for t in _transitions(base) if t[0].startswith("rule.bus")]
+    assert rule_alarms == [("rule.bus.summary", True)]
+    with Store(base / "state" / "store.sqlite", readonly=True) as store:
+        [summary] = [s.item for s in store.read(Lane.ALARM, 0, 10_000) if s.item.alarm_id == "rule.bus.summary"]
+    assert summary.data["members"] == sorted(f"m{i}/energy_import" for i in range(1, units + 1))
+    assert summary.data["action"] == "Check the Modbus line and its gateway" and summary.severity.value == "error"
+
+
+def _wait_points(daemon: DaemonProcess, units: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        p = daemon.cli("status", "--points", "--json", check=False)
+        points = (json.loads(p.stdout).get("points") or {}) if p.returncode in (0, 4) else {}
+        if all(f"m{i}/energy_import" in points for i in range(1, units + 1)):
+            return
+        time.sleep(0.3)
+    raise AssertionError("the meters were never all heard")
