@@ -21,7 +21,7 @@ from zaas_edge.mqtt.payloads import alarm_event_payload, alarm_payload, event_pa
 from zaas_edge.mqtt.publisher import Gate, Policy, PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics, device_of, safe_level
 from zaas_edge.service import DriverInfo
-from zaas_edge.shed.overrides import LoadOverrides
+from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
 
 T = Topics("site-a", "gw-1")
 STAMP = Stamp(1_700_000_000_500_000_000, 5_000_000_000, "boot", True)
@@ -324,3 +324,22 @@ def test_garbage_is_refused_with_a_reason_never_raised(payload: bytes, target: s
     assert json.loads(ack.payload())["accepted"] is ack.accepted
     if not ack.accepted:
         assert sum(h.counters["refused"].values()) == 1
+
+
+async def test_a_limit_command_holds_a_configured_limit_and_null_hands_it_back() -> None:
+    limits = LimitOverrides(lambda: {"main"})
+    h = CommandHandler(Drivers(), LoadOverrides(lambda: {"boiler"}), rate_per_s=1.0, burst=100, limits=limits)
+    ack = await run(h, "limit/main", body(limit_w=9000, ttl_s=60))
+    assert ack.accepted and ack.state == {"limit_w": 9000.0, "remaining_s": 60.0}
+    assert limits.in_force(30.0) == {"main": 9000.0} and limits.in_force(61.0) == {}
+    assert h.known("limit/main") and not h.known("limit/other")
+    ack = await run(h, "limit/main", body(limit_w=8000, ttl_s=60))
+    assert (await run(h, "limit/main", body(limit_w=None, ttl_s=60))).accepted
+    assert limits.in_force(0.0) == {}
+    refused = [(await run(h, "limit/other", body(limit_w=9000))).code,
+               (await run(h, "limit/main", body(limit_w=-5))).code,
+               (await run(h, "limit/main", body(limit_w="9000"))).code,
+               (await run(h, "limit/main", body())).code,
+               (await run(CommandHandler(Drivers(), LoadOverrides(set), rate_per_s=1.0, burst=9),
+                          "limit/main", body(limit_w=9000))).code]
+    assert refused == ["unknown_target", "invalid", "invalid", "invalid", "not_configured"]

@@ -25,7 +25,7 @@ from zaas_edge.rules.config import SheddingConfig
 from zaas_edge.rules.model import TariffState
 from zaas_edge.service import DriverInfo, MessagePort, ServiceContext
 from zaas_edge.shed.inputs import InputGatherer
-from zaas_edge.shed.overrides import LoadOverrides
+from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
 from zaas_edge.shed.service import ShedService
 
 METER = "meter/power"
@@ -90,11 +90,12 @@ class Harness:
         self.notices: list[Event | Alarm] = []
         self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.overrides = LoadOverrides(lambda: [ld.id for ld in cfg.loads])
+        self.limit_overrides = LimitOverrides(lambda: [lim.id for lim in cfg.limits])
         self.ctx = ServiceContext(
             name="shed", config=lambda: self.config, hub=self.hub, clock=self.clock, outbox=None,  # type: ignore[arg-type]
             drivers=self.drivers, notice=self._notice, heartbeat=lambda: None,
             add_command=lambda name, handler: self.commands.__setitem__(name, handler), overrides=self.overrides,
-            messages=messages,
+            limit_overrides=self.limit_overrides, messages=messages,
         )
         self.service = ShedService(self.ctx)
         self.task: asyncio.Task[None] | None = None
@@ -253,6 +254,27 @@ async def test_an_override_written_by_mqtt_into_the_table_is_applied_on_the_next
         h.clock.advance(61)
         h.power(1000)
         await h.until(lambda: len(h.drivers.writes) == 2, "the load back once the override expired")
+        assert h.drivers.writes[1] == ("rm/relay_1", 1.0)
+
+
+async def test_a_limit_set_over_mqtt_holds_the_building_lower_until_it_expires() -> None:
+    """cmd/limit/<id>/set (a demand response): the same 2500 W that fits under 3000 W sheds under 2000 W."""
+    async with Harness(shedding({"boiler": {"restore_delay_s": 0, "min_off_s": 0}})) as h:
+        h.power(2500)
+        h.clock.advance(1)
+        h.power(2500)
+        await asyncio.sleep(0.05)
+        assert h.drivers.writes == []
+        h.limit_overrides.set("main", 2000, 60, h.clock.monotonic_ns() / 1e9)  # what the MQTT command does
+        h.clock.advance(1)
+        h.power(2500)
+        await h.until(lambda: h.drivers.writes, "the shed under the lower limit")
+        assert h.drivers.writes == [("rm/relay_1", 0.0)]
+        st = await h.call("shed.status")
+        assert st["limits"]["main"]["limit_w"] == 2000 and st["limits"]["main"]["limit_source"] == "override"
+        h.clock.advance(61)  # expired: the configured 3000 W again, the boiler fits back
+        h.power(1500)
+        await h.until(lambda: len(h.drivers.writes) == 2, "the load back under the configured limit")
         assert h.drivers.writes[1] == ("rm/relay_1", 1.0)
 
 

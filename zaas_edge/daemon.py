@@ -32,7 +32,7 @@ from zaas_edge.logsetup import log_notice, setup_logging
 from zaas_edge.model import Alarm, Event, Severity
 from zaas_edge.runtime import Supervisor, TaskSpec
 from zaas_edge.service import SERVICES, DriverInfo, MessagePort, Service, ServiceContext
-from zaas_edge.shed.overrides import LoadOverrides
+from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
 from zaas_edge.store import Writer
 from zaas_edge.systemd import Notifier
 
@@ -80,6 +80,7 @@ class Daemon:
         self.services: dict[str, Service] = {}  # the running instances, by name
         # One table of manual load overrides, written by MQTT and the CLI, read by load shedding.
         self.overrides = LoadOverrides(lambda: [ld.id for ld in self.loaded.config.shedding.loads])
+        self.limit_overrides = LimitOverrides(lambda: [lim.id for lim in self.loaded.config.shedding.limits])
         self._backlog: dict[str, int] = {}  # refreshed by the watchdog loop, read by drivers
         self._state = StoredDriverState(self.writer, self.clock)
         self.drivers: dict[str, Driver] = {}
@@ -215,7 +216,7 @@ class Daemon:
             name=name, config=lambda: self.loaded.config, hub=self.hub, clock=self.clock, outbox=self.writer,
             drivers=self, notice=self.hub.notice, heartbeat=lambda: self.supervisor.heartbeat(task),
             add_command=self._add_command, log=logging.getLogger(f"zaas_edge.{name}"),
-            overrides=self.overrides, messages=self._messages,
+            overrides=self.overrides, limit_overrides=self.limit_overrides, messages=self._messages,
         )
         self.service_status[name] = ctx.status
 

@@ -21,7 +21,7 @@ from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point
-from zaas_edge.shed.overrides import LoadOverrides
+from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
 from zaas_edge.store.outbox import Outbox
 
 
@@ -105,6 +105,7 @@ class ServiceContext:
     add_command: Callable[[str, Callable[[dict[str, Any]], Awaitable[Any]]], None]
     # The manual load-shedding overrides: the daemon's one table for MQTT, the CLI and the engine.
     overrides: LoadOverrides = field(default_factory=lambda: LoadOverrides(tuple))
+    limit_overrides: LimitOverrides = field(default_factory=lambda: LimitOverrides(tuple))  # set over MQTT
     messages: Callable[[], MessagePort | None] = lambda: None  # the MQTT service while it runs
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("zaas_edge.service"))
     # Maintained by the service; `zaas-edge status` shows it under the service's name.

@@ -25,6 +25,7 @@ __all__ = [
     "CommandHandler",
     "DriverCommand",
     "LoadShedCommand",
+    "LimitCommand",
     "TokenBucket",
     "MAX_PAYLOAD",
     "MAX_TTL_S",
@@ -41,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zaas_edge.errors import ZaasError
 from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.service import DriverControl
-from zaas_edge.shed.overrides import LoadOverrides
+from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
 
 log = logging.getLogger("zaas_edge.mqtt")
 
@@ -63,6 +64,13 @@ class DriverCommand(_Command):
     """``driver/<id>``: poll now, enable or disable until the next restart or reload."""
 
     action: Literal["poll", "enable", "disable"]
+
+
+class LimitCommand(_Command):
+    """``limit/<id>``: hold a load-shedding limit at ``limit_w`` for ``ttl_s`` seconds (a demand
+    response, a lower contract for the day); ``null`` hands it back to the configuration."""
+
+    limit_w: float | None = Field(gt=0, le=10_000_000, allow_inf_nan=False)
 
 
 class LoadShedCommand(_Command):
@@ -106,12 +114,14 @@ def _first_error(exc: ValidationError) -> str:
 class CommandHandler:
     """Turns one received command into its effect and its acknowledgement. Never raises."""
 
-    KINDS = ("driver", "loadshed")
+    KINDS = ("driver", "loadshed", "limit")
+    MODELS: dict[str, type[_Command]] = {"driver": DriverCommand, "loadshed": LoadShedCommand, "limit": LimitCommand}
 
     def __init__(self, drivers: DriverControl, overrides: LoadOverrides, *, rate_per_s: float, burst: int,
-                 counters: dict[str, Any] | None = None) -> None:
+                 counters: dict[str, Any] | None = None, limits: LimitOverrides | None = None) -> None:
         self.drivers = drivers
         self.overrides = overrides
+        self.limits = limits if limits is not None else LimitOverrides(tuple)
         self.rate_per_s = rate_per_s
         self.burst = burst
         self._buckets: dict[str, TokenBucket] = {}
@@ -146,8 +156,8 @@ class CommandHandler:
                            req_id)
         kind, _, ident = target.partition("/")
         if kind not in self.KINDS or not ident or "/" in ident:
-            raise _Refused("unknown_target", f"unknown target {target!r}: expected driver/<id> or "
-                           "loadshed/<load>", req_id)
+            raise _Refused("unknown_target", f"unknown target {target!r}: expected driver/<id>, "
+                           "loadshed/<load> or limit/<id>", req_id)
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -156,7 +166,7 @@ class CommandHandler:
             raise _Refused("malformed", "payload is nested too deeply", req_id) from None
         if not isinstance(doc, dict):
             raise _Refused("malformed", "payload must be a JSON object", req_id)
-        model = DriverCommand if kind == "driver" else LoadShedCommand
+        model = self.MODELS[kind]
         try:
             cmd = model.model_validate(doc)
         except ValidationError as exc:
@@ -182,6 +192,9 @@ class CommandHandler:
                            f"and {self.rate_per_s * 60:g} per minute", req_id)
         if isinstance(cmd, DriverCommand):
             return await self._driver(ident, cmd)
+        if isinstance(cmd, LimitCommand):
+            return self._limit(ident, cmd, mono_s)
+        assert isinstance(cmd, LoadShedCommand)
         return self._loadshed(ident, cmd, mono_s)
 
     def known(self, target: str) -> bool:
@@ -193,12 +206,21 @@ class CommandHandler:
             return False
         if kind == "driver":
             return ident in self.drivers.drivers_info()
+        if kind == "limit":
+            return ident in self.limits.limits()
         return kind == "loadshed" and ident in self.overrides.loads()
 
     def _check_target(self, kind: str, ident: str, req_id: str) -> None:
         if kind == "driver":
             if ident not in self.drivers.drivers_info():
                 raise _Refused("unknown_target", f"no driver {ident!r} in the configuration", req_id)
+            return
+        if kind == "limit":
+            limits = self.limits.limits()
+            if not limits:
+                raise _Refused("not_configured", "load shedding has no limits configured", req_id)
+            if ident not in limits:
+                raise _Refused("unknown_target", f"no limit {ident!r} (known: {', '.join(sorted(limits))})", req_id)
             return
         loads = self.overrides.loads()
         if not loads:
@@ -215,6 +237,11 @@ class CommandHandler:
         except ZaasError as exc:
             raise _Refused("refused", str(exc), cmd.req_id, _driver_state(self.drivers, driver_id)) from None
         return Ack(cmd.req_id, True, "ok", f"{cmd.action} done", _driver_state(self.drivers, driver_id))
+
+    def _limit(self, limit: str, cmd: LimitCommand, mono_s: float) -> Ack:
+        self.limits.set(limit, cmd.limit_w, cmd.ttl_s, mono_s)
+        what = f"limit held at {cmd.limit_w:g} W" if cmd.limit_w is not None else "limit back to the configuration"
+        return Ack(cmd.req_id, True, "ok", what, dict(self.limits.state(limit, mono_s)))
 
     def _loadshed(self, load: str, cmd: LoadShedCommand, mono_s: float) -> Ack:
         self.overrides.set(load, cmd.mode, cmd.ttl_s, mono_s)

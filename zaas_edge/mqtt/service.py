@@ -67,7 +67,7 @@ class MqttService(Service):
         self.intake = CommandIntake(s.command_intake_per_s, s.command_intake_burst)
         self._queue_dropped_before = st["commands"]["dropped_queue_full"]
         self.commands = CommandHandler(ctx.drivers, self.overrides, rate_per_s=s.command_rate_per_min / 60,
-                                       burst=s.command_burst, counters=st["commands"])
+                                       burst=s.command_burst, counters=st["commands"], limits=ctx.limit_overrides)
         self._conn: MqttConnection | None = None
         self._alarms: dict[str, Alarm] = {}
         self._events: collections.deque[bytes] = collections.deque()

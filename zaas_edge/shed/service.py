@@ -223,7 +223,8 @@ class ShedService(Service):
             del self.faults[load]
         return Inputs(samples=self.gather.take(), wall_s=wall_s, local=local, tariff=self.gather.tariff(),
                       overpower=self.gather.overpower(), actuator_faults=frozenset(self.faults),
-                      overrides=self.ctx.overrides.in_force(now))
+                      overrides=self.ctx.overrides.in_force(now),
+                      limit_overrides=self.ctx.limit_overrides.in_force(now))
 
     def _carry_out(self, actions: Sequence[Action], now: float) -> None:
         stamp = self.ctx.clock.now()
