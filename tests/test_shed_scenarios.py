@@ -28,7 +28,8 @@ def simulate_json(path: Path) -> dict[str, object]:
 
 def test_the_suite_covers_what_the_issue_asks() -> None:
     names = {p.stem for p in SUITE}
-    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "linky_tolerated", "rotation", "stale", "disobey", "tempo"} <= names
+    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "linky_tolerated", "rotation", "stale", "disobey",
+            "tempo"} <= names
 
 
 @pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
