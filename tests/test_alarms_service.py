@@ -272,3 +272,19 @@ async def test_a_damaged_saved_document_starts_with_nothing_active(rig_factory: 
     await rig.start()
     await rig.step(1, ("room-3/temperature", -10.0, "degC"))
     assert [(a.alarm_id, a.active) for a in rig.alarms] == [("rule.freezer.room-3.temperature", True)]
+
+
+async def test_a_drivers_own_alarm_opens_an_incident_with_the_rules_action(rig_factory: Any) -> None:
+    rule = {"id": "breaker", "kind": "fault", "mode": "alarm", "alarms": ["device.*.breaker_open"],
+            "severity": "critical", "action": "Call the electrician: the meter opened its breaker"}
+    rig = await rig_factory([rule])
+    # raised by the Linky driver before the service started: taken from the hub's active alarms
+    rig.hub.notice(Alarm("device.linky-1.breaker_open", True, "Linky 0312: breaker open", "tic", rig.clock.now()))
+    await rig.start()
+    await rig.step(1)
+    [up] = rig.alarms
+    assert up.alarm_id == "rule.breaker.device.linky-1.breaker_open" and up.severity.value == "critical"
+    assert up.data["action"].startswith("Call the electrician") and up.data["device"] == "linky-1"
+    rig.hub.notice(Alarm("device.linky-1.breaker_open", False, "Linky 0312: closed", "tic", rig.clock.now()))
+    await rig.step(1)
+    assert [a.active for a in rig.alarms] == [True, False]

@@ -269,6 +269,8 @@ class _Eval:
                                                            ("silent", "fault") and rule.mode != "alarm" else None)
         if rule is not None and rule.derive in ("difference", "sum"):
             point, device = None, None
+        if rule is not None and rule.kind == "fault" and rule.mode == "alarm" and subject.startswith("device."):
+            device = subject[len("device."):].rpartition(".")[0] or None  # device.<id>.<what>
         self.out.append(AlarmTransition(
             alarm_id(rid, subject), rid, rule.kind if rule else "", subject, active,
             rule.severity if rule and active else "info", text or "", rule.action if rule else "", since_s,
