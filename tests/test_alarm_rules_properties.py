@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zaas_edge.model import Quality, Reading
-from zaas_edge.rules.alarms import AlarmInputs, AlarmsSection, evaluate, initial_state, restore, snapshot
+from zaas_edge.rules.alarms import AlarmInputs, AlarmsSection, engine, evaluate, initial_state, restore, snapshot
 
 FLAP = 120.0
 RULES: list[dict[str, Any]] = [
@@ -81,3 +81,18 @@ def test_a_restart_neither_raises_again_nor_clears_twice(plan: list[Any], at: in
         by_id.setdefault(t.alarm_id, []).append(t.active)
     for aid, states in by_id.items():
         assert states == [i % 2 == 0 for i in range(len(states))], (aid, states)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_skipping_untouched_subjects_changes_nothing(plan: list[Any]) -> None:
+    """The evaluator judges a subject of a rule whose verdict depends on its track alone only when the track
+    changed (or a delay runs); judging every subject every time must give the very same transitions."""
+    fast = [(n, t) for n, t in _run(plan)]
+    saved = engine._timed
+    engine._timed = lambda rule: True  # every rule judged on every call
+    try:
+        slow = [(n, t) for n, t in _run(plan)]
+    finally:
+        engine._timed = saved
+    assert fast == slow

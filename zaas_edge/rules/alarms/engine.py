@@ -95,6 +95,11 @@ def _route(patterns: tuple[tuple[str, ...], ...], point: str) -> tuple[int, ...]
     return tuple(i for i, pats in enumerate(patterns) if pats and _matches(pats, point))
 
 
+def _timed(rule: AlarmRule) -> bool:
+    """Whether the rule's verdicts change with time alone (silence, a flow that never stops, the hour)."""
+    return rule.kind in ("stale", "silent", "consumption") or (rule.kind == "leak" and rule.mode == "flow")
+
+
 def _may_summarise(rule: AlarmRule) -> bool:
     """Whether the rule can ever have ``summary_after`` subjects at once (else its raises never wait)."""
     if rule.summary_after == 0 or rule.derive in ("difference", "sum"):
@@ -119,6 +124,7 @@ class _Eval:
         self.started = state.started_s
         self.out: list[AlarmTransition] = []
         self.rules = {r.id: r for r in self.cfg.rules}
+        self.touched: set[tuple[str, str]] = set()  # the subjects fed in this call
 
     def start(self) -> None:
         if self.started is not None:
@@ -146,7 +152,7 @@ class _Eval:
     def intake(self) -> None:
         rules = self.cfg.rules
         patterns = tuple(() if r.kind == "fault" and r.mode == "alarm" else tuple(r.points) for r in rules)
-        tracks, now = self.tracks, self.now
+        tracks, now, touched = self.tracks, self.now, self.touched
         readings = self.inp.readings
         if len(readings) > 1:
             readings = tuple(sorted(readings, key=lambda x: (x.wall_ns, x.point)))
@@ -155,19 +161,28 @@ class _Eval:
                 rule = rules[i]
                 key = (rule.id, subject_of(rule, r.point))
                 tracks[key] = feed(rule, tracks.get(key) or fresh_track(rule, now), r, now)
+                touched.add(key)
         for aid, active in sorted(self.inp.device_alarms.items()):
             for rule in rules:
                 if rule.kind == "fault" and rule.mode == "alarm" and _matches(tuple(rule.alarms), aid):
                     key = (rule.id, aid)
                     self.tracks[key] = (self.tracks.get(key) or Track())._replace(heard=True, flag=bool(active))
+                    self.touched.add(key)
 
     def judge_all(self) -> None:
         by_rule: dict[str, list[tuple[str, Verdict]]] = {}
-        for (rid, subject), t in list(self.tracks.items()):
+        timed = {r.id for r in self.cfg.rules if _timed(r)}
+        touched, alarms = self.touched, self.alarms
+        for key, t in list(self.tracks.items()):
+            rid, subject = key
             rule = self.rules.get(rid)
             if rule is None:
-                del self.tracks[(rid, subject)]
+                del self.tracks[key]
                 continue
+            if rid not in timed and key not in touched:
+                lc = alarms.get(alarm_id(rid, subject))
+                if lc is None or lc.cond_since is None:
+                    continue  # its verdict depends on its track alone, unchanged since the last call
             verdict, t2 = judge(rule, subject, t, self.now, self.inp)
             if t2 is not t:
                 self.tracks[(rid, subject)] = t2
