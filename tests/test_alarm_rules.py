@@ -292,6 +292,34 @@ def test_restart_clears_the_alarm_of_a_rule_removed_meanwhile() -> None:
     assert "removed" in again.log[0][1].text
 
 
+def test_restart_clears_an_alarm_whose_point_the_rule_no_longer_watches() -> None:
+    before = cfg({"id": "hot", "kind": "threshold", "points": ["t/v", "t/w"], "above": 50},
+                 {"id": "radio", "kind": "silent", "points": ["lora-*/*"], "interval_s": 10})
+    sim = Sim(before)
+    sim.step(0, [reading("t/v", 60, 0), reading("t/w", 60, 0), reading("lora-1/x", 1, 0)])
+    sim.step(100, [reading("t/v", 60, 100), reading("t/w", 60, 100)])
+    assert len(sim.ids(True)) == 3
+    after = cfg({"id": "hot", "kind": "threshold", "points": ["t/w"], "above": 50},
+                {"id": "radio", "kind": "silent", "points": ["ble-*/*"], "interval_s": 10})
+    again = Sim(after, restore(initial_state(after), snapshot(sim.state), 200.0))
+    again.step(200)
+    assert sorted((x.alarm_id, x.active) for _, x in again.log) == [("rule.hot.t.v", False),
+                                                                      ("rule.radio.lora-1", False)]
+    assert "no longer watched" in again.log[0][1].text
+
+
+def test_restart_clears_a_summary_whose_members_the_rule_no_longer_watches() -> None:
+    before = cfg({"id": "bus", "kind": "stale", "points": ["m-*/e"], "after_s": 10, "summary_after": 2})
+    sim = Sim(before)
+    sim.step(0, [reading("m-1/e", 1, 0), reading("m-2/e", 1, 0)])
+    sim.step(20)
+    assert sim.ids(True) == ["rule.bus.summary"]
+    after = cfg({"id": "bus", "kind": "stale", "points": ["n-*/e"], "after_s": 10, "summary_after": 2})
+    again = Sim(after, restore(initial_state(after), snapshot(sim.state), 100.0))
+    again.step(100)
+    assert [(x.alarm_id, x.active) for _, x in again.log] == [("rule.bus.summary", False)]
+
+
 def test_garbage_readings_teach_nothing() -> None:
     sim = Sim(cfg({"id": "hot", "kind": "threshold", "points": ["t/*"], "above": 50}))
     sim.step(0, [reading("t/v", float("nan"), 0), reading("t/v", float("inf"), 0), reading("t/w", 1e308, 0)])

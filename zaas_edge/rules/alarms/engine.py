@@ -107,6 +107,16 @@ def _may_summarise(rule: AlarmRule) -> bool:
     return any(is_pattern(p) for p in _watches(rule)) or len(_watches(rule)) >= rule.summary_after
 
 
+def _still_watched(rule: AlarmRule, subject: str) -> bool:
+    """Whether ``subject`` (restored from before a restart) is one the rule, as configured now, watches."""
+    pats = _watches(rule)
+    if rule.derive in ("difference", "sum"):
+        return subject == ""
+    if "/" in subject or (rule.kind == "fault" and rule.mode == "alarm"):
+        return _matches(pats, subject)
+    return any(fnmatch.fnmatchcase(subject, p.partition("/")[0]) for p in pats)  # a device
+
+
 def _watches(rule: AlarmRule) -> tuple[str, ...]:
     return tuple(rule.alarms) if rule.kind == "fault" and rule.mode == "alarm" else tuple(rule.points)
 
@@ -137,12 +147,22 @@ class _Eval:
                 if not is_pattern(p):
                     self.tracks.setdefault((rule.id, subject_of(rule, p)), fresh_track(rule, self.now))
         known = {r.id for r in self.cfg.rules}
-        for aid, lc in list(self.alarms.items()):  # restored, of a rule since removed
-            if lc.rule not in known and lc.active:
-                self._transition(None, lc.rule, lc.subject, False, Verdict(False, True), self.now,
-                                 text=f"alarm rule {lc.rule} removed from the configuration")
-                del self.alarms[aid]
+        for aid, lc in list(self.alarms.items()):  # restored, of a rule since removed or changed
+            rule = self.rules.get(lc.rule)
+            if not lc.active or lc.in_summary or (rule is not None and _still_watched(rule, lc.subject)):
+                continue
+            why = (f"alarm rule {lc.rule} removed from the configuration" if rule is None
+                   else f"{lc.subject or lc.rule}: no longer watched by alarm rule {lc.rule}")
+            self._transition(rule, lc.rule, lc.subject, False, Verdict(False, True), self.now, text=why)
+            del self.alarms[aid]
         for rid, s in list(self.summaries.items()):
+            rule = self.rules.get(rid)
+            if rule is not None and s.active:  # members no longer watched leave it (it clears once empty)
+                gone = [m for m in s.members if not _still_watched(rule, m)]
+                for m in gone:
+                    self.alarms.pop(alarm_id(rid, m), None)
+                if gone:
+                    self.summaries[rid] = replace(s, members=tuple(m for m in s.members if m not in gone))
             if rid not in known and s.active:
                 self.out.append(AlarmTransition(summary_id(rid), rid, "", SUMMARY, False, "info",
                                                 f"alarm rule {rid} removed from the configuration", "", s.since_s,
