@@ -28,8 +28,8 @@ def simulate_json(path: Path) -> dict[str, object]:
 
 def test_the_suite_covers_what_the_issue_asks() -> None:
     names = {p.stem for p in SUITE}
-    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "linky_tolerated", "rotation", "stale", "disobey",
-            "tempo"} <= names
+    assert {"step", "ramp", "block", "linky_1_5x", "linky_5x", "linky_tolerated", "linky_3phase", "rotation",
+            "stale", "disobey", "tempo"} <= names
 
 
 @pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
@@ -80,3 +80,10 @@ def test_one_scenario_through_the_installed_command() -> None:
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["scenario"] == "step over the limit" and got["trips"] == 0 and got["sheds"] >= 1
+
+
+def test_a_three_phase_linky_sheds_only_what_draws_on_the_phase_over() -> None:
+    got = simulate_json(ROOT / "hil" / "scenarios" / "shed" / "linky_3phase.toml")
+    assert [a["load"] for a in got["actions"] if a["kind"] == "shed"] == ["water_heater"]
+    first = next(a for a in got["actions"] if a["kind"] == "shed")
+    assert first["values"]["x.0"] > 1.3 and first["values"]["x.1"] <= 1.0  # L1 over its third, L2 not

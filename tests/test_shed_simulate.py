@@ -323,3 +323,22 @@ power_w = 3000
     moves = [(a.t, a.action.kind) for a in r.actions if a.action.kind in ("shed", "restore")]
     assert moves[0][1] == "shed" and moves[0][0] < 10
     assert moves[1][1] == "restore" and 455 <= moves[1][0] <= 600
+
+
+@given(st.integers(3000, 36000), st.lists(st.tuples(st.integers(0, 30000), st.integers(0, 30000),
+                                                    st.integers(0, 30000)), min_size=1, max_size=300))
+def test_three_phase_plant_filter_is_the_simulated_meters(pcoup: int, powers: list[tuple[int, int, int]]) -> None:
+    ms, b = plant.initial_meter(), linky_breaker.closed_breaker(3, 0.0, pcoup)
+    for i, ph in enumerate(powers):
+        ms = plant.meter_step(ms, "linky", float(i), float(i), float(sum(ph)), pcoup, 600, 10**9,
+                              tuple(float(w) for w in ph))
+        b = linky_breaker.step(b, [0, 0, 0] if b.open else list(ph), pcoup)
+        assert (ms.open_until is not None) == b.open and ms.trips == b.trips
+
+
+def test_a_meter_takes_one_point_or_three_phase_points() -> None:
+    for meter in ('point = "a"\nphase_points = ["a", "b", "c"]', "", 'phase_points = ["a", "b"]'):
+        text = STEP.read_text().replace('point = "main/power"\nlimit_w = 12000\n\n[plant.base]',
+                                        f"{meter}\nlimit_w = 12000\n\n[plant.base]")
+        with pytest.raises(ConfigError, match="plant.meter"):
+            parse_scenario(text, "s.toml")

@@ -27,14 +27,31 @@ from zaas_edge.rules.config import SheddingConfig
 
 
 class MeterModel(Section):
-    """``linky`` trips on its breaking filter; ``block`` bills over-run blocks; ``instant`` only measures."""
+    """``linky`` trips on its breaking filter; ``block`` bills over-run blocks; ``instant`` only measures.
+
+    One ``point`` for a single-phase meter (or a total), or three ``phase_points``: the base load is then
+    spread evenly over the phases and each load draws on its ``[shedding]`` phase (none: balanced).
+    """
 
     model: Literal["linky", "block", "instant"] = "instant"
-    point: str
+    point: str | None = None
+    phase_points: list[str] = Field(default=[], description="three-phase: the point of each phase, L1 to L3")
     limit_w: float = Field(gt=0, description="PCOUP (VA) for linky, the subscribed power for block")
     block_s: float = Field(default=600.0, gt=0)
     rearm_s: float = Field(default=60.0, gt=0, description="linky: how long until someone re-arms it after a trip")
     outages: list[tuple[float, float]] = Field(default=[], description="[start, end) windows with no readings")
+
+    @model_validator(mode="after")
+    def _points(self) -> MeterModel:
+        if (self.point is None) == (not self.phase_points):
+            raise ValueError("the meter takes one of point (single phase) or phase_points (three phases)")
+        if self.phase_points and len(self.phase_points) != 3:
+            raise ValueError(f"phase_points takes the three phases' points, got {len(self.phase_points)}")
+        return self
+
+    @property
+    def points(self) -> list[str]:
+        return self.phase_points or [self.point or ""]
 
 
 class BaseLoad(Section):

@@ -145,7 +145,10 @@ class _Run:
         self.pending: list[tuple[float, str, float]] = []
         self.fault_due: dict[str, float] = {}
         self.faults: set[str] = set()
-        self.node = next((n for n in self.cfg.limits if self.meter.point in n.points), None)
+        self.points = self.meter.points
+        self.node = next((n for n in self.cfg.limits if self.points[0] in n.points), None)
+        # three phases: where each load draws (None: balanced), and each phase's share of the limit
+        self.phase = {c.id: c.phase for c in self.cfg.loads} if len(self.points) == 3 else {}
         self.switch_times: dict[str, list[float]] = {c: [] for c in self.full}
         self.shed_s = dict.fromkeys(self.full, 0.0)
         self.off_since: dict[str, float | None] = dict.fromkeys(self.full)
@@ -169,6 +172,20 @@ class _Run:
             return 0.0
         return ld.power_at(self.lcfg[lid], pl.power_w, level)
 
+    def per_phase(self, base_w: float, loads_w: Mapping[str, float]) -> tuple[float, ...]:
+        """Three phases: the base spread evenly, each load on its phase; ``()`` on a single-phase meter."""
+        if not self.phase:
+            return ()
+        ph = [base_w / 3] * 3
+        for lid, w in loads_w.items():
+            on = self.phase[lid]
+            if on is None:
+                for i in range(3):
+                    ph[i] += w / 3
+            else:
+                ph[on - 1] += w
+        return tuple(max(0.0, x) for x in ph)
+
     def tariff(self, t: float) -> TariffState:
         for w in self.sc.plant.tariff:
             if w.start <= t < w.end:
@@ -190,23 +207,32 @@ class _Run:
                     del self.fault_due[lid]
                     self.not_done(lid, t)
             loads_w = {lid: self.power(lid, lv, t) for lid, lv in self.physical.items()}
-            drawn = max(0.0, self.base(t) + sum(loads_w.values()))
+            base_w = self.base(t)
+            drawn = max(0.0, base_w + sum(loads_w.values()))
+            phases = self.per_phase(base_w, loads_w)
             wall, local = _local(self.sc.start, t)
-            ms = plant.meter_step(ms, m.model, t, wall, drawn, m.limit_w, m.block_s, m.rearm_s)
+            ms = plant.meter_step(ms, m.model, t, wall, drawn, m.limit_w, m.block_s, m.rearm_s, phases)
             supplied = self.supplied = ms.open_until is None
             if not supplied:
                 self.outage_j += drawn
             metered = drawn if supplied else 0.0
             out = any(a <= t < b for a, b in m.outages)
             tariff = self.tariff(t)
+            if phases:
+                seen = phases if supplied else (0.0, 0.0, 0.0)
+                samples = tuple(Sample(p, w, t) for p, w in zip(self.points, seen, strict=True))
+                over = max(seen) > m.limit_w / 3
+            else:
+                samples = (Sample(self.points[0], metered, t),)
+                over = metered > m.limit_w
             inputs = Inputs(
-                samples=() if out else (Sample(m.point, metered, t),),
+                samples=() if out else samples,
                 wall_s=wall, local=local, tariff=tariff,
                 overpower=frozenset({self.node.id}) if (self.node is not None and m.model == "linky"
-                                                        and metered > m.limit_w and not out) else frozenset(),
+                                                        and over and not out) else frozenset(),
                 actuator_faults=frozenset(self.faults))
             limit_now = (lim.effective_limit(self.node, inputs)[0] if self.node is not None else m.limit_w)
-            self.account(t, loads_w, drawn, supplied and not out, limit_now)
+            self.account(t, loads_w, drawn, supplied and not out, limit_now, phases)
             self.series.t.append(t)
             self.series.metered_w.append(metered)
             self.series.limit_w.append(limit_now)
@@ -225,7 +251,8 @@ class _Run:
                 self.shed_s[lid] += end - since
         return SimResult(self.figures(ms), tuple(self.actions), self.series)
 
-    def account(self, t: float, loads_w: Mapping[str, float], drawn: float, seen: bool, limit_w: float) -> None:
+    def account(self, t: float, loads_w: Mapping[str, float], drawn: float, seen: bool, limit_w: float,
+                phases: tuple[float, ...] = ()) -> None:
         """Per second: energy shed, comfort guard, and since when each shed load's power would fit.
 
         ``seen``: the supply is on and the meter read; headroom only counts while the engine can see it.
@@ -242,8 +269,13 @@ class _Run:
                 if not seen:
                     self.room_since[lid] = None
                     continue
-                other = drawn - loads_w[lid]
-                fits = other + self.truth[lid].power_w <= limit_w
+                if phases:  # each phase against its third of the limit
+                    own = self.per_phase(0.0, {k: (loads_w[lid] if k == lid else 0.0) for k in loads_w})
+                    full_w = self.per_phase(0.0, {k: (self.truth[lid].power_w if k == lid else 0.0)
+                                                  for k in loads_w})
+                    fits = all(p - o + f <= limit_w / 3 for p, o, f in zip(phases, own, full_w, strict=True))
+                else:
+                    fits = drawn - loads_w[lid] + self.truth[lid].power_w <= limit_w
                 if not fits:
                     self.room_since[lid] = None
                 elif self.room_since[lid] is None:
@@ -302,9 +334,10 @@ class _Run:
             self.fault_due.setdefault(lid, t + pl.readback_s)
 
     def figures(self, ms: plant.MeterState) -> Figures:
-        by_prio: dict[int, list[float]] = {}
+        # equals are loads that can stand in for each other: same priority, same circuit, same phase
+        by_prio: dict[tuple[int, str, int | None], list[float]] = {}
         for c in self.cfg.loads:
-            by_prio.setdefault(c.priority, []).append(self.shed_s[c.id])
+            by_prio.setdefault((c.priority, c.circuit, c.phase), []).append(self.shed_s[c.id])
         spread = 0.0
         for times in by_prio.values():
             mean = sum(times) / len(times)
