@@ -5,7 +5,7 @@ same meter model, base load, loads, latencies and disobedient relays): once
 with the engine on the scenario's ``[shedding]`` section, once with a
 baseline of one uncoordinated threshold controller per load, as OpenEMS's
 ``Controller.IO.ChannelSingleThreshold`` (ENERGY.md §1): its input is the
-meter's power averaged over the last 60 s, with the load's own (static)
+meter's total power averaged over the last 60 s, with the load's own (static)
 power taken off while it runs; it sheds its load above the limit in force and
 restores it once the average with the load back is under the limit by a
 hysteresis; after any switch it holds for 60 s (the lock-out that users take
@@ -54,13 +54,16 @@ class ThresholdBaseline:
     def __init__(self, config: SheddingConfig) -> None:
         self.cfg = config
         self.window: deque[tuple[float, float]] = deque()
+        self.latest: dict[str, float] = {}
         self.on = {c.id: True for c in config.loads}
         self.changed: dict[str, float] = {}
         self.node = {c.id: config.limit(config.ancestors(c.circuit)[-1]) for c in config.loads}
 
     def __call__(self, inputs: Inputs, now: float) -> tuple[Action, ...]:
-        for s in inputs.samples:
-            self.window.append((s.mono_s, s.watts))
+        for s in inputs.samples:  # the meter's total (a three-phase meter's phases add up), once a second
+            self.latest[s.point] = s.watts
+        if inputs.samples:
+            self.window.append((now, sum(self.latest.values())))
         while self.window and self.window[0][0] <= now - AVERAGE_S:
             self.window.popleft()
         if not self.window:
