@@ -139,17 +139,23 @@ do_install() {
 		[ -z "$D" ] && chgrp zaas-edge "$ETC/config.toml"
 		say "wrote $ETC/config.toml from the example: set [gateway] id and site and add the drivers"
 	fi
-	if [ -z "$D" ]; then
-		"$VENV/bin/zaas-edge" -c "$ETC/config.toml" config check ||
-			say "the configuration has errors (above): fix them, then systemctl restart zaas-edge"
+	config_ok=1
+	if [ -z "$D" ] && ! "$VENV/bin/zaas-edge" -c "$ETC/config.toml" config check; then
+		config_ok=
 	fi
 
 	if systemd_runs; then
 		systemctl daemon-reload
 		systemctl enable "$UNIT"
-		# restart: starts it, or moves a running one (an upgrade) onto the new program.
-		systemctl restart "$UNIT"
-		say "zaas-edge is enabled and running: systemctl status zaas-edge"
+		if [ -n "$config_ok" ]; then
+			# restart: starts it, or moves a running one (an upgrade) onto the new program.
+			systemctl restart "$UNIT"
+			say "zaas-edge is enabled and running: systemctl status zaas-edge"
+		else
+			# Started now it would only fail and restart every few seconds.
+			say "zaas-edge is enabled but not (re)started: $ETC/config.toml has the errors above;" \
+				"fix them, then systemctl restart zaas-edge"
+		fi
 	elif [ -n "$D" ] && command -v systemctl >/dev/null 2>&1; then
 		systemctl --root="$D" --quiet enable "$UNIT" 2>/dev/null
 		say "DESTDIR: zaas-edge is enabled in $D (it starts at that root's boot)"
@@ -174,8 +180,10 @@ do_uninstall() {
 		rm -rf "$ETC" "$STATE"
 		say "PURGE=1: removed $ETC (configuration, secrets) and $STATE (the store, the device key)"
 		if [ -z "$D" ] && getent passwd zaas-edge >/dev/null; then
-			userdel zaas-edge && say "removed the zaas-edge user"
-			! getent group zaas-edge >/dev/null || groupdel zaas-edge
+			if userdel zaas-edge; then say "removed the zaas-edge user"; else say "could not remove the zaas-edge user"; fi
+			if getent group zaas-edge >/dev/null && ! groupdel zaas-edge; then
+				say "the zaas-edge group stays (still some account's primary group)"
+			fi
 		fi
 	else
 		say "kept $ETC (configuration, secrets) and $STATE (the store: readings not yet synced," \
