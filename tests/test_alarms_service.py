@@ -120,7 +120,11 @@ FREEZER = {"id": "freezer", "kind": "threshold", "points": ["room-3/temperature"
            "action": "Check the cold room's door and compressor"}
 
 
-async def test_an_alarm_carries_the_incident_and_reaches_the_alarm_lane(rig_factory: Any) -> None:
+@pytest.mark.parametrize("on_a_thread", [False, True], ids=["inline", "thread"])
+async def test_an_alarm_carries_the_incident_and_reaches_the_alarm_lane(rig_factory: Any, on_a_thread: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    if on_a_thread:
+        monkeypatch.setattr("zaas_edge.alarms.service.THREAD_ABOVE", -1)  # as a building of thousands of points
     rig = await rig_factory([FREEZER])
     await rig.start()
     await rig.step(0, ("room-3/temperature", -20.0, "degC"))

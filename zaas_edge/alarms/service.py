@@ -56,6 +56,7 @@ from zaas_edge.service import Service, ServiceContext
 
 TICK_S = 1.0
 MAX_PENDING = 200_000
+THREAD_ABOVE = 2000  # readings plus tracked subjects past which an evaluation runs on a thread
 RECONCILE_ROWS = 5000  # the alarm lane's latest rows read at start
 STATE_OWNER = "service:alarms"  # a driver id never has a colon: no clash in driver_state
 STATE_KEY = "active"
@@ -122,7 +123,7 @@ class AlarmService(Service):
         try:
             while True:
                 self._refresh_baselines()
-                self._evaluate()
+                await self._evaluate()
                 if self._dirty:
                     await self._save()
                 self._refresh_status()
@@ -183,11 +184,17 @@ class AlarmService(Service):
             local = LocalTime(tm.tm_wday, tm.tm_hour * 60 + tm.tm_min)
         return AlarmInputs(readings, device, dict(self.baselines), wall_s, local)
 
-    def _evaluate(self) -> None:
+    async def _evaluate(self) -> None:
         now = self._now()
         stamp = self.ctx.clock.now()
         try:
-            self.state, transitions = evaluate(self.state, self._inputs(stamp), now)
+            inputs = self._inputs(stamp)
+            if len(inputs.readings) + len(self.state.tracks) > THREAD_ABOVE:
+                # A large building: off the event loop, so the load-shedding step that runs inside the
+                # hub's callbacks is never held up by a pass over thousands of points.
+                self.state, transitions = await asyncio.to_thread(evaluate, self.state, inputs, now)
+            else:
+                self.state, transitions = evaluate(self.state, inputs, now)
         except Exception as exc:  # noqa: BLE001  (one bad evaluation must not stop the service)
             self.counters["errors"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
