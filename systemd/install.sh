@@ -157,8 +157,11 @@ do_install() {
 				"fix them, then systemctl restart zaas-edge"
 		fi
 	elif [ -n "$D" ] && command -v systemctl >/dev/null 2>&1; then
-		systemctl --root="$D" --quiet enable "$UNIT" 2>/dev/null
-		say "DESTDIR: zaas-edge is enabled in $D (it starts at that root's boot)"
+		if systemctl --root="$D" --quiet enable "$UNIT" 2>/dev/null; then
+			say "DESTDIR: zaas-edge is enabled in $D (it starts at that root's boot)"
+		else
+			say "DESTDIR: could not enable zaas-edge in $D: run systemctl --root=$D enable $UNIT"
+		fi
 	else
 		say "systemd is not running here (not PID 1): not enabled, not started;" \
 			"on a systemd host run: systemctl enable --now zaas-edge"
