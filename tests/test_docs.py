@@ -63,3 +63,15 @@ def test_the_load_shedding_example_is_a_valid_configuration(tmp_path: Path) -> N
     shedding = load_config(cfg, environ={}).config.shedding
     assert shedding.enabled and [ld.id for ld in shedding.loads] == ["car", "water-heater", "office-heaters"]
     assert shedding.limit("site").tariff[0].limit_w == 9000
+
+
+def test_the_scenario_example_runs_as_the_readme_says() -> None:
+    """The README's scenario file parses, and its run sheds the water heater without a trip."""
+    from zaas_edge.rules.scenario import parse_scenario
+    from zaas_edge.rules.simulate import simulate
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index('```toml\nname = "Linky at 1.5 x PCOUP"') + len("```toml\n")
+    scenario, base = parse_scenario(text[start:text.index("```", start)], "README.md")
+    figures = simulate(scenario, base).figures
+    assert figures.trips == 0 and figures.sheds >= 1
