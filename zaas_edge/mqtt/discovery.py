@@ -16,7 +16,7 @@ replaced SD card or a wiped state directory cannot leave ghosts behind.
 
 from __future__ import annotations
 
-__all__ = ["PointSpec", "sensor_classes", "device_config", "component_key", "spec_of"]
+__all__ = ["PointSpec", "sensor_classes", "device_config", "component_key", "spec_of", "alarm_config"]
 
 import re
 from collections.abc import Mapping
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from zaas_edge import __version__
-from zaas_edge.model import Point
+from zaas_edge.model import Alarm, Point
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE
-from zaas_edge.mqtt.topics import Topics
+from zaas_edge.mqtt.topics import Topics, safe_level
 
 ORIGIN = {"name": "zaas-edge", "sw": __version__}
 
@@ -197,3 +197,33 @@ def _enum_template(quantity: str, spec: PointSpec) -> str:
 
 def _jinja_str(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def alarm_config(topics: Topics, alarm: Alarm) -> tuple[str, dict[str, Any]]:
+    """The discovery of an alarm rule's alarm: a ``binary_sensor`` on its retained ``alarm/<id>`` topic.
+
+    Class ``moisture`` for a leak, ``problem`` otherwise; it belongs to the
+    alarm's device (the meter it is about) or, for a summary or a derived
+    value, to the gateway's own ``system`` device; the incident's fields are
+    its attributes. Announced once per alarm id, when first raised.
+    """
+    data = alarm.data
+    obj = f"{topics.object_prefix}alarm_{safe_level(alarm.alarm_id)}"
+    device = data.get("device") if isinstance(data.get("device"), str) else "system"
+    subject = data.get("subject") if isinstance(data.get("subject"), str) else ""
+    doc: dict[str, Any] = {
+        "name": f"Alarm {data.get('rule', alarm.alarm_id)}" + (f" {subject}" if subject else ""),
+        "unique_id": obj,
+        "object_id": obj,
+        "device_class": "moisture" if data.get("kind") == "leak" else "problem",
+        "state_topic": topics.alarm(alarm.alarm_id),
+        "value_template": "{{ 'ON' if value_json.active else 'OFF' }}",
+        "json_attributes_topic": topics.alarm(alarm.alarm_id),
+        "availability_topic": topics.status,
+        "payload_available": ONLINE.decode(),
+        "payload_not_available": OFFLINE.decode(),
+        "dev": {"ids": [topics.object_id(device)]},
+        "o": dict(ORIGIN),
+        "qos": 1,
+    }
+    return f"{topics.discovery_prefix}/binary_sensor/{obj}/config", doc

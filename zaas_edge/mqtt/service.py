@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from zaas_edge.aio import wait_for
@@ -28,7 +28,7 @@ from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, security_warnings, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler
-from zaas_edge.mqtt.discovery import PointSpec, device_config, spec_of
+from zaas_edge.mqtt.discovery import PointSpec, alarm_config, device_config, spec_of
 from zaas_edge.mqtt.intake import CommandIntake
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
@@ -40,6 +40,7 @@ HOUSEKEEPING_S = 1.0
 EVENT_BACKLOG = 100  # events kept while the broker is away; older ones are dropped and counted
 PUBLISH_CONCURRENCY = 64
 READ_BACK_S = 2.0  # retained discovery configurations arrive right after SUBACK; this is ample
+ALARM_RULES = "alarms"  # the source of the alarm rules' alarms (zaas_edge.alarms), announced as binary_sensors
 REFUSED_ALARM = "mqtt.broker_refused"  # the broker refuses who we are (login, TLS): an operator must act
 
 
@@ -70,6 +71,7 @@ class MqttService(Service):
                                        burst=s.command_burst, counters=st["commands"], limits=ctx.limit_overrides)
         self._conn: MqttConnection | None = None
         self._alarms: dict[str, Alarm] = {}
+        self._alarms_announced: set[str] = set()  # alarm rules' alarms whose binary_sensor was sent
         self._events: collections.deque[bytes] = collections.deque()
         self._availability: dict[str, bool] = {}  # as last published
         self._reported: dict[str, bool] = {}  # as the drivers' device.availability events last said
@@ -164,11 +166,25 @@ class MqttService(Service):
             self._alarms[item.alarm_id] = item
             self._send_soon(self.topics.alarm(item.alarm_id), alarm_payload(item), retain=True)
             self._event(alarm_event_payload(item))
+            for topic, payload in self._alarm_discovery([item]):
+                self._send_soon(topic, payload, retain=True)
         else:
             if item.kind == DEVICE_AVAILABILITY:
                 self._device_availability(item)
             if item.severity is not Severity.DEBUG:
                 self._event(event_payload(item))
+
+    def _alarm_discovery(self, alarms: Iterable[Alarm]) -> list[tuple[str, bytes]]:
+        """The Home Assistant binary_sensor of each alarm rule's alarm not yet announced on this connection."""
+        if not self.section.discovery:
+            return []
+        out = []
+        for a in alarms:
+            if a.source == ALARM_RULES and a.active and a.alarm_id not in self._alarms_announced:
+                self._alarms_announced.add(a.alarm_id)
+                topic, doc = alarm_config(self.topics, a)
+                out.append((topic, dumps(doc)))
+        return out
 
     def _device_availability(self, event: Event) -> None:
         """A driver says a device went online or offline: its availability topic follows at once,
@@ -297,6 +313,8 @@ class MqttService(Service):
         await self._refresh_availability(conn, force=True)
         await self._publish_many(conn, [(self.topics.alarm(a.alarm_id), alarm_payload(a), True)
                                         for a in self._alarms.values()])
+        self._alarms_announced.clear()
+        await self._publish_many(conn, [(t, p, True) for t, p in self._alarm_discovery(self._alarms.values())])
         events, self._events = list(self._events), collections.deque()
         await self._publish_many(conn, [(self.topics.event, e, False) for e in events])
         await self._announce(conn)
