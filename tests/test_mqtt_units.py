@@ -343,3 +343,16 @@ async def test_a_limit_command_holds_a_configured_limit_and_null_hands_it_back()
                (await run(CommandHandler(Drivers(), LoadOverrides(set), rate_per_s=1.0, burst=9),
                           "limit/main", body(limit_w=9000))).code]
     assert refused == ["unknown_target", "invalid", "invalid", "invalid", "not_configured"]
+
+
+async def test_ack_says_when_the_time_could_not_be_checked() -> None:
+    """Accepted while the clock is unsynchronised: ts and ttl_s were not judged, and the ack says it."""
+    h = handler()
+    late = await run(h, "driver/meter", body(action="poll"), wall=NOW + 999, synced=False)
+    doc = json.loads(late.payload())
+    assert (doc["accepted"], doc["code"], doc["time_checked"]) == (True, "ok", False)
+    assert "time could not be checked" in doc["reason"] and "not synchronised" in doc["reason"]
+    checked = json.loads((await run(h, "driver/meter", body(action="poll"), mono=100.0)).payload())
+    assert checked["accepted"] and "time_checked" not in checked
+    refused = json.loads((await run(h, "driver/meter", body(action="fly"), synced=False)).payload())
+    assert not refused["accepted"] and "time_checked" not in refused  # a refusal is not about time

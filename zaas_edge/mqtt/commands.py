@@ -7,7 +7,9 @@ refused as expired when the gateway's synchronised clock reads past
 ``ts`` is required so a command queued by the broker (persistent session)
 or held back by a slow network never acts late. While the gateway's clock is
 not synchronised (no RTC, NTP not reached yet) the check cannot be made and
-the command is taken as fresh on receipt.
+the command is taken as fresh on receipt, and its acknowledgement says so:
+``"time_checked": false`` and a reason ending with "its time could not be
+checked", so a sender relying on ``ttl_s`` knows it was not applied.
 
 Every command gets exactly one acknowledgement on ``<base>/cmd/<target>/state``:
 ``{"req_id", "accepted", "code", "reason", "state"}``, where ``code`` is a
@@ -32,6 +34,7 @@ __all__ = [
     "FUTURE_TOLERANCE_S",
 ]
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -49,6 +52,8 @@ log = logging.getLogger("zaas_edge.mqtt")
 MAX_PAYLOAD = 4096
 MAX_TTL_S = 3600.0
 FUTURE_TOLERANCE_S = 60.0
+UNCHECKED_TIME = ("its time could not be checked: the gateway's clock is not synchronised, "
+                  "so ts and ttl_s were not compared with it")
 MAX_BUCKETS = 1024  # rate-limit buckets, one per configured target (drivers and loads)
 
 
@@ -86,12 +91,18 @@ class Ack:
     code: str
     reason: str
     state: dict[str, Any] = field(default_factory=dict)
+    # False when the gateway's clock was not synchronised: the command's ts and ttl_s were not checked,
+    # so a sender that relies on them to refuse stale commands knows this one was not judged by them.
+    time_checked: bool = True
 
     def payload(self) -> bytes:
         from zaas_edge.mqtt.payloads import dumps
 
-        return dumps({"req_id": self.req_id, "accepted": self.accepted, "code": self.code,
-                      "reason": self.reason, "state": self.state})
+        doc = {"req_id": self.req_id, "accepted": self.accepted, "code": self.code,
+               "reason": self.reason, "state": self.state}
+        if not self.time_checked:
+            doc["time_checked"] = False
+        return dumps(doc)
 
 
 class _Refused(Exception):
@@ -138,6 +149,8 @@ class CommandHandler:
         except Exception as exc:  # a driver failing in an unexpected way must not stop the intake
             log.exception("command on %s failed", target, extra={"fields": {"target": target}})
             ack = Ack(None, False, "failed", f"the command failed: {type(exc).__name__}: {exc}")
+        if ack.accepted and not synced:
+            ack = dataclasses.replace(ack, time_checked=False, reason=f"{ack.reason}; {UNCHECKED_TIME}")
         if ack.accepted:
             self.counters["accepted"] += 1
         else:
