@@ -75,3 +75,16 @@ def test_the_scenario_example_runs_as_the_readme_says() -> None:
     scenario, base = parse_scenario(text[start:text.index("```", start)], "README.md")
     figures = simulate(scenario, base).figures
     assert figures.trips == 0 and figures.sheds >= 1
+
+
+def test_the_alarms_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    """The README's [alarms] example loads as it is written."""
+    from zaas_edge.config import load_config
+
+    text = (ROOT / "README.md").read_text()
+    at = text.index("## Alarms\n")
+    start = text.index("```toml\n", at) + len("```toml\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[gateway]\nid = "gw"\nstate_dir = "{tmp_path}"\n\n{text[start:text.index("```", start)]}')
+    alarms = load_config(cfg, environ={}).config.alarms
+    assert alarms.enabled and alarms.rules[0].id == "freezer-warm"
