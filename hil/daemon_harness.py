@@ -109,8 +109,9 @@ class DaemonProcess:
             raise AssertionError(f"zaas-edge {' '.join(args)} exited {p.returncode}: {p.stderr}{p.stdout}")
         return p
 
-    def status(self) -> dict[str, Any]:
-        p = self.cli("status", "--json", check=False)
+    def status(self, *args: str) -> dict[str, Any]:
+        """``zaas-edge status --json`` (plus ``args``, e.g. ``--points``), whatever the alarms say."""
+        p = self.cli("status", "--json", *args, check=False)
         if p.returncode not in (0, 4):  # 4: running, with an error-level alarm active
             raise AssertionError(f"zaas-edge status --json exited {p.returncode}: {p.stderr}{p.stdout}")
         return json.loads(p.stdout)

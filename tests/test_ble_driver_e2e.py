@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ def test_recorded_adverts_become_readings_in_the_daemon(base: Path) -> None:
         assert counters["duplicates"] == 2  # the repeated Ruuvi measurement and the replayed encrypted advert
         assert counters["adverts_unknown"] == 1 and counters["fridge.decode_errors"] == 1
         assert st["drivers"]["ble"]["state"] == "running"
-        points = json.loads(d.cli("status", "--json", "--points").stdout)["points"]
+        points = d.status("--points")["points"]
         assert points["fridge/temperature"]["value"] == 24.3
         assert points["fridge/humidity"]["value"] == 53.49
         assert points["fridge/rssi"]["value"] == -60.0  # measurement 206, the last one heard

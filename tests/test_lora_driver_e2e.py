@@ -79,7 +79,7 @@ def test_forwarder_uplinks_reach_status_points_and_the_store(base: Path) -> None
                            and s["drivers"]["lora"]["counters"].get("uplinks") == 3)
         counters = st["drivers"]["lora"]["counters"]
         assert counters["replayed"] == 1 and counters["duplicates"] == 5  # second copies
-        points = json.loads(d.cli("status", "--json", "--points").stdout)["points"]
+        points = d.status("--points")["points"]
         assert points["water-1/pulse_count"]["value"] == 4321.0
         assert points["water-1/rssi"]["value"] == -72.0 and points["water-1/fcnt"]["value"] == 11.0
         assert points["climate-1/co2"]["value"] == 950.0 and points["climate-1/co2"]["unit"] == "ppm"
@@ -140,7 +140,7 @@ def test_an_otaa_device_joins_through_the_daemon_and_its_uplinks_are_stored(base
         assert dev.accept is not None and dev.accept.net_id == 0x13 and dev.accept.dev_addr >> 25 == 0x13
         st = d.wait_status(lambda s: s["drivers"]["lora"]["counters"].get("uplinks") == 2)
         assert st["drivers"]["lora"]["counters"]["joins_accepted"] == 1
-        points = json.loads(d.cli("status", "--json", "--points").stdout)["points"]
+        points = d.status("--points")["points"]
         assert points["climate-otaa/co2"]["value"] == 1250.0 and points["climate-otaa/fcnt"]["value"] == 1.0
         listed = json.loads(d.cli("lora", "devices", "--json").stdout)
         [row] = listed["devices"]

@@ -41,7 +41,7 @@ def test_a_simulated_linky_becomes_readings_tariff_state_and_one_trip_alarm(base
             d.wait_notify("READY=1")
 
             def points() -> dict:
-                return json.loads(d.cli("status", "--json", "--points").stdout)["points"]
+                return d.status("--points")["points"]
 
             def state(quantity: str, pts: dict) -> str | None:
                 p = pts.get(f"{DEVICE}/{quantity}")
