@@ -12,7 +12,7 @@ from typing import Any
 
 from hil.central import Central
 from hil.central.process import CentralProcess as _CentralProcess
-from tests.daemon_harness import write_config
+from hil.daemon_harness import write_config
 from zaas_edge.clock import SystemClock
 from zaas_edge.config_model import Config
 from zaas_edge.hub import Hub

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, write_config
+from hil.daemon_harness import DaemonProcess, write_config
 from zaas_edge.model import Lane
 from zaas_edge.runtime import FAILING_AFTER
 from zaas_edge.store import Store

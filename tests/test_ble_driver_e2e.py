@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, write_config
+from hil.daemon_harness import DaemonProcess, write_config
 
 DATA = Path(__file__).parent / "data" / "ble_adverts.jsonl"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, write_config
+from hil.daemon_harness import DaemonProcess, write_config
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from zaas_edge.drivers.lora.keys import save_keys
 
+from hil.daemon_harness import CLI, DaemonProcess, write_config
 from hil.lora_forwarder import (
     DEMO_DEVICES,
     SimDevice,
@@ -23,7 +24,6 @@ from hil.lora_forwarder import (
     am103_payload,
     em300_di_payload,
 )
-from tests.daemon_harness import CLI, DaemonProcess, write_config
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from zaas_edge.drivers.lora.framelog import FrameLog, Verdict
 from zaas_edge.drivers.lora.keys import DeviceKeys, save_keys
 
+from hil.daemon_harness import CLI, ROOT, DaemonProcess, write_config
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, SimGateway, em300_di_payload
-from tests.daemon_harness import CLI, ROOT, DaemonProcess, write_config
 from tests.lora_helpers import running, until, write_keys
 from zaas_edge.control import ControlClient
 from zaas_edge.errors import PermanentError

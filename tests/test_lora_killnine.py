@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from zaas_edge.drivers.lora.keys import save_keys
 
+from hil.daemon_harness import DaemonProcess, write_config
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimForwarder, em300_di_payload
-from tests.daemon_harness import DaemonProcess, write_config
 from tests.test_lora_driver_e2e import free_udp_port
 
 

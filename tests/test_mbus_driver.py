@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 from zaas_edge.drivers.mbus import MBusDriver, MBusOptions
 
+from hil.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from hil.driver_run import DriverRun
 from hil.mbus_sim import MBusSimulator
-from tests.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from tests.example_config import load_driver_block
 from zaas_edge.driver import driver_class
 from zaas_edge.model import Alarm, Event, Quality

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.daemon_harness import DaemonProcess, write_config
 from hil.modbus_sim import SimProcess
-from tests.daemon_harness import DaemonProcess, write_config
 
 
 @pytest.fixture

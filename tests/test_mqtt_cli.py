@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import tests.mosquitto as broker_helpers
-from tests.daemon_harness import CLI, ROOT, write_config
+from hil.daemon_harness import CLI, ROOT, write_config
 from tests.mosquitto import Collector, Mosquitto, free_port
 
 mosquitto = broker_helpers.mosquitto  # the fixture

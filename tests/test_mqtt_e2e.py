@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, write_config
+from hil.daemon_harness import DaemonProcess, write_config
 from tests.mosquitto import Collector, Mosquitto
 
 BASE = "zaas/v1/test-site/gw-test"

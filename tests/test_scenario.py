@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from hil.buildings import DEMO, Building, ModbusLine, ModbusMeter, get_building
+from hil.daemon_harness import ROOT
 from hil.scenario import Scenario, ScenarioError, building_config, to_toml
-from tests.daemon_harness import ROOT
 from tests.mosquitto import available as mosquitto_available
 
 CLI = [sys.executable, "-m", "zaas_edge"]

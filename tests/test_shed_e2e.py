@@ -22,9 +22,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hil.daemon_harness import DaemonProcess, write_config
 from hil.relay_sim import RelayCommand
 from hil.shed_plant import Plant, PlantLoad
-from tests.daemon_harness import DaemonProcess, write_config
 from tests.mosquitto import Collector, Mosquitto
 from zaas_edge.cli import cli
 from zaas_edge.cli.shed_cmd import parse_duration

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess
+from hil.daemon_harness import DaemonProcess
 from tests.sync_fixtures import CentralProcess, daemon_sync_config
 from zaas_edge.model import Lane
 from zaas_edge.store import Store

@@ -13,9 +13,9 @@ import pytest
 from zaas_edge.drivers.tic import Mode
 from zaas_edge.drivers.tic.state_points import STATE_POINTS
 
+from hil.daemon_harness import DaemonProcess, write_config
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, Tariff, constant, ticking
 from hil.linky_tariff import Colour, Contract
-from tests.daemon_harness import DaemonProcess, write_config
 
 T0 = 1_767_261_600  # 2026-01-01 11:00 +01:00, HP on Tempo
 DEVICE = "linky-031762120855"
