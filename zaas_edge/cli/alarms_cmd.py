@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from zaas_edge.cli import cli
-from zaas_edge.cli.buffer_cmd import _db_option, _iso, _open, _Time
+from zaas_edge.cli.buffer_cmd import TimeParam, _db_option, _iso, _open
 from zaas_edge.cli.output import emit, format_duration, json_option, table
 
 EXIT_NOT_RUNNING = 3  # as `zaas-edge status`: no daemon answers
@@ -119,9 +119,9 @@ def _print_history(rows: list[dict[str, Any]]) -> None:
 
 
 @alarms_group.command("history")
-@click.option("--since", type=_Time(), default="-7d", show_default=True,
+@click.option("--since", type=TimeParam(), default="-7d", show_default=True,
               help="From this time: ISO 8601 (UTC unless offset) or -1h, -2d.")
-@click.option("--until", type=_Time(), default=None, help="Before this time, same forms as --since.")
+@click.option("--until", type=TimeParam(), default=None, help="Before this time, same forms as --since.")
 @_db_option
 @json_option
 def history_cmd(since: int | None, until: int | None, db: Path | None, as_json: bool) -> None:

@@ -7,7 +7,7 @@ of the one the configuration names.
 
 from __future__ import annotations
 
-__all__ = ["buffer", "parse_time"]
+__all__ = ["buffer", "parse_time", "TimeParam"]
 
 import csv
 import json
@@ -66,7 +66,10 @@ def _iso(ns: int | None) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Time(click.ParamType):
+class TimeParam(click.ParamType):
+    """A time as the commands that read history take it: ISO 8601 (UTC unless an offset is given), ``now``
+    or ``-24h`` (``buffer export``, ``alarms history``, ``shed simulate --from``)."""
+
     name = "TIME"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
@@ -182,8 +185,9 @@ def _write(rows: Iterator[dict[str, Any]], lane: Lane, fmt: str, out: TextIO) ->
 
 @buffer.command("export")
 @click.option("--lane", type=click.Choice([str(lane) for lane in Lane]), default="reading", show_default=True)
-@click.option("--since", type=_Time(), default=None, help="From this time: ISO 8601 (UTC unless offset) or -1h, -2d.")
-@click.option("--until", type=_Time(), default=None, help="Before this time, same forms as --since.")
+@click.option("--since", type=TimeParam(), default=None,
+              help="From this time: ISO 8601 (UTC unless offset) or -1h, -2d.")
+@click.option("--until", type=TimeParam(), default=None, help="Before this time, same forms as --since.")
 @click.option("--point", default=None, help="Only this point key (readings); * and ? match any characters.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,

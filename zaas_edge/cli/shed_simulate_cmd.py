@@ -14,11 +14,11 @@ __all__ = ["simulate_cmd"]
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from zaas_edge.cli.buffer_cmd import parse_time
+from zaas_edge.cli.buffer_cmd import TimeParam
 from zaas_edge.cli.output import emit, format_duration, json_option, table
 from zaas_edge.cli.shed_cmd import shed_group
 
@@ -28,26 +28,12 @@ if TYPE_CHECKING:
 EXIT_TARGETS = 1
 
 
-class _Time(click.ParamType):
-    """A time as ``buffer export`` takes it: ISO 8601 (UTC unless an offset is given), ``now`` or ``-24h``."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_time(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
 @shed_group.command("simulate")
 @click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A scenario file (TOML): the plant, the [shedding] section and optional [targets].")
-@click.option("--from", "since", type=_Time(), default=None,
+@click.option("--from", "since", type=TimeParam(), default=None,
               help="Replay the store's history from this time: ISO 8601 or relative (-24h).")
-@click.option("--to", "until", type=_Time(), default=None, help="... up to this time (default now).")
+@click.option("--to", "until", type=TimeParam(), default=None, help="... up to this time (default now).")
 @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --from: read this database file instead of the configured store.")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
