@@ -13,7 +13,8 @@ priority is shed first, equal priorities share the shedding in turn.
 from __future__ import annotations
 
 __all__ = [
-    "SheddingConfig", "LimitConfig", "LoadConfig", "ActuatorConfig", "ScheduleRule", "TariffRule",
+    "SheddingConfig", "LimitConfig", "LoadConfig", "ActuatorConfig", "ScheduleRule", "TariffRule", "DailyWindow",
+    "minute_of_day",
     "LimitKind", "LoadKind", "SafeState",
 ]
 
@@ -32,25 +33,25 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _ID = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
-def _minute_of_day(text: str) -> int:
+def minute_of_day(text: str) -> int:
     m = _HHMM.match(text)
     if m is None:
         raise ValueError(f"expected a time of day HH:MM, got {text!r}")
     return int(m.group(1)) * 60 + int(m.group(2))
 
 
-class ScheduleRule(Section):
-    """A lower (or higher) limit during a window of local time, e.g. a peak-hours contract."""
+class DailyWindow(Section):
+    """A window of local time on some days of the week: a peak-hours contract, a building's idle nights."""
 
-    start: str = Field(description="HH:MM local time; a window whose end is before its start spans midnight")
+    start: str = Field(description="HH:MM local time; a window whose end is before its start spans midnight; "
+                                   "start = end is the whole day")
     end: str
     days: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6], description="0 = Monday")
-    limit_w: float = Field(gt=0, allow_inf_nan=False)
 
     @field_validator("start", "end")
     @classmethod
     def _hhmm(cls, v: str) -> str:
-        _minute_of_day(v)
+        minute_of_day(v)
         return v
 
     @field_validator("days")
@@ -61,11 +62,19 @@ class ScheduleRule(Section):
         return v
 
     def covers(self, weekday: int, minute: int) -> bool:
-        a, b = _minute_of_day(self.start), _minute_of_day(self.end)
-        if a <= b:
+        a, b = minute_of_day(self.start), minute_of_day(self.end)
+        if a == b:
+            return weekday in self.days
+        if a < b:
             return weekday in self.days and a <= minute < b
         # spans midnight: the part after midnight belongs to the day the window started
         return (weekday in self.days and minute >= a) or ((weekday - 1) % 7 in self.days and minute < b)
+
+
+class ScheduleRule(DailyWindow):
+    """A lower (or higher) limit during a window of local time, e.g. a peak-hours contract."""
+
+    limit_w: float = Field(gt=0, allow_inf_nan=False)
 
 
 class TariffRule(Section):

@@ -13,62 +13,29 @@ from __future__ import annotations
 
 __all__ = ["AlarmsSection", "AlarmRule", "IdleWindow", "RuleKind", "DEFAULT_PATTERNS"]
 
-import re
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from zaas_edge.config_types import Section
+from zaas_edge.rules.config import DailyWindow
 
 RuleKind = Literal["threshold", "stale", "silent", "leak", "consumption", "fault", "battery"]
 Derive = Literal["value", "rate", "difference", "sum"]
 Severity = Literal["info", "notice", "warning", "error", "critical"]
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 #: The points a rule watches when it names none.
 DEFAULT_PATTERNS: Mapping[str, tuple[str, ...]] = {"battery": ("*/battery",)}
-
-
-def minute_of_day(text: str) -> int:
-    m = _HHMM.match(text)
-    if m is None:
-        raise ValueError(f"expected a time of day HH:MM, got {text!r}")
-    return int(m.group(1)) * 60 + int(m.group(2))
 
 
 def is_pattern(key: str) -> bool:
     return any(c in key for c in "*?[")
 
 
-class IdleWindow(Section):
+class IdleWindow(DailyWindow):
     """When the building should be idle (nights, weekends): local time, ``days`` 0 = Monday."""
-
-    start: str = Field(description="HH:MM; a window whose end is before its start spans midnight")
-    end: str
-    days: list[int] = Field(default=[0, 1, 2, 3, 4, 5, 6])
-
-    @field_validator("start", "end")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        minute_of_day(v)
-        return v
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, v: list[int]) -> list[int]:
-        if not v or any(d < 0 or d > 6 for d in v):
-            raise ValueError("days are 0 (Monday) to 6 (Sunday), at least one")
-        return v
-
-    def covers(self, weekday: int, minute: int) -> bool:
-        a, b = minute_of_day(self.start), minute_of_day(self.end)
-        if a == b:
-            return weekday in self.days
-        if a < b:
-            return weekday in self.days and a <= minute < b
-        return (weekday in self.days and minute >= a) or ((weekday - 1) % 7 in self.days and minute < b)
 
 
 class AlarmRule(Section):
