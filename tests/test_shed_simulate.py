@@ -239,6 +239,41 @@ def test_a_recorded_day_replays_with_the_shed_loads_taken_off(tmp_path: Path) ->
     assert got["shed_energy_wh"] >= 3000 * 2 * 0.9
 
 
+def test_a_recorded_day_also_reports_what_the_alarm_rules_would_have_raised(tmp_path: Path) -> None:
+    """Issue: tune a rule on last month's data before it goes live: [alarms] rules (not even enabled)
+    over the same window, beside the shedding figures."""
+    asyncio.run(_fill(tmp_path / "store.sqlite"))
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text() + """
+[alarms]
+enabled = false
+
+[[alarms.rules]]
+id = "peak"
+kind = "threshold"
+points = ["house/*"]
+above = 9000
+delay_s = 60
+
+[[alarms.rules]]
+id = "dark"
+kind = "stale"
+points = ["house/power"]
+after_s = 600
+""")
+    code, out, err = run("-c", str(cfg), "shed", "simulate", "--from", "2026-01-14T00:00:00",
+                         "--to", "2026-01-15T00:00:00", "--json")
+    assert code == 0, err
+    got = [(a["alarm"], a["active"], a["t"]) for a in json.loads(out)["rule_alarms"]]
+    # the meter unplugged 03:00-04:00, then the recorded evening peak of 10 kW from 18:00 to 20:00
+    assert [(a, up) for a, up, _ in got] == [("rule.dark.house.power", True), ("rule.dark.house.power", False),
+                                             ("rule.peak.house.power", True), ("rule.peak.house.power", False)]
+    assert 3 * 3600 + 600 <= got[0][2] <= 3 * 3600 + 700 and 18 * 3600 + 60 <= got[2][2] <= 18 * 3600 + 130
+    code, text, err = run("-c", str(cfg), "shed", "simulate", "--from", "2026-01-14T00:00:00",
+                          "--to", "2026-01-15T00:00:00")
+    assert code == 0 and "alarm rules: 2 raised, 2 cleared" in text
+
+
 def test_history_needs_readings_in_the_window(tmp_path: Path) -> None:
     asyncio.run(_fill(tmp_path / "store.sqlite"))
     code, _, err = run("-c", str(_config(tmp_path)), "shed", "simulate", "--from", "2020-01-01", "--to",

@@ -53,6 +53,7 @@ def simulate_cmd(ctx: click.Context, scenario_path: Path | None, since: int | No
     """
     if (scenario_path is None) == (since is None):
         raise click.UsageError("give either --scenario FILE or --from TIME [--to TIME]")
+    rule_alarms: list[dict[str, object]] | None = None
     if scenario_path is not None:
         from zaas_edge.rules.scenario import load_scenario
         from zaas_edge.rules.simulate import check_targets, simulate
@@ -76,9 +77,13 @@ def simulate_cmd(ctx: click.Context, scenario_path: Path | None, since: int | No
         result = simulate(sc, base)
         failed = []
         name = sc.name
+        if config.alarms.rules:  # enabled or not: a rule is tuned on history before it goes live
+            rule_alarms = _rule_alarms(db or config.store_path, config.alarms, since, until_ns)
     if plot is not None:
         _plot(result, name, plot)
     doc = _document(name, result, failed)
+    if rule_alarms is not None:
+        doc["rule_alarms"] = rule_alarms
     emit(doc, as_json, lambda d: _print(d, result))
     if failed:
         for line in failed:
@@ -109,6 +114,32 @@ def _read_history(db: Path, shedding: object, since_ns: int, until_ns: int) -> d
     return out
 
 
+def _rule_alarms(db: Path, section: object, since_ns: int, until_ns: int) -> list[dict[str, object]]:
+    """What the configuration's alarm rules would have raised and cleared over the window's readings."""
+    from zaas_edge.alarms.replay import replay
+    from zaas_edge.errors import ZaasError
+    from zaas_edge.model import Lane, Quality, Reading
+    from zaas_edge.rules.alarms import AlarmsSection
+    from zaas_edge.store import Store
+
+    assert isinstance(section, AlarmsSection)
+    patterns = sorted({p for rule in section.rules for p in rule.points})
+    readings: dict[tuple[str, int], Reading] = {}
+    try:
+        with Store(db, readonly=True) as store:
+            for pattern in patterns:
+                for row in store.export(Lane.READING, since_ns=since_ns, until_ns=until_ns, point=pattern):
+                    r = Reading(str(row["point"]), float(row["value"]), str(row.get("unit") or ""),
+                                int(row["wall_ns"]), 0, "", True, Quality(str(row["quality"])))
+                    readings[(r.point, r.wall_ns)] = r
+    except ZaasError as exc:
+        raise click.ClickException(str(exc)) from None
+    ordered = sorted(readings.values(), key=lambda r: r.wall_ns)
+    return [{"t": round(wall_s - since_ns / 1e9, 1), "alarm": x.alarm_id, "active": x.active,
+             "severity": str(x.severity), "text": x.text, "value": x.value, "threshold": x.threshold}
+            for wall_s, x in replay(section, ordered, until_s=until_ns / 1e9)]
+
+
 def _document(name: str, result: SimResult, failed: list[str]) -> dict[str, object]:
     from zaas_edge.rules.simulate import action_dict
 
@@ -135,6 +166,17 @@ def _print(doc: dict[str, object], result: SimResult) -> None:
         click.echo(table(["t", "action", "load", "level", "why"],
                          [(format_duration(a.t), a.action.kind, getattr(a.action, "load", ""),
                            f"{getattr(a.action, 'level', 0):g}", a.action.reason.rule) for a in moves]))
+    rule_alarms = doc.get("rule_alarms")
+    if isinstance(rule_alarms, list):
+        click.echo()
+        click.echo(f"alarm rules: {sum(1 for a in rule_alarms if a['active'])} raised, "
+                   f"{sum(1 for a in rule_alarms if not a['active'])} cleared")
+        if rule_alarms:
+            click.echo(table(["t", "alarm", "", "value", "threshold", "text"],
+                             [(format_duration(a["t"]), a["alarm"], "raised" if a["active"] else "cleared",
+                               "-" if a["value"] is None else f"{a['value']:g}",
+                               "-" if a["threshold"] is None else f"{a['threshold']:g}", a["text"])
+                              for a in rule_alarms]))
     missed = doc["targets_missed"]
     if isinstance(missed, list) and missed:
         click.echo()
