@@ -38,7 +38,12 @@ async def test_daemon_publishes_system_state_discovery_and_obeys_poll(base: Path
                 disco = json.loads(await sub.wait_for("homeassistant/device/zaas_test-site_gw-test_system/config"))
                 assert disco["dev"]["mdl"] == "system"
                 assert disco["cmps"]["process_rss"]["device_class"] == "data_size"
-                assert disco["cmps"]["cpu_temp"]["unit_of_measurement"] == "°C"
+                # Only what the box reports is announced: no SoC temperature, no entity waiting for one.
+                assert set(disco["cmps"]) <= {k.replace(".", "_") for k in state["points"]}
+                if "cpu_temp" in state["points"]:
+                    assert disco["cmps"]["cpu_temp"]["unit_of_measurement"] == "°C"
+                assert disco["cmps"]["uptime"]["entity_category"] == "diagnostic"
+                assert disco["dev"]["via_device"] == "zaas_test-site_gw-test"
                 assert await sub.wait_for(f"{BASE}/device/system/availability",
                                           lambda p: p == b"online") == b"online"
 

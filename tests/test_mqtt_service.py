@@ -127,7 +127,9 @@ async def test_birth_retained_state_and_discovery_for_a_late_subscriber(harness:
         power = disco["cmps"]["power"]
         assert (power["device_class"], power["state_class"], power["unit_of_measurement"]) == \
             ("power", "measurement", "W")
-        assert power["name"] == "Active power"
+        assert power["name"] == "Power" and power["default_entity_id"] == "sensor.zaas_site-a_gw-1_meter-1_power"
+        assert "object_id" not in power and disco["dev"]["name"] == "site-a meter-1"
+        assert disco["dev"]["via_device"] == "zaas_site-a_gw-1"
         assert power["value_template"] == "{{ value_json['points']['power'] }}"
         assert disco["cmps"]["energy"]["state_class"] == "total_increasing"
         assert [a["topic"] for a in disco["availability"]] == [f"{BASE}/status",

@@ -182,6 +182,15 @@ def test_alarm_and_event_payloads() -> None:
     ("cpu_usage", "%", {"state_class": "measurement", "unit_of_measurement": "%"}),
     ("power_factor", "", {"device_class": "power_factor", "state_class": "measurement"}),
     ("mode", "", {}),
+    # Current Home Assistant (sensor/const.py DEVICE_CLASS_UNITS and DEVICE_CLASS_STATE_CLASSES):
+    ("flow_temperature_delta", "K", {"device_class": "temperature_delta", "state_class": "measurement",
+                                     "unit_of_measurement": "K"}),
+    ("energy_reactive_import", "kvarh", {"device_class": "reactive_energy", "state_class": "total_increasing",
+                                         "unit_of_measurement": "kvarh"}),
+    ("volume", "m3", {"device_class": "volume", "state_class": "total_increasing", "unit_of_measurement": "m³"}),
+    ("pulse_count", "count", {"state_class": "total_increasing"}),
+    ("energy.s1", "kWh", {"unit_of_measurement": "kWh"}),  # a billing-date snapshot is not offered as energy
+    ("volume.s1", "m3", {"device_class": "volume", "unit_of_measurement": "m³"}),
 ])
 def test_sensor_classes(quantity: str, unit: str, expected: dict[str, str]) -> None:
     assert sensor_classes(quantity, unit) == expected
@@ -199,8 +208,8 @@ def test_device_config_document() -> None:
     assert doc["state_topic"] == T.device_state("meter-1") and doc["availability_mode"] == "all"
     assert set(doc["cmps"]) == {"power", "l1_voltage", "l1_voltage_"}  # no two entities share a key
     p = doc["cmps"]["power"]
-    assert p == {"p": "sensor", "name": "Active power", "unique_id": "zaas_site-a_gw-1_meter-1_power",
-                 "object_id": "zaas_site-a_gw-1_meter-1_power",
+    assert p == {"p": "sensor", "name": "Power", "unique_id": "zaas_site-a_gw-1_meter-1_power",
+                 "default_entity_id": "sensor.zaas_site-a_gw-1_meter-1_power",
                  "value_template": "{{ value_json['points']['power'] }}", "device_class": "power",
                  "state_class": "measurement", "unit_of_measurement": "W", "expire_after": 600}
     assert doc["cmps"]["l1_voltage"]["value_template"] == "{{ value_json['points']['l1/voltage'] }}"

@@ -10,7 +10,7 @@ from zaas_edge.drivers.tic.state_points import STATE_POINTS, state_points
 from zaas_edge.clock import SystemClock
 from zaas_edge.config_model import Config, GatewaySection
 from zaas_edge.hub import Hub
-from zaas_edge.model import Point
+from zaas_edge.model import Point, Reading
 from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.discovery import device_config, spec_of
 from zaas_edge.mqtt.service import MqttService
@@ -73,7 +73,12 @@ def test_the_mqtt_service_announces_the_drivers_enumerated_points(tmp_path: Path
     ctx = ServiceContext(name="mqtt", config=lambda: config, hub=Hub(), clock=SystemClock(assume_synced=True),
                          outbox=None, drivers=Drivers(), notice=lambda item: None, heartbeat=lambda: None,
                          add_command=lambda name, handler: None)
-    specs, owner = MqttService(ctx)._devices()
+    service = MqttService(ctx)
+    specs, owner = service._devices()
+    assert specs[DEVICE] == {}  # declared but not reported yet: nothing announced that would wait forever
+    st = SystemClock(assume_synced=True).now()
+    service.publisher.on_readings([Reading.at(st, p.key, 0.0, p.unit) for p in pts])
+    specs, owner = service._devices()
     assert owner[DEVICE] == "linky"
     assert specs[DEVICE]["tempo_today"].states == ("blue", "white", "red", "unknown")
     assert specs[DEVICE]["tempo_today"].expire_after_s  # the service's expiry is kept beside the states

@@ -39,8 +39,11 @@ __all__ = [
     "Detail",
     "DeviceHealth",
     "DeviceStatus",
+    "SCHEDULE_FACTOR",
     "Transition",
+    "device_online",
     "offline_alarm_id",
+    "quiet_limit_s",
 ]
 
 from collections.abc import Iterable, Mapping
@@ -50,12 +53,35 @@ from enum import StrEnum
 DEVICE_AVAILABILITY = "device.availability"  # the one event kind, ``state`` "online" or "offline" in its data
 EWMA = 0.1  # weight of the newest latency sample in the running average
 
+SCHEDULE_FACTOR = 2.5  # a device quiet for this many of its intervals has missed two readings and more
+
 Detail = str | int | float | bool | None  # a JSON scalar: what a device's status may carry besides counters
 
 
 def offline_alarm_id(device_id: str) -> str:
     """The alarm raised while a device is offline (MQTT availability reads it too)."""
     return f"device.{device_id}.offline"
+
+
+def quiet_limit_s(configured_s: float, interval_s: float | None) -> float:
+    """How long a device may give nothing and still count as online: the larger of the configured
+    timeout and ``SCHEDULE_FACTOR`` times its own interval (an M-Bus meter on its 900 s readout
+    is not offline 120 s after each one)."""
+    return configured_s if interval_s is None else max(configured_s, SCHEDULE_FACTOR * interval_s)
+
+
+def device_online(verdict: bool | None, quiet_s: float | None, limit_s: float) -> bool:
+    """The one definition of "online" that ``zaas-edge status`` and MQTT availability share.
+
+    ``verdict`` is the device's ``DeviceHealth.online`` (None when its driver keeps
+    no health, or before its first verdict), ``quiet_s`` the seconds since its
+    last reading (None: none yet), ``limit_s`` its :func:`quiet_limit_s`. Its
+    driver's verdict wins when it has one: offline means offline, and online
+    holds while the readings keep within the device's schedule.
+    """
+    if verdict is False or quiet_s is None:
+        return False
+    return quiet_s <= limit_s
 
 
 class Counter(StrEnum):

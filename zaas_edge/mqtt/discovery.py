@@ -16,8 +16,10 @@ replaced SD card or a wiped state directory cannot leave ghosts behind.
 
 from __future__ import annotations
 
-__all__ = ["PointSpec", "sensor_classes", "device_config", "component_key", "spec_of", "alarm_config"]
+__all__ = ["PointSpec", "DeviceInfo", "sensor_classes", "device_config", "gateway_config", "component_key",
+           "entity_name", "spec_of", "alarm_config"]
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any
 
 from zaas_edge import __version__
 from zaas_edge.model import Alarm, Point
+from zaas_edge.mqtt.ha_classes import classify
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE
 from zaas_edge.mqtt.topics import Topics, safe_level
 
@@ -37,6 +40,8 @@ class PointSpec:
 
     ``states`` makes an ``enum`` sensor: the point's value is the index of its
     state (a tariff period, a Tempo colour; see ``zaas_edge.model.Point``).
+    ``resolution`` (the smallest step worth keeping) gives the precision
+    Home Assistant shows instead of float32 noise.
     """
 
     quantity: str
@@ -44,87 +49,48 @@ class PointSpec:
     description: str = ""
     expire_after_s: int | None = None
     states: tuple[str, ...] = ()
+    resolution: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """The device block: who made the device, what it is, its serial; its site for names.
+
+    ``medium`` ("water", "gas", "heat"...) tells a water meter's m³ from a gas
+    meter's; ``via`` is the object id of the gateway device it is reached through.
+    """
+
+    manufacturer: str = ""
+    model: str = ""
+    serial: str = ""
+    medium: str = ""
+    site: str = ""
+    via: str = ""
 
 
 def spec_of(point: Point, expire_after_s: int | None = None) -> PointSpec:
     """The discovery view of a declared point."""
-    return PointSpec(point.quantity, point.unit, point.description, expire_after_s, point.states)
+    return PointSpec(point.quantity, point.unit, point.description, expire_after_s, point.states, point.resolution)
 
 
-# Our units (model.Reading.unit) -> Home Assistant's spelling.
-_HA_UNITS = {"degC": "°C", "degF": "°F", "m3": "m³", "m3/h": "m³/h", "var": "var", "varh": "varh"}
-
-# unit -> (device_class, state_class); counters are total_increasing.
-_BY_UNIT: dict[str, tuple[str | None, str | None]] = {
-    "kWh": ("energy", "total_increasing"),
-    "Wh": ("energy", "total_increasing"),
-    "MWh": ("energy", "total_increasing"),
-    "W": ("power", "measurement"),
-    "kW": ("power", "measurement"),
-    "VA": ("apparent_power", "measurement"),
-    "kVA": ("apparent_power", "measurement"),
-    "var": ("reactive_power", "measurement"),
-    "kvar": ("reactive_power", "measurement"),
-    "V": ("voltage", "measurement"),
-    "mV": ("voltage", "measurement"),
-    "A": ("current", "measurement"),
-    "mA": ("current", "measurement"),
-    "Hz": ("frequency", "measurement"),
-    "degC": ("temperature", "measurement"),
-    "degF": ("temperature", "measurement"),
-    "K": ("temperature", "measurement"),
-    "hPa": ("pressure", "measurement"),
-    "Pa": ("pressure", "measurement"),
-    "bar": ("pressure", "measurement"),
-    "lx": ("illuminance", "measurement"),
-    "ppm": ("carbon_dioxide", "measurement"),
-    "dBm": ("signal_strength", "measurement"),
-    "dB": ("signal_strength", "measurement"),
-    "B": ("data_size", "measurement"),
-    "s": ("duration", "measurement"),
-    "m3/h": ("volume_flow_rate", "measurement"),
-    "L": ("water", "total_increasing"),
-}
-
-
-def sensor_classes(quantity: str, unit: str) -> dict[str, str]:
-    """``device_class``, ``state_class`` and ``unit_of_measurement`` for one point.
-
-    The unit decides in most cases; where it does not (``%`` may be humidity
-    or a battery, ``m3`` gas or water) the quantity's name settles it.
-    """
-    q = quantity.lower()
+def sensor_classes(quantity: str, unit: str, medium: str = "") -> dict[str, str]:
+    """``device_class``, ``state_class`` and ``unit_of_measurement`` for one point (see ``ha_classes``)."""
+    c = classify(quantity, unit, medium=medium)
     out: dict[str, str] = {}
-    if unit:
-        out["unit_of_measurement"] = _HA_UNITS.get(unit, unit)
-    device_class: str | None
-    state_class: str | None
-    if unit == "%":
-        device_class = "humidity" if "humid" in q else "battery" if "batt" in q else None
-        state_class = "measurement"
-    elif unit == "m3":
-        device_class = "water" if "water" in q else "gas" if "gas" in q else "volume"
-        state_class = "total_increasing" if device_class in ("gas", "water") else "measurement"
-        if device_class == "volume" and any(w in q for w in ("index", "total", "volume", "counter")):
-            state_class = "total_increasing"
-    elif unit == "" and ("power_factor" in q or q.endswith("pf") or "cos_phi" in q):
-        device_class, state_class = "power_factor", "measurement"
-    elif unit in _BY_UNIT:
-        device_class, state_class = _BY_UNIT[unit]
-        if unit in ("s",) and "uptime" in q:
-            state_class = "total_increasing"
-    else:
-        device_class = None
-        state_class = "measurement" if unit or _NUMERIC_HINT.search(q) else None
-    if device_class:
-        out["device_class"] = device_class
-    if state_class:
-        out["state_class"] = state_class
+    if c.unit is not None:
+        out["unit_of_measurement"] = c.unit
+    if c.device_class is not None:
+        out["device_class"] = c.device_class
+    if c.state_class is not None:
+        out["state_class"] = c.state_class
     return out
 
 
-_NUMERIC_HINT = re.compile(r"load|count|backlog|rssi|snr|level")
 _KEY = re.compile(r"[^a-z0-9_]")
+_WORDS = {"l1": "L1", "l2": "L2", "l3": "L3", "pf": "power factor", "rssi": "RSSI", "snr": "SNR", "cpu": "CPU",
+          "ev": "EV", "co2": "CO₂", "fcnt": "frame counter", "rss": "RSS", "pcb": "PCB", "1m": "1 min",
+          "max": "maximum", "min": "minimum", "avg": "average", "mem": "memory", "tic": "TIC"}
+_SUFFIX = re.compile(r"\.(s|t|u|m)([0-9a-f]+)")
 
 
 def component_key(quantity: str) -> str:
@@ -132,8 +98,44 @@ def component_key(quantity: str) -> str:
     return _KEY.sub("_", quantity.lower()) or "_"
 
 
-def _title(quantity: str) -> str:
-    return quantity.replace("_", " ").replace("/", " ").strip().capitalize() or quantity
+def entity_name(quantity: str) -> str:
+    """A name for people from a quantity: ``energy_import_l1`` is "Energy import L1", an M-Bus
+    ``energy.s1`` "Energy (billing date 1)", ``volume.t2`` "Volume tariff 2"."""
+    base, _, rest = quantity.partition(".")
+    extra = []
+    for kind, n in _SUFFIX.findall("." + rest if rest else ""):
+        extra.append({"s": f"(billing date {n})", "t": f"tariff {n}", "u": f"subunit {n}",
+                      "m": f"#{n}"}[kind])
+    words = [_WORDS.get(w, w) for w in re.split(r"[_/\s]+", base.strip("_/ ")) if w]
+    for fn in ("max", "min", "avg", "err"):
+        if rest.startswith(fn):
+            words.append({"err": "during error"}.get(fn, _WORDS.get(fn, fn)))
+    text = " ".join(words + extra).strip() or quantity
+    return text[0].upper() + text[1:]
+
+
+def _precision(resolution: float) -> int | None:
+    if not resolution or resolution <= 0 or not math.isfinite(resolution):
+        return None
+    return max(0, min(6, -math.floor(math.log10(resolution) + 1e-9)))
+
+
+def gateway_config(topics: Topics, site: str = "") -> tuple[str, dict[str, Any]]:
+    """The gateway's own device, which every other device names with ``via_device``: one
+    ``connectivity`` binary_sensor on the gateway's status topic (its birth and will)."""
+    obj = topics.gateway_object_id
+    name = f"{site or topics.site} gateway {topics.gateway}"
+    doc: dict[str, Any] = {
+        "dev": {"ids": [obj], "name": name, "mf": "zaas", "mdl": "zaas-edge gateway", "sw": __version__},
+        "o": dict(ORIGIN),
+        "cmps": {"link": {"p": "binary_sensor", "name": "Broker link", "unique_id": f"{obj}_link",
+                          "default_entity_id": f"binary_sensor.{obj}_link", "device_class": "connectivity",
+                          "entity_category": "diagnostic", "payload_on": ONLINE.decode(),
+                          "payload_off": OFFLINE.decode()}},
+        "state_topic": topics.status,
+        "qos": 1,
+    }
+    return topics.discovery_of(obj), doc
 
 
 def device_config(
@@ -143,10 +145,12 @@ def device_config(
     *,
     model: str = "",
     expire_after_s: int | None = None,
+    info: DeviceInfo | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The discovery topic and document of one device with the given points."""
     if not points:
         raise ValueError(f"device {device!r} has no points to announce")
+    info = info or DeviceInfo(model=model)
     obj = topics.object_id(device)
     cmps: dict[str, Any] = {}
     for quantity in sorted(points):
@@ -154,25 +158,42 @@ def device_config(
         key = component_key(quantity)
         while key in cmps:  # "l1/v" and "l1_v" must not share an entity
             key += "_"
+        c = classify(quantity, spec.unit, medium=info.medium or device, states=len(spec.states))
+        value = "value_json['points'][" + _jinja_str(quantity) + "]"
         cmp: dict[str, Any] = {
-            "p": "sensor",
-            "name": spec.description or _title(quantity),
+            "p": c.platform,
+            "name": entity_name(quantity),
             "unique_id": f"{obj}_{key}",
-            "object_id": f"{obj}_{key}",
+            "default_entity_id": f"{c.platform}.{obj}_{key}",
             # Brackets, not dots: quantities may hold '/' or '.', and 'points.values' would be a method.
-            "value_template": "{{ value_json['points'][" + _jinja_str(quantity) + "] }}",
-            **sensor_classes(quantity, spec.unit),
+            "value_template": "{{ " + value + " }}",
         }
+        if c.platform == "binary_sensor":
+            cmp["value_template"] = "{{ 'ON' if " + value + " else 'OFF' }}"
+        if c.device_class is not None:
+            cmp["device_class"] = c.device_class
+        if c.state_class is not None:
+            cmp["state_class"] = c.state_class
+        if c.unit is not None:
+            cmp["unit_of_measurement"] = c.unit
+        if c.diagnostic:
+            cmp["entity_category"] = "diagnostic"
         if spec.states:
-            cmp = {k: v for k, v in cmp.items() if k not in ("unit_of_measurement", "state_class")}
-            cmp.update(device_class="enum", options=list(spec.states), value_template=_enum_template(quantity, spec))
+            cmp.update(options=list(spec.states), value_template=_enum_template(quantity, spec))
+        elif c.platform == "sensor" and (precision := _precision(spec.resolution)) is not None:
+            cmp["suggested_display_precision"] = precision
         expire = spec.expire_after_s if spec.expire_after_s is not None else expire_after_s
         if expire:
             cmp["expire_after"] = int(expire)
         cmps[key] = cmp
+    dev: dict[str, Any] = {"ids": [obj], "name": f"{info.site} {device}" if info.site else device,
+                           "mf": info.manufacturer or "zaas", "mdl": info.model or "zaas-edge device"}
+    if info.serial:
+        dev["sn"] = info.serial
+    if info.via and info.via != obj:
+        dev["via_device"] = info.via
     doc: dict[str, Any] = {
-        "dev": {"ids": [obj], "name": device, "mf": "zaas", "mdl": model or "zaas-edge device",
-                "sw": __version__},
+        "dev": dev,
         "o": dict(ORIGIN),
         "cmps": cmps,
         "state_topic": topics.device_state(device),
@@ -214,7 +235,7 @@ def alarm_config(topics: Topics, alarm: Alarm) -> tuple[str, dict[str, Any]]:
     doc: dict[str, Any] = {
         "name": f"Alarm {data.get('rule', alarm.alarm_id)}" + (f" {subject}" if subject else ""),
         "unique_id": obj,
-        "object_id": obj,
+        "default_entity_id": f"binary_sensor.{obj}",
         "device_class": "moisture" if data.get("kind") == "leak" else "problem",
         "state_topic": topics.alarm(alarm.alarm_id),
         "value_template": "{{ 'ON' if value_json.active else 'OFF' }}",

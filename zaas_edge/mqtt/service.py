@@ -24,17 +24,18 @@ from typing import Any
 from zaas_edge.aio import wait_for
 from zaas_edge.backoff import Backoff
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
-from zaas_edge.health import DEVICE_AVAILABILITY, offline_alarm_id
+from zaas_edge.health import DEVICE_AVAILABILITY, device_online, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
 from zaas_edge.mqtt.client import MqttConnection, connect, security_warnings, settings_from_config
 from zaas_edge.mqtt.commands import CommandHandler
-from zaas_edge.mqtt.discovery import PointSpec, alarm_config, device_config, spec_of
+from zaas_edge.mqtt.discovery import DeviceInfo, PointSpec, alarm_config, device_config, gateway_config, spec_of
 from zaas_edge.mqtt.intake import CommandIntake
 from zaas_edge.mqtt.payloads import OFFLINE, ONLINE, alarm_event_payload, alarm_payload, dumps, event_payload
 from zaas_edge.mqtt.publisher import PolicyTable, StatePublisher
+from zaas_edge.mqtt.schedule import Schedules, schedules_of
 from zaas_edge.mqtt.topics import Topics
 from zaas_edge.mqtt.watches import WatchCallback, Watches, check_topic
-from zaas_edge.service import Service, ServiceContext
+from zaas_edge.service import DriverInfo, Service, ServiceContext
 
 HOUSEKEEPING_S = 1.0
 EVENT_BACKLOG = 100  # events kept while the broker is away; older ones are dropped and counted
@@ -75,7 +76,8 @@ class MqttService(Service):
         self._events: collections.deque[bytes] = collections.deque()
         self._availability: dict[str, bool] = {}  # as last published
         self._reported: dict[str, bool] = {}  # as the drivers' device.availability events last said
-        self._announced: dict[str, bytes] = {}
+        self._announced: dict[str, bytes] = {}  # by device; "" for the gateway's own device
+        self._schedule_cache: tuple[int, Schedules] | None = None
         self._seen_discovery: set[str] = set()  # our object ids with a retained configuration
         self._settle_at = time.monotonic() + s.discovery_settle_s
         self._connected_at = 0.0
@@ -455,21 +457,49 @@ class MqttService(Service):
                 owner.setdefault(p.device_id, driver_id)
         return points, owner
 
+    def _schedules(self) -> Schedules:
+        """Each device's quiet limit, from the configuration in force (a reload may change it)."""
+        cfg = self.ctx.config()
+        key = id(cfg)
+        if self._schedule_cache is None or self._schedule_cache[0] != key:
+            self._schedule_cache = (key, schedules_of(cfg.drivers, cfg.mqtt.availability_timeout_s))
+        return self._schedule_cache[1]
+
     def _devices(self) -> tuple[dict[str, dict[str, PointSpec]], dict[str, str]]:
+        """Every known device (declared or reporting) with the points it actually reports: a declared
+        point that never came is not announced, so no entity waits forever on a key that never comes."""
         declared, owner = self._declared()
-        out: dict[str, dict[str, PointSpec]] = {}
-        for device, pts in declared.items():
-            out[device] = {q: spec_of(p) for q, p in pts.items()}
+        schedules = self._schedules()
+        out: dict[str, dict[str, PointSpec]] = {device: {} for device in declared}
         for device, readings in self.publisher.latest.items():
             specs = out.setdefault(device, {})
+            pts = declared.get(device, {})
+            limit = schedules.limit(device, owner.get(device))
             for q, r in readings.items():
-                if q not in specs:
-                    specs[q] = PointSpec(q, r.unit)
-        for device, specs in out.items():
-            for q, spec in list(specs.items()):
-                expire = int(max(60.0, 2 * self.policies.max_interval(f"{device}/{q}")))
+                p = pts.get(q)
+                spec = spec_of(p) if p is not None else PointSpec(q, r.unit)
+                # Within its schedule a value is current: expire_after follows the device, not one figure.
+                expire = int(max(60.0, 2 * self.policies.max_interval(f"{device}/{q}"), limit))
                 specs[q] = dataclasses.replace(spec, expire_after_s=expire)
         return out, owner
+
+    def _device_info(self, device: str, driver: DriverInfo | None) -> DeviceInfo:
+        """The device block: the model its driver section names (a profile) or the driver's type,
+        its site, and the gateway device it is reached through."""
+        model = driver.type if driver else ""
+        medium = device
+        if driver is not None:
+            for section in self.ctx.config().drivers:
+                if section.get("id") != driver.id:
+                    continue
+                for table in (section.get("devices") or section.get("meters") or []):
+                    if isinstance(table, dict) and table.get("id") == device:
+                        profile = table.get("profile")
+                        if isinstance(profile, str):
+                            model = f"{profile} ({driver.type})"
+                        medium = " ".join(str(table.get(k, "")) for k in ("id", "medium", "profile"))
+        return DeviceInfo(model=model, medium=medium, site=self.ctx.config().gateway.site,
+                          via=self.topics.gateway_object_id)
 
     async def _announce(self, conn: MqttConnection) -> None:
         if not self.section.discovery:
@@ -477,11 +507,16 @@ class MqttService(Service):
         devices, owner = self._devices()
         info = self.ctx.drivers.drivers_info()
         msgs = []
+        topic, doc = gateway_config(self.topics, self.ctx.config().gateway.site)
+        payload = dumps(doc)
+        if self._announced.get("") != payload:
+            msgs.append((topic, payload, True))
+            self._announced[""] = payload
         for device, specs in sorted(devices.items()):
             if not specs:
                 continue
             driver = info.get(owner.get(device, device))
-            topic, doc = device_config(self.topics, device, specs, model=driver.type if driver else "")
+            topic, doc = device_config(self.topics, device, specs, info=self._device_info(device, driver))
             payload = dumps(doc)
             if self._announced.get(device) != payload:
                 msgs.append((topic, payload, True))
@@ -494,6 +529,7 @@ class MqttService(Service):
         devices, owner = self._devices()
         current = {self.topics.object_id(d) for d in devices}
         current |= {self.topics.object_id(d) for d in self.ctx.drivers.drivers_info()}
+        current.add(self.topics.gateway_object_id)
         gone = sorted(self._seen_discovery - current)
         for obj in gone:
             topic = f"{self.topics.discovery_prefix}/device/{obj}/config"
@@ -503,17 +539,20 @@ class MqttService(Service):
                 self.ctx.log.info("removed the discovery of %s (no longer configured)", obj,
                                   extra={"fields": {"service": "mqtt", "object_id": obj}})
 
-    def _online(self, device: str, owner: dict[str, str], drivers: dict[str, Any], now: float) -> bool:
+    def _online(self, device: str, owner: dict[str, str], drivers: dict[str, Any], now: float,
+                schedules: Schedules) -> bool:
+        """``zaas_edge.health.device_online``, the definition ``status`` uses, from what the driver
+        said (its device.availability events, its offline alarm) and the device's own schedule."""
         info = drivers.get(owner.get(device, device))
         if info is not None and (not info.enabled or info.state != "running"):
             return False
-        last = self.publisher.last_reading.get(device)
-        if last is None or now - last > self.section.availability_timeout_s:
-            return False
-        if self._reported.get(device) is False:
-            return False
+        verdict = self._reported.get(device)
         # The alarm too: a restarted service has not seen the events of devices already offline.
-        return offline_alarm_id(device) not in self.ctx.hub.active_alarms
+        if offline_alarm_id(device) in self.ctx.hub.active_alarms:
+            verdict = False
+        last = self.publisher.last_reading.get(device)
+        return device_online(verdict, None if last is None else now - last,
+                             schedules.limit(device, owner.get(device)))
 
     async def _refresh_quietly(self, conn: MqttConnection) -> None:
         with contextlib.suppress(ZaasError):  # the housekeeping round tries again
@@ -522,10 +561,11 @@ class MqttService(Service):
     async def _refresh_availability(self, conn: MqttConnection, *, force: bool = False) -> None:
         devices, owner = self._devices()
         drivers = self.ctx.drivers.drivers_info()  # once per round: it snapshots the supervisor
-        now = time.monotonic()
+        now = self.publisher.mono()  # the clock the readings' arrival was taken on
+        schedules = self._schedules()
         msgs = []
         for device in sorted(devices):
-            online = self._online(device, owner, drivers, now)
+            online = self._online(device, owner, drivers, now, schedules)
             if force or self._availability.get(device) != online:
                 self._availability[device] = online
                 msgs.append((self.topics.availability(device), ONLINE if online else OFFLINE, True))

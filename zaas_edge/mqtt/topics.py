@@ -85,11 +85,20 @@ class Topics:
         """Prefix of every Home Assistant device and entity id this gateway owns."""
         return f"zaas_{safe_level(self.site)}_{safe_level(self.gateway)}_"
 
+    @property
+    def gateway_object_id(self) -> str:
+        """The gateway's own Home Assistant device, which every other device names with ``via_device``
+        (the prefix without its last ``_``, so no device id can take it)."""
+        return self.object_prefix[:-1]
+
     def object_id(self, device: str) -> str:
         return f"{self.object_prefix}{safe_level(device)}"
 
     def discovery(self, device: str) -> str:
-        return f"{self.discovery_prefix}/device/{self.object_id(device)}/config"
+        return self.discovery_of(self.object_id(device))
+
+    def discovery_of(self, obj: str) -> str:
+        return f"{self.discovery_prefix}/device/{obj}/config"
 
     def discovered_device(self, topic: str) -> str | None:
         """The object id in a device discovery topic, when this gateway owns it."""
@@ -97,4 +106,5 @@ class Topics:
         if not topic.startswith(prefix) or not topic.endswith("/config"):
             return None
         obj = topic[len(prefix):-len("/config")]
-        return obj if obj.startswith(self.object_prefix) and "/" not in obj else None
+        ours = obj.startswith(self.object_prefix) or obj == self.gateway_object_id
+        return obj if ours and "/" not in obj else None
