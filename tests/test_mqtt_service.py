@@ -445,3 +445,19 @@ async def test_broker_authentication_and_acl(tmp_path: Path) -> None:
                 assert await rogue.wait_for(f"{BASE}/status") == b"online"
         finally:
             await h.stop()
+
+
+async def test_an_ack_while_the_clock_is_unsynchronised_says_its_time_could_not_be_checked(
+        harness: Harness, mosquitto) -> None:
+    set_t, state_t = f"{BASE}/cmd/driver/meter/set", f"{BASE}/cmd/driver/meter/state"
+    harness.clock._assume = False  # no RTC, NTP not reached yet: the service's clock says unsynchronised
+    async with Collector(mosquitto, f"{BASE}/cmd/#") as sub:
+        # A ts an hour old would be refused as expired on a synchronised clock; here it cannot be judged.
+        await sub.publish(set_t, cmd("poll", "unsync-1", ts=time.time() - 3600))
+        ack = json.loads(await sub.wait_for(state_t, lambda p: json.loads(p).get("req_id") == "unsync-1"))
+        assert (ack["accepted"], ack["code"], ack["time_checked"]) == (True, "ok", False)
+        assert ack["reason"].startswith("poll done; its time could not be checked")
+        harness.clock._assume = True
+        await sub.publish(set_t, cmd("poll", "sync-1"))
+        ack = json.loads(await sub.wait_for(state_t, lambda p: json.loads(p).get("req_id") == "sync-1"))
+        assert ack["accepted"] and "time_checked" not in ack
