@@ -32,7 +32,7 @@ inputs and carries its decisions out:
 - **At stop** the loads are left as they are (a restart must not switch the
   building); commands in flight are cancelled.
 
-Every action is one event and one log line (:mod:`zaas_edge.shed.audit`);
+Every action is one event (:mod:`zaas_edge.shed.audit`), which is also its one journal line;
 ``zaas-edge status`` shows a summary under ``services.shed`` and the control
 commands ``shed.status`` and ``shed.override`` serve ``zaas-edge shed``.
 """
@@ -238,9 +238,7 @@ class ShedService(Service):
             if not a.dry_run:
                 self._launch(a, ActuatorCommand(a.load, a.level, setpoint))  # first: the command is what is late
             self.ctx.notice(action_event(a, setpoint, stamp))
-            self.last_action = describe(a)
-            self.log.info("%s", self.last_action, extra={"fields": {"load": a.load, "kind": a.kind,
-                                                                     "level": a.level, "rule": a.reason.rule}})
+            self.last_action = describe(a)  # the event is the journal's one line about it
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -278,8 +276,6 @@ class ShedService(Service):
         self.counters["failures"] += 1
         self.last_error = error
         self.faults[cmd.load] = self._now() + FAULT_HOLD_S
-        self.log.warning("load %s: command to level %g failed: %s", cmd.load, cmd.level, error,
-                         extra={"fields": {"load": cmd.load, "level": cmd.level}})
         self.ctx.notice(failure_event(cmd.load, cfg.actuator, cmd.level, error, self.ctx.clock.now()))
         self._wake.set()  # the engine hears of it now and moves on to the next load
 
@@ -377,8 +373,6 @@ class ShedService(Service):
         self.ctx.overrides.set(load, mode, ttl_s, now)
         self.ctx.notice(override_event(load, mode, ttl_s if mode != "auto" else None, "control socket",
                                        self.ctx.clock.now()))
-        self.log.info("load %s: override %s%s (control socket)", load, mode,
-                      f" for {ttl_s:g}s" if mode != "auto" else "")
         self._step()  # applied now, not at the next tick
         self._refresh_status()
         return {"load": load, "mode": mode, "override": self.ctx.overrides.state(load, now),
