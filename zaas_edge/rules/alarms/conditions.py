@@ -173,6 +173,11 @@ def _rate(t: Track, v: float, r: Reading, now: float, min_dt: float = 0.0) -> Tr
     return _evolve(t, heard=True, value=delta / dt * 3600.0, ref_value=v, ref_wall=wall, unit=r.unit)
 
 
+def _span(seconds: float) -> str:
+    """A run of time as an incident says it: hours once there are some, minutes before."""
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def roll(rule: AlarmRule, t: Track, hour: int) -> Track:
     """Move a consumption track to ``hour``, closing the hour it measured."""
     if t.hour is None:
@@ -222,7 +227,7 @@ def judge(rule: AlarmRule, subject: str, t: Track, now: float, inputs: AlarmInpu
             return QUIET, t
         run = now - t.last_zero_s
         return Verdict(run >= rule.window_s, run < rule.window_s, t.value, rule.min_flow,
-                       f"{run / 3600:.1f} h without the flow dropping to {rule.min_flow:g} or less",
+                       f"{_span(run)} without the flow dropping to {rule.min_flow:g} or less",
                        since_s=t.last_zero_s), t
     if k == "consumption":
         if inputs.wall_s is not None:
