@@ -25,9 +25,15 @@ from zaas_edge.drivers.system.driver import POINTS as SYSTEM_POINTS
 from hil.buildings import DEMO
 from hil.lora_forwarder import DEMO_DEVICES
 from hil.mbus_sim import default_meters
+from zaas_edge.clock import SystemClock
+from zaas_edge.config_model import Config, GatewaySection
+from zaas_edge.hub import Hub
+from zaas_edge.mqtt.config import MqttSection
 from zaas_edge.mqtt.discovery import DeviceInfo, PointSpec, device_config, entity_name
 from zaas_edge.mqtt.ha_classes import check, classify
+from zaas_edge.mqtt.service import MqttService, profile_identity
 from zaas_edge.mqtt.topics import Topics
+from zaas_edge.service import DriverInfo, ServiceContext
 
 T = Topics("demo-park", "gw-demo")
 ENERGY = {"Wh", "kWh", "MWh", "J", "kJ", "MJ", "GJ"}
@@ -135,3 +141,19 @@ def test_classify_never_makes_a_combination_home_assistant_refuses(quantity: str
     c = classify(quantity, unit, medium=medium, states=states)
     assert check(c.platform, c.device_class, c.state_class, c.unit) is None
     assert entity_name(quantity or "x")  # a name for people, never empty
+
+
+def test_the_service_names_a_modbus_device_by_its_profiles_manufacturer_and_model(tmp_path) -> None:
+    assert profile_identity("modbus", "eastron-sdm630") == ("Eastron", "SDM630-Modbus V2")
+    assert profile_identity("modbus", "../../etc/passwd") == ("", "../../etc/passwd (modbus)")  # never a path
+    assert profile_identity("modbus", "my-own") == ("", "my-own (modbus)")
+    line = {"id": "switchboard", "type": "modbus", "transport": "tcp", "host": "127.0.0.1",
+            "devices": [{"id": "main", "unit": 1, "profile": "eastron-sdm630"}]}
+    config = Config(gateway=GatewaySection(id="gw-demo", site="demo-park", state_dir=tmp_path, runtime_dir=tmp_path),
+                    mqtt=MqttSection(enabled=True), drivers=[line])
+    ctx = ServiceContext(name="mqtt", config=lambda: config, hub=Hub(), clock=SystemClock(assume_synced=True),
+                         outbox=None, drivers=None, notice=lambda item: None, heartbeat=lambda: None,  # type: ignore[arg-type]
+                         add_command=lambda name, handler: None)
+    info = MqttService(ctx)._device_info("main", DriverInfo("switchboard", "modbus", True, "running"))
+    assert (info.manufacturer, info.model, info.site, info.via) == \
+        ("Eastron", "SDM630-Modbus V2", "demo-park", "zaas_demo-park_gw-demo")

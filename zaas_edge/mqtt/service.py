@@ -16,9 +16,13 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import random
+import re
 import time
+import tomllib
 from collections.abc import Callable, Coroutine, Iterable
+from importlib import resources
 from typing import Any
 
 from zaas_edge.aio import wait_for
@@ -484,22 +488,22 @@ class MqttService(Service):
         return out, owner
 
     def _device_info(self, device: str, driver: DriverInfo | None) -> DeviceInfo:
-        """The device block: the model its driver section names (a profile) or the driver's type,
-        its site, and the gateway device it is reached through."""
-        model = driver.type if driver else ""
-        medium = device
+        """The device block: the manufacturer and model of the profile its driver section names
+        (or the driver's type), its site, and the gateway device it is reached through."""
+        manufacturer, model, medium = "", driver.type if driver else "", device
         if driver is not None:
             for section in self.ctx.config().drivers:
                 if section.get("id") != driver.id:
                     continue
-                for table in (section.get("devices") or section.get("meters") or []):
+                tables = section.get("devices") or section.get("meters") or []
+                for table in tables if isinstance(tables, list) else []:
                     if isinstance(table, dict) and table.get("id") == device:
                         profile = table.get("profile")
                         if isinstance(profile, str):
-                            model = f"{profile} ({driver.type})"
+                            manufacturer, model = profile_identity(driver.type, profile)
                         medium = " ".join(str(table.get(k, "")) for k in ("id", "medium", "profile"))
-        return DeviceInfo(model=model, medium=medium, site=self.ctx.config().gateway.site,
-                          via=self.topics.gateway_object_id)
+        return DeviceInfo(manufacturer=manufacturer, model=model, medium=medium,
+                          site=self.ctx.config().gateway.site, via=self.topics.gateway_object_id)
 
     async def _announce(self, conn: MqttConnection) -> None:
         if not self.section.discovery:
@@ -586,6 +590,25 @@ class MqttService(Service):
             self._count_queue_drops(conn)
             self.ctx.status["offered"] = self.publisher.offered
             self.ctx.status["overrides"] = self.overrides.snapshot(now)
+
+
+@functools.lru_cache(maxsize=64)
+def profile_identity(driver_type: str, profile: str) -> tuple[str, str]:
+    """Manufacturer and model of a built-in profile, read from its TOML (data the drivers ship, not
+    their code); ("", "<profile> (<type>)") when it cannot be read (a profile of one's own)."""
+    if _PROFILE_NAME.fullmatch(profile):
+        try:
+            text = resources.files("zaas_edge.drivers").joinpath("profiles", driver_type, f"{profile}.toml")
+            doc = tomllib.loads(text.read_text(encoding="utf-8"))
+        except (OSError, ValueError, ModuleNotFoundError):
+            doc = {}
+        mf, mdl = doc.get("manufacturer") or doc.get("vendor"), doc.get("model")
+        if isinstance(mf, str) and isinstance(mdl, str):
+            return mf, mdl
+    return "", f"{profile} ({driver_type})"
+
+
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def _first_zaas(group: BaseExceptionGroup) -> ZaasError | None:
