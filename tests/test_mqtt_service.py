@@ -461,3 +461,21 @@ async def test_an_ack_while_the_clock_is_unsynchronised_says_its_time_could_not_
         await sub.publish(set_t, cmd("poll", "sync-1"))
         ack = json.loads(await sub.wait_for(state_t, lambda p: json.loads(p).get("req_id") == "sync-1"))
         assert ack["accepted"] and "time_checked" not in ack
+
+
+async def test_the_gateway_is_a_device_the_others_are_reached_through(harness: Harness, mosquitto) -> None:
+    harness.emit(1500.0)
+    async with Collector(mosquitto, "homeassistant/#") as sub:
+        gw = json.loads(await sub.wait_for("homeassistant/device/zaas_site-a_gw-1/config"))
+        assert gw["dev"]["ids"] == ["zaas_site-a_gw-1"] and gw["dev"]["name"] == "site-a gateway gw-1"
+        link = gw["cmps"]["link"]
+        assert (link["p"], link["device_class"], link["entity_category"]) == \
+            ("binary_sensor", "connectivity", "diagnostic")
+        assert gw["state_topic"] == f"{BASE}/status" and (link["payload_on"], link["payload_off"]) == \
+            ("online", "offline")
+        meter = json.loads(await sub.wait_for(DISCO))
+        assert meter["dev"]["via_device"] == gw["dev"]["ids"][0]
+    # Its object id is the gateway's own: the clean-up of departed devices counts it as current.
+    assert harness.service.topics.discovered_device("homeassistant/device/zaas_site-a_gw-1/config") == \
+        "zaas_site-a_gw-1"
+    assert harness.service.topics.discovered_device("homeassistant/device/zaas_site-a_gw-10/config") is None
