@@ -16,7 +16,7 @@ from zaas_edge.errors import PermanentError
 from zaas_edge.model import Alarm, Event, Point, Quality, Reading, Severity, Stamp
 from zaas_edge.mqtt.commands import MAX_PAYLOAD, CommandHandler
 from zaas_edge.mqtt.config import MqttSection
-from zaas_edge.mqtt.discovery import PointSpec, component_key, device_config, sensor_classes
+from zaas_edge.mqtt.discovery import PointSpec, component_key, device_config, entity_name, sensor_classes
 from zaas_edge.mqtt.payloads import alarm_event_payload, alarm_payload, event_payload, state_payload
 from zaas_edge.mqtt.publisher import Gate, Policy, PolicyTable, StatePublisher
 from zaas_edge.mqtt.topics import Topics, device_of, safe_level
@@ -365,3 +365,12 @@ async def test_ack_says_when_the_time_could_not_be_checked() -> None:
     assert checked["accepted"] and "time_checked" not in checked
     refused = json.loads((await run(h, "driver/meter", body(action="fly"), synced=False)).payload())
     assert not refused["accepted"] and "time_checked" not in refused  # a refusal is not about time
+
+
+@pytest.mark.parametrize("quantity,name", [
+    ("energy_import_l1", "Energy import L1"), ("pf_l2", "Power factor L2"), ("cpu_load_1m", "CPU load 1 min"),
+    ("energy.s1", "Energy (billing date 1)"), ("volume.t2", "Volume tariff 2"), ("power.max", "Power maximum"),
+    ("volume.min.s2", "Volume minimum (billing date 2)"), ("l1/voltage", "L1 voltage"), ("rssi", "RSSI"),
+])
+def test_entity_names_are_for_people(quantity: str, name: str) -> None:
+    assert entity_name(quantity) == name

@@ -90,7 +90,7 @@ _KEY = re.compile(r"[^a-z0-9_]")
 _WORDS = {"l1": "L1", "l2": "L2", "l3": "L3", "pf": "power factor", "rssi": "RSSI", "snr": "SNR", "cpu": "CPU",
           "ev": "EV", "co2": "CO₂", "fcnt": "frame counter", "rss": "RSS", "pcb": "PCB", "1m": "1 min",
           "max": "maximum", "min": "minimum", "avg": "average", "mem": "memory", "tic": "TIC"}
-_SUFFIX = re.compile(r"\.(s|t|u|m)([0-9a-f]+)")
+_SUFFIX = re.compile(r"\.(s|t|u|m)([0-9a-f]+)(?=\.|$)")
 
 
 def component_key(quantity: str) -> str:
