@@ -377,3 +377,34 @@ def test_a_meter_takes_one_point_or_three_phase_points() -> None:
                                         f"{meter}\nlimit_w = 12000\n\n[plant.base]")
         with pytest.raises(ConfigError, match="plant.meter"):
             parse_scenario(text, "s.toml")
+
+
+def test_a_scenario_with_alarm_rules_reports_what_they_raise_and_clear_over_its_meter(tmp_path: Path) -> None:
+    text = """
+name = "overload alarm"
+duration_s = 1200
+[plant.meter]
+model = "instant"
+point = "m/p"
+limit_w = 9000
+[plant.base]
+points = [[0, 5000], [300, 5000], [301, 12000], [900, 12000], [901, 5000], [1200, 5000]]
+[[shedding.limits]]
+id = "main"
+points = ["m/p"]
+limit_w = 9000
+[alarms]
+[[alarms.rules]]
+id = "over"
+kind = "threshold"
+points = ["m/p"]
+above = 11000
+delay_s = 60
+"""
+    path = tmp_path / "alarm.toml"
+    path.write_text(text)
+    code, out, err = run("shed", "simulate", "--scenario", str(path), "--json")
+    assert code == 0, err
+    got = [(a["alarm"], a["active"], a["t"], a["value"]) for a in json.loads(out)["rule_alarms"]]
+    assert [(a, up) for a, up, _, _ in got] == [("rule.over.m.p", True), ("rule.over.m.p", False)]
+    assert 361 <= got[0][2] <= 362 and got[0][3] == 12000 and 901 <= got[1][2] <= 902

@@ -23,6 +23,8 @@ from zaas_edge.cli.output import emit, format_duration, json_option, table
 from zaas_edge.cli.shed_cmd import shed_group
 
 if TYPE_CHECKING:
+    from zaas_edge.model import Reading
+    from zaas_edge.rules.scenario import Scenario
     from zaas_edge.rules.simulate import SimResult
 
 EXIT_TARGETS = 1
@@ -62,6 +64,8 @@ def simulate_cmd(ctx: click.Context, scenario_path: Path | None, since: int | No
         result = simulate(sc, base)
         failed = check_targets(result.figures, sc.targets) if "targets" in sc.model_fields_set else []
         name = sc.name
+        if sc.alarms is not None and sc.alarms.rules:
+            rule_alarms = _scenario_alarms(sc, result)
     else:
         import time
 
@@ -116,7 +120,6 @@ def _read_history(db: Path, shedding: object, since_ns: int, until_ns: int) -> d
 
 def _rule_alarms(db: Path, section: object, since_ns: int, until_ns: int) -> list[dict[str, object]]:
     """What the configuration's alarm rules would have raised and cleared over the window's readings."""
-    from zaas_edge.alarms.replay import replay
     from zaas_edge.errors import ZaasError
     from zaas_edge.model import Lane, Quality, Reading
     from zaas_edge.rules.alarms import AlarmsSection
@@ -134,10 +137,29 @@ def _rule_alarms(db: Path, section: object, since_ns: int, until_ns: int) -> lis
                     readings[(r.point, r.wall_ns)] = r
     except ZaasError as exc:
         raise click.ClickException(str(exc)) from None
-    ordered = sorted(readings.values(), key=lambda r: r.wall_ns)
-    return [{"t": round(wall_s - since_ns / 1e9, 1), "alarm": x.alarm_id, "active": x.active,
-             "severity": str(x.severity), "text": x.text, "value": x.value, "threshold": x.threshold}
-            for wall_s, x in replay(section, ordered, until_s=until_ns / 1e9)]
+    return _alarm_rows(section, sorted(readings.values(), key=lambda r: r.wall_ns), since_ns / 1e9, until_ns / 1e9)
+
+
+def _scenario_alarms(sc: Scenario, result: SimResult) -> list[dict[str, object]]:
+    """The scenario's alarm rules over what its meter measured, second by second."""
+    from zaas_edge.model import Reading
+
+    assert sc.alarms is not None
+    t0 = sc.start.timestamp()
+    point = sc.plant.meter.point
+    readings = [Reading(point, w, "W", int((t0 + t) * 1e9), int(t * 1e9), "sim", True)
+                for t, w in zip(result.series.t, result.series.metered_w, strict=True)]
+    return _alarm_rows(sc.alarms, readings, t0, t0 + sc.duration_s)
+
+
+def _alarm_rows(section: object, readings: list[Reading], t0_s: float, until_s: float) -> list[dict[str, object]]:
+    from zaas_edge.alarms.replay import replay
+    from zaas_edge.rules.alarms import AlarmsSection
+
+    assert isinstance(section, AlarmsSection)
+    return [{"t": round(wall_s - t0_s, 1), "alarm": x.alarm_id, "active": x.active, "severity": str(x.severity),
+             "text": x.text, "value": x.value, "threshold": x.threshold}
+            for wall_s, x in replay(section, readings, until_s=until_s)]
 
 
 def _document(name: str, result: SimResult, failed: list[str]) -> dict[str, object]:

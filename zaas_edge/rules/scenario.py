@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from zaas_edge.config_types import Section
 from zaas_edge.errors import ConfigError, ConfigIssue
+from zaas_edge.rules.alarms.config import AlarmsSection
 from zaas_edge.rules.config import SheddingConfig
 
 
@@ -123,6 +124,7 @@ class Scenario(Section):
     plant: PlantConfig
     shedding: SheddingConfig
     targets: Targets = Targets()
+    alarms: AlarmsSection | None = Field(default=None, description="alarm rules judged over the simulated meter")
 
     @model_validator(mode="after")
     def _loads_match(self) -> Scenario:
