@@ -108,7 +108,11 @@ def format_number(v: float | int | None) -> str:
     if as32 == v:
         for digits in range(1, 10):
             short = f"{v:.{digits}g}"
-            if struct.unpack("<f", struct.pack("<f", float(short)))[0] == v:
+            try:
+                back = struct.unpack("<f", struct.pack("<f", float(short)))[0]
+            except OverflowError:  # rounded past float32's largest value (near 3.4e38): more digits
+                continue
+            if back == v:
                 text = short
                 break
     if "e" in text and 1e-6 <= abs(v) < 1e16:
