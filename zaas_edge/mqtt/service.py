@@ -469,6 +469,15 @@ class MqttService(Service):
             self._schedule_cache = (key, schedules_of(cfg.drivers, cfg.mqtt.availability_timeout_s))
         return self._schedule_cache[1]
 
+    def _known_devices(self, drivers: dict[str, DriverInfo]) -> tuple[set[str], dict[str, str]]:
+        """Every known device (declared or reporting) and its driver, without building their points'
+        specs: what the availability round needs every second, at a building's scale."""
+        owner: dict[str, str] = {}
+        for driver_id, info in drivers.items():
+            for p in info.points:
+                owner.setdefault(p.device_id, driver_id)
+        return set(owner) | set(self.publisher.latest), owner
+
     def _devices(self) -> tuple[dict[str, dict[str, PointSpec]], dict[str, str]]:
         """Every known device (declared or reporting) with the points it actually reports: a declared
         point that never came is not announced, so no entity waits forever on a key that never comes."""
@@ -530,7 +539,7 @@ class MqttService(Service):
         await self._publish_many(conn, msgs)
 
     async def _remove_departed(self, conn: MqttConnection) -> None:
-        devices, owner = self._devices()
+        devices, _ = self._known_devices(self.ctx.drivers.drivers_info())
         current = {self.topics.object_id(d) for d in devices}
         current |= {self.topics.object_id(d) for d in self.ctx.drivers.drivers_info()}
         current.add(self.topics.gateway_object_id)
@@ -563,8 +572,8 @@ class MqttService(Service):
             await self._refresh_availability(conn)
 
     async def _refresh_availability(self, conn: MqttConnection, *, force: bool = False) -> None:
-        devices, owner = self._devices()
         drivers = self.ctx.drivers.drivers_info()  # once per round: it snapshots the supervisor
+        devices, owner = self._known_devices(drivers)
         now = self.publisher.mono()  # the clock the readings' arrival was taken on
         schedules = self._schedules()
         msgs = []
