@@ -168,6 +168,8 @@ class Device:
         self.id = opts.id
         self.unit = opts.unit
         self.profile = opts.resolved_profile
+        self._points: list[Point] = []
+        self._points_key: tuple[int, int] | None = None  # model_points() is rebuilt when the entries change
         self.timeout = opts.timeout_s or bus_opts.timeout_s
         self.gap_s = (opts.inter_frame_delay_ms / 1000 if opts.inter_frame_delay_ms is not None
                       else bus_opts.frame_gap_s)
@@ -203,9 +205,15 @@ class Device:
         return {e.sf for e in self.entries.values() if e.sf}
 
     def model_points(self) -> list[Point]:
-        return [Point(self.id, e.quantity, e.unit, e.resolution,
-                      self.profile.point(e.quantity).description, e.writable)
-                for e in self.entries.values() if not e.is_string]
+        """The device's points, built once per set of entries: services ask for them every second."""
+        key = (id(self.entries), len(self.entries))
+        if self._points_key != key:
+            described = {p.quantity: p.description for p in self.profile.points}
+            self._points = [Point(self.id, e.quantity, e.unit, e.resolution, described.get(e.quantity, ""),
+                                  e.writable)
+                            for e in self.entries.values() if not e.is_string]
+            self._points_key = key
+        return list(self._points)
 
     # -- learnt state ---------------------------------------------------------------
 
