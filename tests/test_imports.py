@@ -67,3 +67,15 @@ def test_the_probe_reports_a_module_that_cannot_import_alone(tmp_path, monkeypat
     )
     failures = json.loads(out.stdout.strip().splitlines()[-1])
     assert "partially initialized" in failures["zaas_edge_probe_cycle.a"]
+
+
+def test_reading_the_configuration_loads_no_engine() -> None:
+    """The daemon and every CLI command read the configuration; the engines load only where they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zaas_edge.config_model, zaas_edge.rules\n"
+            "loaded = [m for m in ('zaas_edge.rules.engine', 'zaas_edge.rules.alarms.engine') if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+            "assert zaas_edge.rules.step.__module__ == 'zaas_edge.rules.engine'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

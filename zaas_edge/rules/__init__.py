@@ -8,8 +8,9 @@ the inputs and actions are frozen values (:mod:`zaas_edge.rules.model`).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zaas_edge.lazy import lazy_getattr
 
 if TYPE_CHECKING:  # the names, for type checkers and readers
     from zaas_edge.rules.config import ActuatorConfig, LimitConfig, LoadConfig, ScheduleRule, SheddingConfig, TariffRule  # noqa: F401
@@ -63,10 +64,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
