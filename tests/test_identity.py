@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -178,3 +179,28 @@ async def test_a_promotion_cut_short_is_finished_on_next_use(tmp_path: Path, cen
     finally:
         await up.close()
     assert ident.key_path.read_bytes() == new_key and not ident.next_dir.exists()
+
+
+async def test_the_daemon_reads_the_certificate_dates_from_the_side_file(tmp_path: Path, central: Central) -> None:
+    """The sync path takes expiry and renewal dates from cert.dates.json, kept with every stored
+    certificate; a side file that does not describe cert.pem (a certificate copied in by hand)
+    is rebuilt from the certificate itself, never believed."""
+    ident = await enrolled_identity(central, tmp_path / "gw")
+    cert = x509.load_pem_x509_certificate(ident.cert_path.read_bytes())
+    side = ident.dir / "cert.dates.json"
+    assert json.loads(side.read_text())["not_after"] == cert.not_valid_after_utc.isoformat()
+    dates = ident.cert_dates()
+    assert dates is not None
+    assert (dates.not_before, dates.not_after) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    assert dates.not_before < dates.renewal_due() < dates.not_after
+    side.write_text(json.dumps({"cert_sha256": "0" * 64, "not_before": "2000-01-01T00:00:00+00:00",
+                                "not_after": "2001-01-01T00:00:00+00:00"}))
+    assert ident.cert_dates() == dates  # stale: computed from the certificate and written again
+    assert json.loads(side.read_text())["not_after"] == cert.not_valid_after_utc.isoformat()
+    await renew(ident, central.url, GATEWAY, "test-site", _uplink_for(central))
+    renewed = x509.load_pem_x509_certificate(ident.cert_path.read_bytes())
+    # moved with the promoted certificate
+    assert json.loads(side.read_text())["cert_sha256"] == hashlib.sha256(ident.cert_path.read_bytes()).hexdigest()
+    assert ident.cert_dates().not_after == renewed.not_valid_after_utc
+    ident.cert_path.unlink()
+    assert ident.cert_dates() is None

@@ -11,6 +11,9 @@
 - Configuration bundle: ``GET /v1/gateways/{id}/config`` returns a JSON
   document signed (ECDSA P-256, SHA-256) by the platform's signing key; it is
   verified against the pinned key and stored, not applied.
+
+``cryptography`` is imported where a signature is checked: the daemon that
+only uploads never loads it (see :mod:`zaas_edge.sync.identity`).
 """
 
 from __future__ import annotations
@@ -25,10 +28,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from zaas_edge import logsetup  # noqa: F401  (gives loggers .notice)
 from zaas_edge.errors import PermanentError
@@ -82,6 +81,10 @@ async def renew(identity: Identity, url: str, gateway_id: str, site: str, make_u
 
 def verify_bundle(bundle: Any, public_pem: bytes) -> dict[str, Any]:
     """The bundle's document if its signature verifies against the pinned key; PermanentError otherwise."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if not isinstance(bundle, dict) or bundle.get("alg") != "ES256":
         raise PermanentError("configuration bundle: expected {alg: ES256, payload, signature}")
     try:

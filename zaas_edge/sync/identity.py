@@ -13,6 +13,14 @@ leaves either the old file or the new one, never half of one:
   worked once; ``previous/``: the pair it replaced, kept for one renewal.
 
 What is shown of a key or certificate is its SHA-256 fingerprint only.
+
+``cryptography`` is imported by the functions that need it (making a key or a
+CSR, checking a received certificate, ``identity show``), never by the
+running daemon's sync path: TLS loads the PEM files itself, and the dates the
+service needs (expiry, renewal) are kept beside the certificate in
+``cert.dates.json`` when it is stored, keyed by the certificate's digest. A
+missing or stale side file (a certificate copied in by hand) is rebuilt from
+the certificate once. On a Pi that keeps 7 MB of the daemon's memory free.
 """
 
 from __future__ import annotations
@@ -28,39 +36,51 @@ __all__ = [
     "client_context",
     "renewal_due",
     "fingerprint",
+    "CertDates",
 ]
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from zaas_edge.errors import ConfigError, ConfigIssue, PermanentError
 from zaas_edge.files import atomic_write
 
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 IDENTITY_FILES = ("key.pem", "csr.pem", "cert.pem", "ca.pem")
 RENEW_AT_FRACTION = 2 / 3
+DATES_FILE = "cert.dates.json"  # the certificate's validity, for the daemon (no cryptography import)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, gateway_id: str, site: str) -> bytes:
     """A CSR naming the gateway (CN) and its site (OU), signed with ``key``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
     name = x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, gateway_id),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, site),
@@ -90,7 +110,21 @@ class CertInfo:
                 "cert_sha256": self.cert_sha256, "pubkey_sha256": self.pubkey_sha256}
 
 
+@dataclass(frozen=True, slots=True)
+class CertDates:
+    """A certificate's validity: what the running daemon needs of it (expiry, renewal)."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    def renewal_due(self) -> dt.datetime:
+        """When renewal starts: two-thirds of the way through the certificate's life."""
+        return self.not_before + (self.not_after - self.not_before) * RENEW_AT_FRACTION
+
+
 def load_certs(pem: bytes, what: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
@@ -101,6 +135,8 @@ def load_certs(pem: bytes, what: str) -> list[x509.Certificate]:
 
 
 def cert_info(cert: x509.Certificate) -> CertInfo:
+    from cryptography.hazmat.primitives import serialization
+
     spki = cert.public_key().public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)
     return CertInfo(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.not_valid_before_utc,
@@ -108,10 +144,9 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
                     fingerprint(cert.public_bytes(serialization.Encoding.DER)), fingerprint(spki))
 
 
-def renewal_due(cert: x509.Certificate, now: dt.datetime) -> dt.datetime:
+def renewal_due(cert: x509.Certificate) -> dt.datetime:
     """When renewal starts: two-thirds of the way through the certificate's life."""
-    life = cert.not_valid_after_utc - cert.not_valid_before_utc
-    return cert.not_valid_before_utc + life * RENEW_AT_FRACTION
+    return CertDates(cert.not_valid_before_utc, cert.not_valid_after_utc).renewal_due()
 
 
 def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -190,6 +225,8 @@ class Identity:
 
     def store_cert(self, chain_pem: bytes, ca_pem: bytes | None = None, directory: Path | None = None) -> CertInfo:
         """Keep the chain the platform issued, after checking it certifies our key."""
+        from cryptography.hazmat.primitives import serialization
+
         d = directory or self.dir
         certs = load_certs(chain_pem, "the certificate received")
         key = self._load_key(d / "key.pem")
@@ -201,12 +238,16 @@ class Identity:
             raise PermanentError("the certificate received does not certify this gateway's key "
                                  "(was the identity re-initialised after the CSR was sent?)")
         atomic_write(d / "cert.pem", chain_pem, 0o644)
+        _write_dates(d, chain_pem, CertDates(certs[0].not_valid_before_utc, certs[0].not_valid_after_utc))
         if ca_pem is not None and self.ca_override is None:
             atomic_write(self.dir / "ca.pem", ca_pem, 0o644)
         return cert_info(certs[0])
 
     @staticmethod
     def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), None)
         except FileNotFoundError:
@@ -223,6 +264,22 @@ class Identity:
             return None
         return load_certs(self.cert_path.read_bytes(), str(self.cert_path))[0]
 
+    def cert_dates(self) -> CertDates | None:
+        """The current certificate's validity, from its side file (cryptography only when that is stale)."""
+        try:
+            pem = self.cert_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        dates = _read_dates(self.dir, pem)
+        if dates is None:
+            cert = load_certs(pem, str(self.cert_path))[0]
+            dates = CertDates(cert.not_valid_before_utc, cert.not_valid_after_utc)
+            try:
+                _write_dates(self.dir, pem, dates)
+            except OSError:
+                pass  # a read-only identity directory: computed again next time
+        return dates
+
     def enrolled(self) -> bool:
         return self.key_path.is_file() and self.cert_path.is_file()
 
@@ -231,6 +288,8 @@ class Identity:
         out: dict[str, object] = {"dir": str(self.dir), "key": self.key_path.is_file(),
                                   "enrolled": self.enrolled(), "ca_file": str(self.ca_path)}
         if self.key_path.is_file():
+            from cryptography.hazmat.primitives import serialization
+
             pub = self._load_key(self.key_path).public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
             out["key_pubkey_sha256"] = fingerprint(pub)
@@ -238,7 +297,7 @@ class Identity:
         if cert is not None:
             info = cert_info(cert)
             out["certificate"] = info.as_dict()
-            out["renew_after"] = renewal_due(cert, info.not_after).isoformat()
+            out["renew_after"] = renewal_due(cert).isoformat()
         if self.ca_path.is_file():
             out["ca"] = cert_info(load_certs(self.ca_path.read_bytes(), str(self.ca_path))[0]).as_dict()
         if (self.next_dir / "cert.pem").is_file():
@@ -278,13 +337,20 @@ class Identity:
         # certificate with the new key still in next/, which repair() finishes.
         for name in ("cert.pem", "csr.pem", "key.pem"):
             os.replace(self.next_dir / name, self.dir / name)  # each rename is atomic
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.next_dir / DATES_FILE, self.dir / DATES_FILE)  # else rebuilt on first use
         shutil.rmtree(self.next_dir, ignore_errors=True)
 
     def repair(self) -> bool:
         """Finish a promotion cut short by a crash (the certificate moved, its key not yet)."""
-        nkey, cert = self.next_dir / "key.pem", self.certificate()
-        if not nkey.is_file() or cert is None:
+        nkey = self.next_dir / "key.pem"
+        if not nkey.is_file():
             return False
+        cert = self.certificate()
+        if cert is None:
+            return False
+        from cryptography.hazmat.primitives import serialization
+
         der = serialization.Encoding.DER
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         if self._load_key(nkey).public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
@@ -292,3 +358,24 @@ class Identity:
         os.replace(nkey, self.key_path)
         shutil.rmtree(self.next_dir, ignore_errors=True)
         return True
+
+
+def _digest(pem: bytes) -> str:
+    return hashlib.sha256(pem).hexdigest()
+
+
+def _read_dates(directory: Path, pem: bytes) -> CertDates | None:
+    """The side file's dates if it describes exactly this certificate file."""
+    try:
+        doc = json.loads((directory / DATES_FILE).read_bytes())
+        if doc.get("cert_sha256") != _digest(pem):
+            return None
+        return CertDates(dt.datetime.fromisoformat(doc["not_before"]), dt.datetime.fromisoformat(doc["not_after"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _write_dates(directory: Path, pem: bytes, dates: CertDates) -> None:
+    doc = {"cert_sha256": _digest(pem), "not_before": dates.not_before.isoformat(),
+           "not_after": dates.not_after.isoformat()}
+    atomic_write(directory / DATES_FILE, json.dumps(doc).encode(), 0o644)

@@ -49,7 +49,7 @@ from zaas_edge.model import Alarm, Event, Lane, Severity
 from zaas_edge.service import Service, ServiceContext
 from zaas_edge.sync.batches import BatchStore, FrozenBatch, compress
 from zaas_edge.sync.enroll import SIGNING_KEY_FILE, renew, store_bundle, verify_bundle
-from zaas_edge.sync.identity import Identity, renewal_due
+from zaas_edge.sync.identity import Identity
 from zaas_edge.sync.uplink import (
     Answer,
     AuthRejected,
@@ -181,11 +181,11 @@ class SyncService(Service):
             self._alarm(IDENTITY_ALARM, True, "not enrolled: run 'zaas-edge identity init' then "
                         "'zaas-edge enroll --url URL --token TOKEN'; readings are kept meanwhile", Severity.ERROR)
             return False
-        cert = self.identity.certificate()
+        dates = self.identity.cert_dates()
         now = dt.datetime.fromtimestamp(self.ctx.clock.now().wall_ns / 1e9, dt.UTC)
-        if cert is not None and cert.not_valid_after_utc < now:
+        if dates is not None and dates.not_after < now:
             self._alarm(IDENTITY_ALARM, True, f"the gateway certificate expired on "
-                        f"{cert.not_valid_after_utc.isoformat()}: enroll again with a new token; "
+                        f"{dates.not_after.isoformat()}: enroll again with a new token; "
                         "readings are kept meanwhile", Severity.ERROR)
         else:
             self._alarm(IDENTITY_ALARM, False, "gateway identity usable")
@@ -225,9 +225,9 @@ class SyncService(Service):
     async def _maintenance(self) -> None:
         """Renewal at two-thirds of the certificate's life; the configuration bundle pull."""
         now = time.monotonic()
-        cert = self.identity.certificate()
+        dates = self.identity.cert_dates()
         wall = dt.datetime.fromtimestamp(self.ctx.clock.now().wall_ns / 1e9, dt.UTC)
-        if self.cfg.renew and cert is not None and now >= self._next_renew_try and wall >= renewal_due(cert, wall):
+        if self.cfg.renew and dates is not None and now >= self._next_renew_try and wall >= dates.renewal_due():
             self._next_renew_try = now + RENEW_RETRY_S
             try:
                 info = await renew(self.identity, self.cfg.url or "", self.gateway.id, self.gateway.site,
@@ -488,9 +488,9 @@ class SyncService(Service):
     def _publish(self) -> None:
         cert = None
         with contextlib.suppress(ZaasError, OSError):
-            c = self.identity.certificate()
+            c = self.identity.cert_dates()
             if c is not None:
-                cert = {"not_after": c.not_valid_after_utc.isoformat()}
+                cert = {"not_after": c.not_after.isoformat()}
         self.ctx.status.clear()
         self.ctx.status.update({
             "state": self._state,
