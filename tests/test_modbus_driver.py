@@ -52,8 +52,9 @@ async def test_reads_every_profile_exactly_as_served(kind: str) -> None:
                                   for n in PROFILES)
             health = run.driver.health()
             assert all(h.online is True and h.counters["timeouts"] == 0 for h in health.values())
-            # Coalescing: far fewer requests than points.
-            assert run.counters["requests"] < checked / 4
+            # Coalescing: far fewer requests than points (on a serial line the planner takes a second
+            # request where that costs less bus time than bridging a wide hole).
+            assert run.counters["requests"] < checked / 3
 
 
 async def test_points_declares_every_numeric_point_of_every_device() -> None:

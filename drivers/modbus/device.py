@@ -58,6 +58,7 @@ from zaas_edge.model import Point, Quality, Reading, Severity
 from zaas_edge.ratelimit import Pacer
 
 from .bus import Bus
+from .cost import RequestCost
 from .decode import (
     DataType,
     Decoded,
@@ -197,7 +198,8 @@ class Device:
         self.entries = build_entries(self.profile, self.opts, shift)
         points = [rp for rp in self.profile.read_points(shift)
                   if rp.key in self.entries or rp.key in self._sf_keys()]
-        self.plan = Plan.build(points, self.profile.defaults.max_gap)
+        self.plan = Plan.build(points, self.profile.defaults.max_gap,
+                               cost=RequestCost.for_bus(self.bus_opts, self.gap_s))
         self.intervals = _intervals(self.profile, self.opts, self.entries)
         self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
 
@@ -236,7 +238,7 @@ class Device:
         keys = {p.key for p in self.plan.points}
         barriers = frozenset((Table(t), int(a)) for t, a in doc.get("barriers", []))
         unreadable = frozenset(k for k in doc.get("unreadable", []) if k in keys)
-        self.plan = Plan(self.plan.points, self.plan.max_gap, barriers, unreadable)
+        self.plan = self.plan.with_learnt(barriers, unreadable)
 
     async def _save_state(self) -> None:
         if self.ctx is None:

@@ -3,11 +3,18 @@
 Pure, no I/O. Three jobs:
 
 * **Coalescing.** Points are grouped by table (function code 1 coils, 2
-  discrete inputs, 3 holding registers, 4 input registers) and merged into as
-  few requests as possible, under the protocol limit of 125 registers (2,000
-  bits) per request, bridging gaps of up to ``max_gap`` unused registers:
-  reading a few registers for nothing is cheaper than another round trip on a
-  9,600 baud line.
+  discrete inputs, 3 holding registers, 4 input registers) and merged into
+  the requests that cost the least bus time, under the protocol limit of 125
+  registers (2,000 bits) per request. Whether to bridge a gap of unused
+  registers is the cost model's call (``cost.RequestCost``): one more request
+  costs its framing, the device's turnaround and the inter-frame gaps (a
+  round trip on TCP), a bridged register costs its 2 bytes at the line's
+  speed. ``cheapest`` finds the exact optimum by dynamic programming over the
+  sorted points of each table. A profile's ``max_gap``, when it sets one, is a
+  device quirk, an upper bound the planner never exceeds (a device that
+  answers garbage, or exception 02, across holes wider than that); it is no
+  longer a tuning figure. ``coalesce`` is the old fixed-gap greedy plan,
+  kept as the baseline the benchmark and the tests compare against.
 * **Splitting.** Some devices answer exception 02 (illegal data address) when a
   request covers a register they do not map, even in a gap. ``Plan.split``
   returns a new plan that cuts the failing block at its largest gap (or in the
@@ -38,21 +45,29 @@ __all__ = [
     "Plan",
     "Scheduler",
     "coalesce",
+    "cheapest",
+    "min_requests",
+    "DEFAULT_COST",
     "MAX_REGISTERS",
     "MAX_BITS",
 ]
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import TypeVar
 
 from zaas_edge.errors import ProtocolError
 
+from .cost import RequestCost
+
 MAX_REGISTERS = 125  # Modbus application protocol, read holding/input registers
 MAX_BITS = 2000  # read coils/discrete inputs
 
 T = TypeVar("T")
+
+# A plan built without knowing its bus weighs requests as on a 9,600 baud 8N1 line, the usual factory setting.
+DEFAULT_COST = RequestCost.for_rtu(9600)
 
 
 class Table(IntEnum):
@@ -109,6 +124,11 @@ class Block:
     def keys(self) -> tuple[str, ...]:
         return tuple(p.key for p in self.points)
 
+    @property
+    def bridged(self) -> int:
+        """Registers (or bits) this request reads for no point: the gaps it bridges."""
+        return self.count - _covered(self.points)
+
     def extract(self, values: Sequence[T], point: ReadPoint) -> Sequence[T]:
         """The slice of a response (``values`` of this block) that belongs to ``point``."""
         if len(values) < self.count:
@@ -116,21 +136,39 @@ class Block:
         return values[point.address - self.start : point.end - self.start]
 
 
+def _covered(points: Iterable[ReadPoint]) -> int:
+    """Registers (or bits) the points themselves occupy, overlaps counted once."""
+    total, reach = 0, -1
+    for p in sorted(points, key=lambda p: p.address):
+        if p.end > reach:
+            total += p.end - max(p.address, reach)
+            reach = p.end
+    return total
+
+
+def _by_table(points: Iterable[ReadPoint]) -> dict[Table, list[ReadPoint]]:
+    by_table: dict[Table, list[ReadPoint]] = {}
+    for p in points:
+        by_table.setdefault(p.table, []).append(p)
+    for pts in by_table.values():
+        pts.sort(key=lambda p: (p.address, p.end, p.key))
+    return by_table
+
+
 def coalesce(points: Iterable[ReadPoint], max_gap: int = 0,
              barriers: frozenset[tuple[Table, int]] = frozenset()) -> tuple[Block, ...]:
-    """Merge points into the fewest blocks that respect the limits, gaps and barriers.
+    """The fixed-gap plan: the fewest blocks that bridge gaps of at most ``max_gap``.
 
     Greedy over points sorted by address, which is optimal for this interval
     problem: a block grows while the next point starts within ``max_gap`` of its
     end, the block stays within the table's limit, and no barrier lies between
-    its first address and the next point.
+    its first address and the next point. The live planner is ``cheapest``;
+    this is its baseline.
     """
     blocks: list[Block] = []
-    by_table: dict[Table, list[ReadPoint]] = {}
-    for p in points:
-        by_table.setdefault(p.table, []).append(p)
+    by_table = _by_table(points)
     for table in sorted(by_table):
-        pts = sorted(by_table[table], key=lambda p: (p.address, p.end, p.key))
+        pts = by_table[table]
         cuts = sorted(a for t, a in barriers if t == table)
         current: list[ReadPoint] = []
         start = end = 0
@@ -150,29 +188,90 @@ def coalesce(points: Iterable[ReadPoint], max_gap: int = 0,
     return tuple(blocks)
 
 
+def cheapest(points: Iterable[ReadPoint], cost: RequestCost = DEFAULT_COST, max_gap: int | None = None,
+             barriers: frozenset[tuple[Table, int]] = frozenset()) -> tuple[Block, ...]:
+    """The blocks that read every point once in the least bus time under ``cost``.
+
+    Exact: per table, over the points sorted by address, ``best[i]`` is the
+    cheapest way to read the first ``i`` points, and the last block of it
+    holds points ``j..i-1`` for the ``j`` that minimises ``best[j]`` plus that
+    block's cost. A block is allowed when it fits the table's limit, no
+    barrier lies between its first and last point's starts, and (with
+    ``max_gap``) none of its holes is wider than ``max_gap``. Each of these
+    only gets worse as a block grows to the right, so the inner loop stops
+    at the first violation: O(points x points per block). On equal bus time the
+    plan with fewer requests wins.
+    """
+    blocks: list[Block] = []
+    by_table = _by_table(points)
+    for table in sorted(by_table):
+        pts = by_table[table]
+        cuts = sorted(a for t, a in barriers if t == table)
+        n = len(pts)
+        best: list[tuple[float, int]] = [(0.0, 0)] + [(float("inf"), 0)] * n  # (bus time, requests)
+        back = [0] * (n + 1)
+        for j in range(n):
+            start = pts[j].address
+            end = pts[j].end
+            base_s, base_n = best[j]
+            for i in range(j, n):
+                p = pts[i]
+                if i > j:
+                    if max_gap is not None and p.address - end > max_gap:
+                        break
+                    if any(start < c <= p.address for c in cuts):
+                        break
+                    end = max(end, p.end)
+                    if end - start > table.limit:
+                        break
+                candidate = (base_s + cost.request_s(table.is_bits, end - start), base_n + 1)
+                if candidate < best[i + 1]:
+                    best[i + 1] = candidate
+                    back[i + 1] = j
+        found: list[Block] = []
+        i = n
+        while i > 0:
+            j = back[i]
+            members = pts[j:i]
+            first, last = members[0].address, max(p.end for p in members)
+            found.append(Block(table, first, last - first, tuple(members)))
+            i = j
+        blocks.extend(reversed(found))
+    return tuple(blocks)
+
+
+def min_requests(points: Iterable[ReadPoint]) -> int:
+    """The fewest requests the protocol limit forces for ``points`` (no gap or barrier taken into account)."""
+    return len(cheapest(points, RequestCost(1.0, 0.0, 0.0)))
+
+
 @dataclass(frozen=True)
 class Plan:
-    """The read plan of one device: its points, what was learnt about it, and the requests.
+    """The read plan of one device: its points, its bus's cost, what was learnt about it, and the requests.
 
-    Immutable: ``split`` and ``reset`` return a new plan.
+    Immutable: ``split``, ``reset`` and ``with_learnt`` return a new plan.
+    ``max_gap`` is None unless the device needs a bound (see the module's
+    docstring); ``cost`` is the bus's ``RequestCost``.
     """
 
     points: tuple[ReadPoint, ...]
-    max_gap: int = 0
+    max_gap: int | None = None
     barriers: frozenset[tuple[Table, int]] = frozenset()
     unreadable: frozenset[str] = frozenset()
+    cost: RequestCost = DEFAULT_COST
     _cache: dict[frozenset[str], tuple[Block, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         keys = [p.key for p in self.points]
         if len(set(keys)) != len(keys):
             raise ValueError("point keys of a plan must be unique")
-        if self.max_gap < 0:
+        if self.max_gap is not None and self.max_gap < 0:
             raise ValueError("max_gap cannot be negative")
 
     @classmethod
-    def build(cls, points: Iterable[ReadPoint], max_gap: int = 0) -> Plan:
-        return cls(tuple(points), max_gap)
+    def build(cls, points: Iterable[ReadPoint], max_gap: int | None = None, *,
+              cost: RequestCost = DEFAULT_COST) -> Plan:
+        return cls(tuple(points), max_gap, cost=cost)
 
     @property
     def readable(self) -> tuple[ReadPoint, ...]:
@@ -188,11 +287,37 @@ class Plan:
         wanted = frozenset(keys) - self.unreadable
         hit = self._cache.get(wanted)
         if hit is None:
-            hit = coalesce((p for p in self.points if p.key in wanted), self.max_gap, self.barriers)
+            hit = cheapest((p for p in self.points if p.key in wanted), self.cost, self.max_gap, self.barriers)
             if len(self._cache) > 256:  # a device has few distinct due sets; bound it anyway
                 self._cache.clear()
             self._cache[wanted] = hit
         return hit
+
+    def request_s(self, block: Block) -> float:
+        """Bus time of one request of this plan."""
+        return self.cost.request_s(block.table.is_bits, block.count)
+
+    def _wanted(self, keys: Iterable[str] | None) -> list[ReadPoint]:
+        wanted = None if keys is None else frozenset(keys)
+        return [p for p in self.readable if wanted is None or p.key in wanted]
+
+    def bus_time_s(self, keys: Iterable[str] | None = None) -> float:
+        """Bus time of the requests that read the readable points among ``keys`` (default: all)."""
+        keys = [p.key for p in self._wanted(keys)]
+        return sum(self.request_s(b) for b in self.blocks_for(keys))
+
+    def lower_bound_s(self, keys: Iterable[str] | None = None) -> float:
+        """The least bus time any plan could take: each point's own registers, and only
+        the requests the protocol limit forces (per table), at this plan's cost."""
+        total = 0.0
+        for table, pts in _by_table(self._wanted(keys)).items():
+            per_unit = self.cost.per_bit_s if table.is_bits else self.cost.per_register_s
+            total += min_requests(pts) * self.cost.fixed_s + _covered(pts) * per_unit
+        return total
+
+    def with_learnt(self, barriers: frozenset[tuple[Table, int]], unreadable: frozenset[str]) -> Plan:
+        """The same plan with barriers and unreadable points learnt earlier (saved driver state)."""
+        return replace(self, barriers=barriers, unreadable=unreadable, _cache={})
 
     def split(self, block: Block) -> Plan:
         """The plan after ``block`` was refused with exception 02 (illegal data address).
@@ -205,7 +330,7 @@ class Plan:
         pts = sorted(block.points, key=lambda p: (p.address, p.end, p.key))
         starts = sorted({p.address for p in pts})
         if len(starts) < 2:
-            return Plan(self.points, self.max_gap, self.barriers, self.unreadable | {p.key for p in pts})
+            return self.with_learnt(self.barriers, self.unreadable | {p.key for p in pts})
         # candidate cuts: every distinct start but the first; gap before it
         best: tuple[int, float, int] | None = None
         middle = (block.start + block.end) / 2
@@ -216,11 +341,11 @@ class Plan:
             if best is None or score > best:
                 best = score
         assert best is not None
-        return Plan(self.points, self.max_gap, self.barriers | {(block.table, best[2])}, self.unreadable)
+        return self.with_learnt(self.barriers | {(block.table, best[2])}, self.unreadable)
 
     def reset(self) -> Plan:
         """Forget barriers and unreadable points (after a firmware change or a device swap)."""
-        return Plan(self.points, self.max_gap)
+        return self.with_learnt(frozenset(), frozenset())
 
 
 @dataclass

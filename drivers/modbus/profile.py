@@ -136,7 +136,11 @@ class DocRef(_Model):
 class Defaults(_Model):
     table: TableName = "holding"
     word_order: WordOrder = WordOrder.ABCD
-    max_gap: int = Field(default=0, ge=0, le=124, description="Unused registers a request may bridge")
+    max_gap: int | None = Field(
+        default=None, ge=0, le=124,
+        description="A device quirk, when set: the widest hole of unused registers this device accepts inside one "
+                    "request (0: none). Unset, the read planner bridges whatever the bus's cost model says is "
+                    "cheaper than another request")
     sentinel: SentinelPolicy = SentinelPolicy.NONE
     addressing: Literal["protocol"] = Field(
         default="protocol", description="Addresses are 0-based protocol addresses (what goes on the wire)"
