@@ -72,6 +72,7 @@ from zaas_edge.errors import ProtocolError
 
 __all__ = [
     "LoadCurve",
+    "PhaseDemand",
     "constant",
     "daily_curve",
     "ticking",
@@ -91,6 +92,8 @@ __all__ = [
 
 #: Total demanded apparent power (VA) at an epoch time; split evenly over the phases.
 LoadCurve = Callable[[float], float]
+#: Demanded apparent power of each phase (VA) at an epoch second of the meter's clock.
+PhaseDemand = Callable[[int], Sequence[float]]
 
 FRAME_GAP_S = 0.025  # the spec's 16.7–33.4 ms of silence between frames
 _MAX_LINE = 4096  # control protocol: longest command line
@@ -144,6 +147,7 @@ class LinkyMeter:
         self._tariff = tariff or Tariff()
         self._curve = curve or constant(0)
         self._power: tuple[float, ...] | None = None
+        self._demand_fn: PhaseDemand | None = None
         self.clock = clock
         self._lock = threading.RLock()
         self._state = initial_state(self.config, clock() if start is None else start)
@@ -169,7 +173,14 @@ class LinkyMeter:
     def set_curve(self, curve: LoadCurve) -> None:
         with self._lock:
             self._catch_up()
-            self._curve, self._power = curve, None
+            self._curve, self._power, self._demand_fn = curve, None, None
+
+    def set_demand(self, demand: PhaseDemand | None) -> None:
+        """Take each phase's demand from ``demand`` (a building: ``hil.shed_plant.Plant.feed_linky``);
+        ``None`` goes back to the load curve. A power set live (``set_power``) still wins while set."""
+        with self._lock:
+            self._catch_up()
+            self._demand_fn = demand
 
     def rearm(self) -> None:
         """Close the breaker (the customer's button)."""
@@ -219,6 +230,12 @@ class LinkyMeter:
     def _demand(self, t: int) -> Sequence[float]:
         if self._power is not None:
             return self._power
+        if self._demand_fn is not None:
+            values = tuple(max(0.0, float(v)) for v in self._demand_fn(t))
+            if len(values) == self.config.phases:
+                return values
+            total = sum(values)  # a three-phase building on a single-phase meter, or the other way round
+            return (total / self.config.phases,) * self.config.phases
         va = max(0.0, float(self._curve(t)))
         return (va / self.config.phases,) * self.config.phases
 

@@ -13,6 +13,14 @@ when its answer left (``time.monotonic()``) and the power it carried; with the
 relay module's ``commands`` that gives the delay from the reading that crossed
 a limit to the shed write landing (``bench/shed_latency.py``).
 
+The Linky at the head of the building (``hil.linky_sim.LinkyMeter``) measures
+the same plant once :meth:`Plant.feed_linky` is called: each phase's apparent
+power (``SINSTS1..3``, ``PAPP``) is base load + closed relays + charger, so a
+shed shows in the TIC frames too; when its breaking filter trips, the
+building's supply is cut and the plant's meter reads 0 until the breaker is
+re-armed. On a time scale (``hil.timescale``) the base load follows an office
+day in scenario time (:func:`office_day_load`).
+
 From a shell (the demo runs it so)::
 
     python -m hil.shed_plant --port 0 --base 6000   # prints port=<n>
@@ -20,7 +28,7 @@ From a shell (the demo runs it so)::
 
 from __future__ import annotations
 
-__all__ = ["Plant", "PlantLoad", "PlantMeter", "MeterRead", "DEFAULT_LOADS", "office_base_load"]
+__all__ = ["Plant", "PlantLoad", "PlantMeter", "MeterRead", "DEFAULT_LOADS", "office_base_load", "office_day_load"]
 
 import argparse
 import asyncio
@@ -29,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from zaas_edge.drivers.modbus.decode import encode_value
 from zaas_edge.drivers.modbus.plan import Table
@@ -37,6 +46,10 @@ from zaas_edge.drivers.modbus.profile import get_profile
 from hil.evcharger_sim import VOLTAGE, EvCharger
 from hil.modbus_sim import SimBus, SimMeter, SimServer, realistic_value, serve_rtu_pty, serve_tcp
 from hil.relay_sim import RelayCommand, RelayModule
+from hil.timescale import TimeScale
+
+if TYPE_CHECKING:
+    from hil.linky_sim import LinkyMeter
 
 METER_PROFILE = "eastron-sdm630"
 
@@ -82,6 +95,23 @@ def office_base_load(t0: float, *, low_w: float = 3000.0, high_w: float = 7000.0
     return base
 
 
+def office_day_load(scale: TimeScale, *, night_w: float = 2500.0, day_w: float = 6500.0,
+                    lunch_w: float = 8500.0) -> Callable[[float], float]:
+    """An office's base load over its scenario day: ``night_w`` outside 07:00-19:00 local time, ``day_w``
+    during office hours and ``lunch_w`` from 11:30 to 13:30 (the kitchen), on weekdays; nights all weekend.
+
+    ``scale`` maps the plant's clock to scenario time (its origin on the plant's clock, see
+    :meth:`TimeScale.on_clock`), so the day lasts 24 h / factor of real time.
+    """
+    def base(now: float) -> float:
+        tm = time.localtime(scale.scenario_at(now))
+        hour = tm.tm_hour + tm.tm_min / 60.0
+        if tm.tm_wday >= 5 or not 7.0 <= hour < 19.0:
+            return night_w
+        return lunch_w if 11.5 <= hour < 13.5 else day_w
+    return base
+
+
 @dataclass(frozen=True, slots=True)
 class MeterRead:
     t: float  # time.monotonic() when the answer left
@@ -116,7 +146,7 @@ class PlantMeter(SimMeter):
         return  # a meter's measurements are not writable
 
     def _publish(self, now: float) -> float:
-        phases = self.plant.phase_powers(now)
+        phases = self.plant.phase_powers(now) if self.plant.supply_on() else (0.0, 0.0, 0.0)
         total = sum(phases)
         if self._t is not None and now > self._t:
             self._energy_kwh += total * (now - self._t) / 3.6e6
@@ -154,6 +184,7 @@ class Plant:
             ld.history = [(now - ld.latency_s, ld.id in on)]
         self.relays.listeners.append(self._relay_moved)
         self.charger = EvCharger(charger_unit, clock=clock) if charger_unit is not None else None
+        self.linky: LinkyMeter | None = None  # the meter at the head of the building, once fed
         self.meter = PlantMeter(meter_unit, self)
         devices: list[SimMeter] = [self.meter, self.relays]
         if self.charger is not None:
@@ -187,6 +218,27 @@ class Plant:
 
     def power_w(self, now: float | None = None) -> float:
         return sum(self.phase_powers(now))
+
+    def feed_linky(self, meter: LinkyMeter, scale: TimeScale | None = None,
+                   wall: Callable[[], float] = time.time) -> None:
+        """Make ``meter`` measure this plant: each phase's demand (VA, power factor 1) is the plant's.
+
+        The Linky's clock is Unix time on ``scale`` (scenario time; real time
+        without one), the plant's is ``self.clock``: a meter second ``t`` is
+        the plant at ``scale.real_at(t)`` on the plant's clock, never later
+        than now. ``wall`` is the clock the scale's origin is on.
+        """
+        on_plant = (scale or TimeScale()).on_clock(wall(), self.clock())
+
+        def demand(t: int) -> tuple[float, float, float]:
+            return self.phase_powers(min(on_plant.real_at(t), self.clock()))
+
+        meter.set_demand(demand)
+        self.linky = meter
+
+    def supply_on(self) -> bool:
+        """Whether the building has power: no Linky, or its breaker closed."""
+        return self.linky is None or not self.linky.state.breaker.open
 
     async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         return await serve_tcp(self.bus, host, port)
