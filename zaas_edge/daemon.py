@@ -253,7 +253,8 @@ class Daemon:
             inst = self.drivers.get(driver_id)
             state = tasks.get(_driver_task(driver_id), {}).get("state", "disabled")
             out[driver_id] = DriverInfo(driver_id, opt.type, driver_id not in self.disabled and opt.enabled,
-                                        state, tuple(inst.points()) if inst else ())
+                                        state, tuple(inst.points()) if inst else (),
+                                        inst.device_identities() if inst else {})
         return out
 
     def _driver(self, driver_id: str) -> Driver:

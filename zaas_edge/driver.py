@@ -13,7 +13,8 @@ A driver package exposes a ``Driver`` subclass with:
 * ``run(ctx)``: loops until cancelled, calling ``ctx.emit``, ``ctx.event``,
   ``ctx.alarm`` and ``ctx.heartbeat``;
 * optionally ``write(point, value)`` for actuators (with read-back),
-  ``points()`` to declare what it measures, ``health()`` for per-device
+  ``points()`` to declare what it measures, ``device_identities()`` for who
+  made each device and which one it is, ``health()`` for per-device
   counters shown by ``zaas-edge status`` and ``control(command, args)`` for
   its own CLI commands to reach it inside the running daemon (the control
   socket's ``driver.control``: ``zaas-edge lora frames`` reads the LoRa
@@ -31,6 +32,7 @@ __all__ = [
     "DriverOptions",
     "DriverContext",
     "DriverNotFound",
+    "DeviceIdentity",
     "available_drivers",
     "driver_class",
     "ENTRY_POINT_GROUP",
@@ -39,6 +41,7 @@ __all__ = [
 import abc
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -52,6 +55,24 @@ from zaas_edge.model import Point, Quality, Reading, Severity, Stamp
 ENTRY_POINT_GROUP = "zaas_edge.drivers"
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """Who made a device and which one it is, as the device itself (an M-Bus header) or its
+    profile (a LoRaWAN codec's) says: Home Assistant's device block shows it, so an integrator
+    sees "Kamstrup, serial 12345678" rather than the bus it hangs on.
+
+    Empty fields are unknown. ``medium`` is what the device measures in the
+    driver's own words ("water", "gas", "heat_outlet", "electricity"): it tells a
+    water meter's m³ from a gas meter's, whatever the device's id says.
+    """
+
+    manufacturer: str = ""
+    model: str = ""
+    serial: str = ""
+    sw_version: str = ""
+    medium: str = ""
 
 
 class DriverOptions(BaseModel):
@@ -127,6 +148,16 @@ class Driver(abc.ABC):
     def points(self) -> list[Point]:
         """The points this driver will emit, when known ahead (for discovery and docs)."""
         return []
+
+    def device_identities(self) -> Mapping[str, DeviceIdentity]:
+        """Each device's identity, by device id, as far as the driver knows it (empty: none known).
+
+        The daemon hands this mapping to the services as it is (``DriverInfo.identities``),
+        so return the driver's own dict, kept up to date (replace an entry, never
+        rebuild it per call): it is read every second. An entry appears once the
+        device has said who it is in a reading the driver believed.
+        """
+        return {}
 
     @abc.abstractmethod
     async def run(self, ctx: DriverContext) -> None:

@@ -13,12 +13,13 @@ __all__ = ["Service", "ServiceContext", "ServiceSpec", "DriverControl", "DriverI
 
 import abc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from zaas_edge.clock import Clock
 from zaas_edge.config_model import Config
+from zaas_edge.driver import DeviceIdentity
 from zaas_edge.hub import Hub
 from zaas_edge.model import Alarm, Event, Point
 from zaas_edge.shed.overrides import LimitOverrides, LoadOverrides
@@ -50,11 +51,15 @@ SERVICES: dict[str, ServiceSpec] = {
 
 @dataclass(frozen=True)
 class DriverInfo:
+    """A driver as services see it. ``identities`` is the driver's own ``device_identities()``
+    (by device id: manufacturer, model, serial, medium), read, never changed."""
+
     id: str
     type: str
     enabled: bool
     state: str
     points: tuple[Point, ...] = ()
+    identities: Mapping[str, DeviceIdentity] = field(default_factory=dict, compare=False)
 
 
 class DriverControl(Protocol):
