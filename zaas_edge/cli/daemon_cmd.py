@@ -10,6 +10,7 @@ import click
 
 from zaas_edge.cli import cli
 from zaas_edge.cli.output import emit, format_bytes, format_duration, json_option, table
+from zaas_edge.cli.watch import mqtt_line as _mqtt_line
 from zaas_edge.config import load_config
 from zaas_edge.control import ControlClient, DaemonNotRunning
 from zaas_edge.errors import ConfigError
@@ -163,21 +164,6 @@ def _driver_state(v: dict[str, Any]) -> str:
     return f"{v['state']}, BUS DOWN: {str(down).splitlines()[0][:60]}" if down else v["state"]
 
 
-def _mqtt_line(mqtt: dict[str, Any] | None) -> str:
-    """MQTT in one line: connected to whom, or why not and when it tries again."""
-    if not mqtt:
-        return "mqtt: not configured"
-    if mqtt.get("connected"):
-        return f"mqtt: connected to {mqtt.get('broker')}  published {mqtt.get('published', 0)}"
-    retry = mqtt.get("retry_in_s")
-    parts = [f"mqtt: NOT connected ({mqtt.get('broker') or 'no broker yet'})"]
-    if mqtt.get("last_error"):
-        parts.append(str(mqtt["last_error"]).splitlines()[0][:100])
-    if retry is not None:
-        parts.append(f"next try in {format_duration(retry)}")
-    return "; ".join(parts)
-
-
 def critical_alarms(st: dict[str, Any]) -> list[str]:
     """The active alarms someone must act on (severity error or critical: the store degraded, the broker
     or the platform refusing the gateway, a Linky's breaker open): ``status`` exits 4 while there is one."""
@@ -229,14 +215,28 @@ def _print_store(store: dict[str, Any], backlog: dict[str, int] | None = None) -
 
 @cli.command("status")
 @click.option("--points", is_flag=True, help="Also list the latest value of every point.")
+@click.option("--watch", is_flag=True,
+              help="A live view, redrawn every --interval seconds until Ctrl-C; waits for a daemon that is "
+                   "not answering. With --json: one JSON object per line.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=None, metavar="S",
+              help="Seconds between two redraws of --watch [default: 2].")
 @json_option
 @click.pass_context
-def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
+def status_cmd(ctx: click.Context, points: bool, watch: bool, interval: float | None, as_json: bool) -> None:
     """Whether the daemon runs, its drivers' health, the backlog and the last sync.
 
     Exits 3 when no daemon is running (the store is still read and shown), 4 while an alarm of
     severity error or critical is active, 0 otherwise: monitoring scripts can run it as it is.
+
+    With --watch, one screen redrawn in place on a terminal (drivers and devices, readings/s,
+    backlog, MQTT, sync, load shedding, alarms), one block per interval into a pipe or a file;
+    while the daemon does not answer (restarting) it says since when and keeps waiting; Ctrl-C
+    exits 0.
     """
+    if interval is not None and not watch:
+        raise click.UsageError("--interval goes with --watch")
+    if watch:
+        sys.exit(_watch(ctx, 2.0 if interval is None else interval, points, as_json))
     try:
         st = ControlClient(_control_socket(ctx)).call("status", points=points)
     except DaemonNotRunning as exc:
@@ -246,6 +246,80 @@ def status_cmd(ctx: click.Context, points: bool, as_json: bool) -> None:
         sys.exit(EXIT_NOT_RUNNING)
     if critical_alarms(st):
         sys.exit(EXIT_CRITICAL)
+
+
+def _watch_status(client: ControlClient, points: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The status and, when the daemon sheds loads, ``shed.status`` (None if it has none or refuses it)."""
+    from zaas_edge.errors import ZaasError
+
+    st = client.call("status", points=points)
+    if not isinstance(st, dict):
+        raise TypeError(f"the daemon's status is not an object: {type(st).__name__}")
+    shed = None
+    if "shed" in (st.get("services") or {}):
+        try:
+            answer = client.call("shed.status")
+            shed = answer if isinstance(answer, dict) else None
+        except ZaasError:
+            shed = None  # shedding is being reloaded away: the summary in status stands in
+    return st, shed
+
+
+def _watch(ctx: click.Context, interval: float, points: bool, as_json: bool) -> int:
+    """``status --watch``: ask, draw, sleep, until Ctrl-C (exit 0). Never gives up on the daemon."""
+    import json
+    import shutil
+
+    from zaas_edge.cli import watch as view
+    from zaas_edge.errors import ZaasError
+
+    sock = _control_socket(ctx)
+    client = ControlClient(sock)
+    tty = sys.stdout.isatty() and not as_json
+    meter = view.RateMeter()
+    down_since: float | None = None
+    last_seen: float | None = None
+    out = sys.stdout
+    try:
+        while True:
+            now = time.time()
+            try:
+                st, shed = _watch_status(client, points)
+            except (ZaasError, OSError, TypeError, ValueError) as exc:
+                reason = str(exc) or type(exc).__name__
+                down_since = down_since or now
+                if as_json:
+                    frame = [json.dumps({"running": False, "reason": reason,
+                                         "watch": {"time": now, "not_answering_since": down_since,
+                                                   "last_answered": last_seen}}, sort_keys=True, default=str)]
+                else:
+                    frame = view.down_screen(down_since, reason, now, last_seen)
+            else:
+                down_since, last_seen = None, now
+                rates = meter.update(time.monotonic(), st)
+                if as_json:
+                    st = {**st, "watch": {"time": now, "readings_per_s": rates.total,
+                                          "driver_readings_per_s": dict(rates.drivers), "shed": shed}}
+                    frame = [json.dumps(st, sort_keys=True, default=str)]
+                else:
+                    frame = view.screen(st, shed, rates, now)
+            if tty:
+                size = shutil.get_terminal_size()
+                lines = view.fit(frame, size.columns, size.lines)
+                out.write(view.HOME + "".join(f"{line}{view.ERASE_LINE}\n" for line in lines) + view.ERASE_BELOW)
+            else:
+                out.write("\n".join(frame) + ("\n" if as_json else "\n\n"))
+            out.flush()
+            time.sleep(max(0.0, interval - (time.time() - now)))
+    except KeyboardInterrupt:
+        if tty:
+            out.write("\n")
+        return 0
+    except BrokenPipeError:  # `status --watch | head`: the reader has had enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 @cli.group("drivers")
