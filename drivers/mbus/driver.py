@@ -13,6 +13,10 @@ that fails ``offline_after`` readouts in a row goes offline (the alarm
 ``collisions``, ``polls``, ``failed_polls``; the same link counters are kept
 per meter as well, with its readout latency, for ``health()`` (shown by
 ``zaas-edge status``).
+Each meter's identity (maker, serial, version, medium: ``identity.py``) comes
+from the long header of its latest readout the layout guard accepted, for
+``device_identities()``; nothing of it is saved, the first readout after a
+start tells it again.
 Readings are keyed ``<meter id>/<record key>`` in the codec's units (Wh,
 m3, W, degC, ...) unless the meter asks for another ``energy_unit``.
 """
@@ -29,12 +33,13 @@ from typing import Any
 
 from pydantic import JsonValue
 from zaas_edge.drivers.mbus.header import LongHeader
+from zaas_edge.drivers.mbus.identity import meter_identity
 from zaas_edge.drivers.mbus.layout import CONFIRM, LayoutGuard, Verdict
 from zaas_edge.drivers.mbus.link import MBusLink, PortError, Readout
 from zaas_edge.drivers.mbus.options import MBusOptions, MeterOptions
 from zaas_edge.drivers.mbus.units import UNIT_FACTORS, convert
 
-from zaas_edge.driver import Driver, DriverContext
+from zaas_edge.driver import DeviceIdentity, Driver, DriverContext
 from zaas_edge.errors import TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Quality, Reading, Severity
@@ -79,6 +84,7 @@ class MBusDriver(Driver):
         self._background: set[asyncio.Task[None]] = set()
         self._current: _Meter | None = None  # the meter whose readout holds the bus
         self._reads = PendingReads()  # zaas-edge read METER, between two readouts
+        self._identities: dict[str, DeviceIdentity] = {}  # by meter id, from accepted readouts' headers
 
     # -- declared points --------------------------------------------------------------
 
@@ -91,6 +97,10 @@ class MBusDriver(Driver):
             for key in m.options.points or ():
                 out.setdefault(f"{m.options.id}/{key}", Point(m.options.id, key, ""))
         return list(out.values())
+
+    def device_identities(self) -> dict[str, DeviceIdentity]:
+        """Maker, serial, version and medium of each meter, from its latest accepted readout."""
+        return self._identities
 
     # -- running ------------------------------------------------------------------------
 
@@ -248,6 +258,10 @@ class MBusDriver(Driver):
             ctx.event("mbus.layout_changed", f"meter {mid} now sends {', '.join(unknown[:5])}"
                       f"{' …' if len(unknown) > 5 else ''}: its records changed (reconfigured?)", Severity.WARNING,
                       {"meter": mid, "new": unknown, "records": len(layout)})
+        if isinstance(header, LongHeader):
+            identity = meter_identity(header)
+            if self._identities.get(mid) != identity:
+                self._identities[mid] = identity  # replaced, never changed in place: services hold the dict
         ctx.emit(readings)
         if verdict is not Verdict.OK:
             task = asyncio.get_running_loop().create_task(self._save_points(ctx))
