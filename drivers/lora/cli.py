@@ -104,7 +104,8 @@ class _KeySource:
               help="ABP: network session key, 32 hex digits (if omitted: prompted, hidden, or see --keys-from).")
 @click.option("--app-skey", default=None,
               help="ABP: application session key, 32 hex digits (if omitted: as --nwk-skey).")
-@click.option("--dev-eui", default=None, help="OTAA: DevEUI, 16 hex digits as on the label.")
+@click.option("--dev-eui", default=None,
+              help="DevEUI, 16 hex digits as on the label: OTAA joins with it; for ABP it is the serial shown.")
 @click.option("--app-eui", default=None, help="OTAA: AppEUI (JoinEUI), 16 hex digits.")
 @click.option("--app-key", default=None, help="OTAA: AppKey, 32 hex digits (if omitted: as --nwk-skey).")
 @click.option("--keys-from", "keys_from", default=None, type=click.Path(dir_okay=False, allow_dash=True),
@@ -144,15 +145,16 @@ def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: s
             new = DeviceKeys(device_id, None, None, None, profile, parse_eui(dev_eui, "--dev-eui"),
                              parse_eui(app_eui, "--app-eui"), parse_key(key, "--app-key"))
         else:
-            if dev_eui or app_eui or app_key:
-                raise click.UsageError("--dev-eui, --app-eui and --app-key are for --otaa devices")
+            if app_eui or app_key:
+                raise click.UsageError("--app-eui and --app-key are for --otaa devices")
             if not dev_addr:
                 raise click.UsageError("an ABP device needs --dev-addr (or pass --otaa for an OTAA device)")
             addr = parse_dev_addr(dev_addr)
             secrets = _KeySource(keys_from)
             nwk = parse_key(nwk_skey or secrets.get("NwkSKey", "--nwk-skey"), "--nwk-skey")
             app = parse_key(app_skey or secrets.get("AppSKey", "--app-skey"), "--app-skey")
-            new = DeviceKeys(device_id, addr, nwk, app, profile)
+            new = DeviceKeys(device_id, addr, nwk, app, profile,
+                             None if dev_eui is None else parse_eui(dev_eui, "--dev-eui"))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     load_profile(profile)  # ConfigError lists the available profiles
@@ -175,6 +177,8 @@ def add_device(ctx: click.Context, otaa: bool, dev_addr: str | None, nwk_skey: s
                 "OTAA: it joins by itself")
     else:
         what = f"DevAddr {shown['dev_addr']}, NwkSKey {shown['nwk_skey']}, AppSKey {shown['app_skey']}"
+        if new.dev_eui is not None:
+            what += f", DevEUI {shown['dev_eui']}"
     emit({"added": shown, "keys_file": str(path), "replaced": replaced}, as_json,
          lambda data: click.echo(f"added {device_id} ({what}, profile {profile}) to {path}; a running daemon picks "
                                  "it up within a few seconds"))

@@ -38,6 +38,10 @@ Per-device error counters are kept in the driver's counters as
 ``zaas_edge.health.DeviceHealth`` fed by its valid uplinks: a device heard
 from nothing valid for ``offline_after_s`` (since its last uplink, or since
 the driver started) goes offline, and its next valid uplink brings it back.
+
+Each device's identity (``device_identities()``) is its payload profile's
+vendor and model with its DevEUI as the serial (when the keys file has it); a
+forwarder's is its gateway EUI.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from typing import Any
 from pydantic import JsonValue
 
 from zaas_edge.aio import wait_for
-from zaas_edge.driver import Driver, DriverContext
+from zaas_edge.driver import DeviceIdentity, Driver, DriverContext
 from zaas_edge.errors import ConfigError, PermanentError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus, Transition
 from zaas_edge.model import Point, Reading, Severity
@@ -118,6 +122,7 @@ class LoraDriver(Driver):
         self._devices: dict[int, _Device] = {}  # devices with a session, by DevAddr
         self._profiles: dict[str, PayloadProfile] = {}  # by device id, joined or not
         self._health: dict[str, DeviceHealth] = {}  # by device id, joined or not
+        self._identities: dict[str, DeviceIdentity] = {}  # by device id: profile, DevEUI; forwarders too
         self._joins = JoinHandler(options.id, options, clock=clock)
         self._dedup: Deduplicator[_Copy] = Deduplicator(options.dedup_window_s,
                                                         max(_DEDUP_MEMORY_S, options.dedup_window_s))
@@ -147,6 +152,10 @@ class LoraDriver(Driver):
                     Point(device_id, "snr", "dB", 0.1, "Signal to noise ratio of the best copy"),
                     Point(device_id, "fcnt", "count", 1, "Uplink frame counter (32 bits)")]
         return out
+
+    def device_identities(self) -> dict[str, DeviceIdentity]:
+        """Vendor and model of each device's profile, its DevEUI as serial; each forwarder heard, its EUI."""
+        return self._identities
 
     # -- run -------------------------------------------------------------------
 
@@ -229,6 +238,8 @@ class LoraDriver(Driver):
         saved = (await ctx.load_state(STATE_KEY) or {}) if initial else {}
         devices: dict[int, _Device] = {}
         self._profiles = {k.id: profiles[k.profile] for k in keys.devices}
+        forwarders = {d: i for d, i in self._identities.items() if d.startswith(f"{self.id}-gw-")}
+        self._identities = forwarders | {k.id: _identity(k, profiles[k.profile]) for k in keys.devices}
         now = self._clock()
         self._health = {k.id: self._health.get(k.id) or DeviceHealth(
             k.id, silent_after_s=self.options.offline_after_s, now=now,
@@ -285,6 +296,8 @@ class LoraDriver(Driver):
             ctx.log.info("packet forwarder %s is back", fwd.eui_hex, extra={"fields": {"gateway": fwd.eui_hex}})
         if push.stat is not None:
             gw = gateway_device_id(self.id, fwd.eui)
+            if gw not in self._identities:
+                self._identities[gw] = DeviceIdentity(model="LoRaWAN packet forwarder", serial=fwd.eui_hex)
             stamp = ctx.now()
             ctx.emit([ctx.reading(q, v, u, stamp=stamp, device_id=gw) for q, v, u in push.stat.readings()]
                      + [ctx.reading("online", 1.0, "bool", stamp=stamp, device_id=gw)])
@@ -558,3 +571,7 @@ class LoraDriver(Driver):
         now = self._clock()
         addrs = {d.keys.id: d.keys.dev_addr_hex for d in self._devices.values()}
         return {i: h.status(now, {"dev_addr": addrs.get(i)}) for i, h in self._health.items()}
+
+
+def _identity(keys: DeviceKeys, profile: PayloadProfile) -> DeviceIdentity:
+    return DeviceIdentity(manufacturer=profile.vendor, model=profile.model, serial=keys.dev_eui_hex)

@@ -15,7 +15,9 @@ Format (TOML)::
     app_skey = "<32 hex digits>"
     profile = "milesight-em300-di"
 
-An OTAA device has its DevEUI, AppEUI (JoinEUI) and AppKey instead; after
+An ABP device may also carry its ``dev_eui`` (the label's): it is only its
+serial, shown in Home Assistant's device block. An OTAA device has its DevEUI,
+AppEUI (JoinEUI) and AppKey instead; after
 each accepted join the daemon writes the session it opened (``dev_addr``,
 ``nwk_skey``, ``app_skey``) into the same entry::
 
@@ -130,9 +132,10 @@ class _Device(BaseModel):
 
     @model_validator(mode="after")
     def _activation(self) -> _Device:
-        otaa = [f for f in ("dev_eui", "app_eui", "app_key") if getattr(self, f) is not None]
+        # A DevEUI alone is an ABP device's serial; the AppEUI or the AppKey make an OTAA device.
+        otaa = [f for f in ("app_eui", "app_key") if getattr(self, f) is not None]
         session = [f for f in ("dev_addr", "nwk_skey", "app_skey") if getattr(self, f) is not None]
-        if otaa and len(otaa) < 3:
+        if otaa and (len(otaa) < 2 or self.dev_eui is None):
             raise ValueError("an OTAA device needs dev_eui, app_eui and app_key together")
         if session and len(session) < 3:
             raise ValueError("a session needs dev_addr, nwk_skey and app_skey together")
@@ -195,8 +198,10 @@ class DeviceKeys:
             "nwk_skey": fp(self.nwk_skey),
             "app_skey": fp(self.app_skey),
         }
+        if self.dev_eui is not None:
+            out["dev_eui"] = self.dev_eui_hex
         if self.otaa:
-            out.update(dev_eui=self.dev_eui_hex, app_eui=(self.app_eui or b"").hex().upper(), app_key=fp(self.app_key))
+            out.update(app_eui=(self.app_eui or b"").hex().upper(), app_key=fp(self.app_key))
         return out
 
     def __repr__(self) -> str:
@@ -214,8 +219,8 @@ class KeysFile:
         return {d.dev_addr: d for d in self.devices if d.dev_addr is not None}
 
     def by_eui(self) -> dict[bytes, DeviceKeys]:
-        """OTAA devices, by DevEUI."""
-        return {d.dev_eui: d for d in self.devices if d.dev_eui is not None}
+        """OTAA devices, by DevEUI (an ABP device's DevEUI is only its serial: it never joins)."""
+        return {d.dev_eui: d for d in self.devices if d.dev_eui is not None and d.otaa}
 
 
 def load_keys(path: str | Path, *, missing_ok: bool = False) -> KeysFile:
@@ -287,6 +292,8 @@ def _render(devices: Sequence[DeviceKeys]) -> str:
             assert d.dev_eui is not None and d.app_eui is not None and d.app_key is not None
             lines += [f'dev_eui = "{d.dev_eui.hex().upper()}"', f'app_eui = "{d.app_eui.hex().upper()}"',
                       f'app_key = "{d.app_key.hex().upper()}"']
+        elif d.dev_eui is not None:
+            lines.append(f'dev_eui = "{d.dev_eui.hex().upper()}"')
         if d.has_session:
             assert d.nwk_skey is not None and d.app_skey is not None
             if d.otaa:
