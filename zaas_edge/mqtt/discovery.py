@@ -54,10 +54,11 @@ class PointSpec:
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """The device block: who made the device, what it is, its serial; its site for names.
+    """The device block: who made the device, what it is, its serial and firmware; its site for names.
 
     ``medium`` ("water", "gas", "heat"...) tells a water meter's m³ from a gas
     meter's; ``via`` is the object id of the gateway device it is reached through.
+    They become HA's ``mf``, ``mdl``, ``sn`` (serial_number) and ``sw`` (sw_version).
     """
 
     manufacturer: str = ""
@@ -66,6 +67,7 @@ class DeviceInfo:
     medium: str = ""
     site: str = ""
     via: str = ""
+    sw_version: str = ""
 
 
 def spec_of(point: Point, expire_after_s: int | None = None) -> PointSpec:
@@ -190,6 +192,8 @@ def device_config(
                            "mf": info.manufacturer or "zaas", "mdl": info.model or "zaas-edge device"}
     if info.serial:
         dev["sn"] = info.serial
+    if info.sw_version:
+        dev["sw"] = info.sw_version
     if info.via and info.via != obj:
         dev["via_device"] = info.via
     doc: dict[str, Any] = {

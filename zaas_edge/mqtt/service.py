@@ -27,6 +27,7 @@ from typing import Any
 
 from zaas_edge.aio import wait_for
 from zaas_edge.backoff import Backoff
+from zaas_edge.driver import DeviceIdentity
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.health import DEVICE_AVAILABILITY, device_online, offline_alarm_id
 from zaas_edge.model import Alarm, Event, Point, Severity
@@ -81,6 +82,7 @@ class MqttService(Service):
         self._availability: dict[str, bool] = {}  # as last published
         self._reported: dict[str, bool] = {}  # as the drivers' device.availability events last said
         self._announced: dict[str, bytes] = {}  # by device; "" for the gateway's own device
+        self._identities_seen: dict[tuple[str, str], DeviceIdentity] = {}  # as the last announcement had them
         self._schedule_cache: tuple[int, Schedules] | None = None
         self._seen_discovery: set[str] = set()  # our object ids with a retained configuration
         self._settle_at = time.monotonic() + s.discovery_settle_s
@@ -497,8 +499,11 @@ class MqttService(Service):
         return out, owner
 
     def _device_info(self, device: str, driver: DriverInfo | None) -> DeviceInfo:
-        """The device block: the manufacturer and model of the profile its driver section names
-        (or the driver's type), its site, and the gateway device it is reached through."""
+        """The device block: what the device says of itself (its driver's ``DeviceIdentity``: an
+        M-Bus header's maker, serial, version and medium, a LoRaWAN profile's model and DevEUI),
+        else the manufacturer and model of the profile its driver section names (or the driver's
+        type); its site, and the gateway device it is reached through. The medium the device
+        reports decides water or gas for its m³; only without one is it guessed from the names."""
         manufacturer, model, medium = "", driver.type if driver else "", device
         if driver is not None:
             for section in self.ctx.config().drivers:
@@ -511,14 +516,30 @@ class MqttService(Service):
                         if isinstance(profile, str):
                             manufacturer, model = profile_identity(driver.type, profile)
                         medium = " ".join(str(table.get(k, "")) for k in ("id", "medium", "profile"))
-        return DeviceInfo(manufacturer=manufacturer, model=model, medium=medium,
-                          site=self.ctx.config().gateway.site, via=self.topics.gateway_object_id)
+        known = driver.identities.get(device) if driver is not None else None
+        serial = sw = ""
+        if known is not None:
+            manufacturer, model = known.manufacturer or manufacturer, known.model or model
+            serial, sw, medium = known.serial, known.sw_version, known.medium or medium
+        return DeviceInfo(manufacturer=manufacturer, model=model, serial=serial, medium=medium,
+                          site=self.ctx.config().gateway.site, via=self.topics.gateway_object_id, sw_version=sw)
+
+    @staticmethod
+    def _identities(drivers: dict[str, DriverInfo]) -> dict[tuple[str, str], DeviceIdentity]:
+        return {(d, device): ident for d, info in drivers.items() for device, ident in info.identities.items()}
+
+    def _identities_moved(self) -> bool:
+        """A driver learned or changed who a device is (a replaced meter, a DevEUI added) since the
+        last announcement: its device block must be sent again though no new point came."""
+        return (self.section.discovery
+                and self._identities(self.ctx.drivers.drivers_info()) != self._identities_seen)
 
     async def _announce(self, conn: MqttConnection) -> None:
         if not self.section.discovery:
             return
         devices, owner = self._devices()
         info = self.ctx.drivers.drivers_info()
+        self._identities_seen = self._identities(info)
         msgs = []
         topic, doc = gateway_config(self.topics, self.ctx.config().gateway.site)
         payload = dumps(doc)
@@ -529,6 +550,8 @@ class MqttService(Service):
             if not specs:
                 continue
             driver = info.get(owner.get(device, device))
+            if driver is None:  # a device no driver declares points for (a LoRa forwarder): who knows it
+                driver = next((i for i in info.values() if device in i.identities), None)
             topic, doc = device_config(self.topics, device, specs, info=self._device_info(device, driver))
             payload = dumps(doc)
             if self._announced.get(device) != payload:
@@ -589,7 +612,7 @@ class MqttService(Service):
             await asyncio.sleep(HOUSEKEEPING_S)
             self.ctx.heartbeat()
             await self._refresh_availability(conn)
-            if self.publisher.new_points:
+            if self.publisher.new_points or self._identities_moved():
                 await self._announce(conn)
             now = time.monotonic()
             if (self.section.discovery and now >= self._settle_at
