@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from zaas_edge.drivers.lora.gwmp import _STAT_READINGS
 from zaas_edge.drivers.lora.payloads import load_profile as load_lora_profile
 from zaas_edge.drivers.mbus.encode import rsp_ud
-from zaas_edge.drivers.mbus.header import medium_name
+from zaas_edge.drivers.mbus.identity import meter_identity
 from zaas_edge.drivers.mbus.telegram import decode_telegram
 from zaas_edge.drivers.modbus.profile import get_profile
 from zaas_edge.drivers.system.driver import POINTS as SYSTEM_POINTS
@@ -61,9 +61,8 @@ def demo_devices() -> dict[str, tuple[DeviceInfo, dict[str, PointSpec]]]:
                         if meter.energy_unit and unit in ENERGY:
                             unit = meter.energy_unit
                         specs[key] = PointSpec(key, unit)
-            medium = medium_name(header.medium) if isinstance(header.medium, int) else str(header.medium)
-            out[meter.id] = (DeviceInfo(sim.manufacturer, medium=f"{meter.id} {medium}",
-                                        serial=header.secondary_address), specs)
+            ident = meter_identity(header)  # what the driver learns from the header: its medium decides
+            out[meter.id] = (DeviceInfo(ident.manufacturer, ident.model, ident.serial, ident.medium), specs)
     assert DEMO.lora is not None
     for keys in DEMO_DEVICES:
         if keys.id not in DEMO.lora.devices:
@@ -117,6 +116,7 @@ def test_the_demo_building_classes_that_the_energy_dashboard_needs() -> None:
     assert main["pf_l1"]["device_class"] == "power_factor"
     assert docs["main"]["dev"]["mf"] == "Eastron" and docs["main"]["dev"]["name"] == "demo-park main"
     assert docs["heat-1"]["dev"]["sn"] and docs["heat-1"]["dev"]["via_device"] == "zaas_demo-park_gw-demo"
+    assert (docs["heat-1"]["dev"]["mf"], docs["water-main"]["dev"]["mf"]) == ("Kamstrup", "Sensus")  # the headers'
     leak = docs["leak-1"]["cmps"]
     assert (leak["leak"]["p"], leak["leak"]["device_class"]) == ("binary_sensor", "moisture")
     assert leak["leak"]["value_template"] == "{{ 'ON' if value_json['points']['leak'] else 'OFF' }}"
