@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = ["Writer", "DEGRADED_ALARM", "RETENTION_BLOCKED_ALARM", "RETENTION_INTERVAL_S"]
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from zaas_edge.errors import ProtocolError, StoreUnavailable, ZaasError
 from zaas_edge.files import atomic_write
-from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, UploadRecord
+from zaas_edge.model import Alarm, Event, Lane, Quality, Reading, Severity, UploadRecord
 from zaas_edge.store import lost, retention
 from zaas_edge.store.outbox import Position
 from zaas_edge.store.records import Commit, Retention, Stored, StoreStats, WriterStats
@@ -46,6 +47,9 @@ T = TypeVar("T")
 DEGRADED_ALARM = "store.degraded"
 RETENTION_BLOCKED_ALARM = "store.retention_blocked"
 RETENTION_INTERVAL_S = 5.0
+# Readings of the latest commits kept for the reading lane's reader (the aggregator reads every
+# couple of seconds what was just written): at most this many, and only what it has not read yet.
+RECENT_READINGS = 10_000
 # Errors that leave the connection usable: retry on it. Anything else (I/O
 # error, file gone) reopens the file on the next retry.
 _KEEP_CONNECTION = {"SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED"}
@@ -110,6 +114,12 @@ class Writer:
         self.flushes = self.flush_errors = self.rows_written = 0
         self.ring_overflow = self.rejected_rows = self.retention_runs = 0
         self.last_flush_s: float | None = None
+        # The readings of the latest commits, (first seq, readings) in seq order up to the last
+        # committed reading, for as long as nobody has read them: reading them back from SQLite
+        # would rebuild every one the writer just had in hand. Kept only once the lane has a reader.
+        self._recent: collections.deque[tuple[int, list[Reading]]] = collections.deque()
+        self._recent_rows = 0
+        self._recent_wanted = False
 
     # -------------------------------------------------------------- intake
 
@@ -335,14 +345,68 @@ class Writer:
         return await self._call(lambda s: s.consumer_state(consumer))
 
     async def expire(self, lane: Lane, before_ns: int) -> int:
-        return await self._call(lambda s: retention.expire(s, lane, before_ns))
+        dropped = await self._call(lambda s: retention.expire(s, lane, before_ns))
+        if dropped and Lane(lane) is Lane.READING:
+            self._forget_recent()
+        return dropped
 
     async def ack(self, consumer: str, lane: Lane, seq: int) -> int:
         now_ns = self.clock.now().wall_ns
         return await self._call(lambda s: s.ack(consumer, lane, seq, now_ns))
 
     async def read(self, lane: Lane, after_seq: int = 0, limit: int = 1000) -> list[Stored]:
+        """``Store.read`` on the writer's thread; the readings of the latest commits come from memory."""
+        if Lane(lane) is Lane.READING:
+            self._recent_wanted = True
+            got = self._read_recent(after_seq, limit)
+            if got is not None:
+                return got
         return await self._call(lambda s: s.read(lane, after_seq, limit))
+
+    # ------------------------------------- readings just committed, in memory
+
+    def _keep_recent(self, first: int, readings: list[Reading]) -> None:
+        """Remember a commit's readings (seqs ``first``...) when they read back from SQLite exactly as
+        they are: a float value, a ``Quality``, a bool ``synced``. Anything else starts over."""
+        if not self._recent_wanted:
+            return
+        exact = all(type(r.value) is float and type(r.quality) is Quality and type(r.synced) is bool
+                    for r in readings)
+        if not exact or self._recent_rows + len(readings) > RECENT_READINGS:
+            self._forget_recent()
+            if not exact or len(readings) > RECENT_READINGS:
+                return
+        if self._recent:
+            last_first, last = self._recent[-1]
+            if last_first + len(last) != first:
+                self._forget_recent()
+        self._recent.append((first, readings))
+        self._recent_rows += len(readings)
+
+    def _forget_recent(self) -> None:
+        self._recent.clear()
+        self._recent_rows = 0
+
+    def _read_recent(self, after_seq: int, limit: int) -> list[Stored] | None:
+        """``Store.read(READING, after_seq, limit)`` from the latest commits, or None when they do not
+        hold every row it would return. What was read before ``after_seq`` is let go."""
+        recent = self._recent
+        while recent and recent[0][0] + len(recent[0][1]) - 1 <= after_seq:
+            self._recent_rows -= len(recent.popleft()[1])
+        if not recent or recent[0][0] > after_seq + 1 or limit <= 0:
+            if recent or self._store is None or after_seq < self._store.last_seq(Lane.READING):
+                return None
+            return []  # nothing committed beyond after_seq
+        out: list[Stored] = []
+        want = after_seq + 1
+        for first, readings in recent:
+            i = want - first
+            take = readings[i:i + limit - len(out)]
+            out.extend([Stored(Lane.READING, seq, r) for seq, r in enumerate(take, want)])
+            want += len(take)
+            if len(out) >= limit:
+                break
+        return out
 
     # ------------------------------------------------- the drivers' state
 
@@ -436,7 +500,10 @@ class Writer:
             self.flushes += 1
             rows = len(readings) + len(events) + len(alarms)
             self.rows_written += rows
-            self._report(Commit(fut.result(), rows, self.last_flush_s))
+            ranges = fut.result()
+            if readings and Lane.READING in ranges:
+                self._keep_recent(ranges[Lane.READING][0], readings)
+            self._report(Commit(ranges, rows, self.last_flush_s))
             self._signal_progress()  # wakes bulk producers waiting in drain()
             return True
         self._readings[:0] = readings
@@ -494,6 +561,7 @@ class Writer:
                                     Severity.ERROR, {"path": str(self.path), "cap_bytes": self.cap_bytes}))
         if done is None:
             return
+        self._forget_recent()  # rows may have gone from under the readings kept in memory
         self.retention_runs += 1
         log.info("store %s: over its cap, dropped %s acknowledged and %s unsent rows (%d -> %d bytes)",
                  self.path, dict(done.dropped_acked), dict(done.dropped_unacked), done.used_before, done.used_after)
@@ -510,6 +578,7 @@ class Writer:
     def _fail(self, exc: ZaasError, opening: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self.flush_errors += 1
+        self._forget_recent()
         self._unsaved["flush_errors"] = self._unsaved.get("flush_errors", 0) + 1
         self._next_retry = loop.time() + self._retry_s
         code = getattr(exc, "code", "")
