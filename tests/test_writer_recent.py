@@ -88,7 +88,7 @@ async def test_a_reader_keeping_up_is_served_from_memory_and_lets_go_of_what_it_
         await w.flush()
         got = await w.read(Lane.READING, 0, 25)
         assert [s.seq for s in got] == list(range(1, 26)) and [s.item for s in got] == batch[:25]
-        assert all(a.item is b for a, b in zip(got, batch[:25], strict=True))  # the very readings committed: nothing rebuilt
+        assert all(a.item is b for a, b in zip(got, batch[:25], strict=True))  # nothing rebuilt
         got = await w.read(Lane.READING, 25, 100)
         assert [s.seq for s in got] == [26, 27, 28, 29, 30]
         assert w._recent_rows == 20  # the first commit, read whole, was let go
