@@ -24,8 +24,8 @@ bounded, not a leak, but that an hour's soak would misjudge).
 
 from __future__ import annotations
 
-__all__ = ["sample_process", "store_files_bytes", "take_sample", "fold_backlog", "sample_line", "csv_row", "soak",
-           "main", "CSV_LANES"]
+__all__ = ["sample_process", "process_cpu_s", "store_files_bytes", "take_sample", "fold_backlog", "sample_line",
+           "csv_row", "soak", "main", "CSV_LANES", "CSV_HEADER"]
 
 import argparse
 import asyncio
@@ -65,6 +65,16 @@ def sample_process(pid: int) -> tuple[int | None, int | None]:
     return rss, fds
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a live process has used, from /proc/<pid>/stat; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # the name in parentheses may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def store_files_bytes(store_path: Path) -> int | None:
     """The store's size on disk: the database and its ``-wal`` and ``-shm`` files (None before it exists)."""
     total, seen = 0, False
@@ -94,6 +104,7 @@ def take_sample(t_s: float, pid: int, status: Mapping[str, Any] | None, store_pa
     total = st.get("readings_total")
     backlog = fold_backlog(dict(peak or {}), status)
     return Sample(t_s=round(t_s, 3), rss_bytes=rss, fds=fds, store_bytes=store_files_bytes(path),
+                  cpu_s=process_cpu_s(pid),
                   backlog=backlog, readings_total=total if isinstance(total, int) else None,
                   sync_configured=bool(st.get("sync")) if status is not None else False,
                   store_cap_bytes=cap if isinstance(cap, int) else None)
@@ -124,12 +135,12 @@ def sample_line(s: Sample) -> str:
 
 
 CSV_HEADER = ["t_s", "rss_bytes", "fds", "store_bytes", *(f"backlog_{lane}" for lane in CSV_LANES),
-              "readings_total", "sync_configured"]
+              "readings_total", "sync_configured", "cpu_s"]
 
 
 def csv_row(s: Sample) -> list[object]:
     return [s.t_s, s.rss_bytes, s.fds, s.store_bytes, *(s.backlog.get(lane) for lane in CSV_LANES),
-            s.readings_total, int(s.sync_configured)]
+            s.readings_total, int(s.sync_configured), s.cpu_s]
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -163,8 +174,9 @@ def print_summary(verdict: Verdict, out: TextIO) -> None:
 
     print("", file=out)
     rate = "-" if verdict.readings_per_s is None else f"{verdict.readings_per_s:.1f}"
+    cpu = "-" if verdict.cpu_share is None else f"{verdict.cpu_share:.0%}"
     print(f"soak: judged {verdict.judged} samples after a {verdict.warmup_s:.0f} s warm-up; "
-          f"{rate} readings/s", file=out)
+          f"{rate} readings/s; the daemon used {cpu} of a core", file=out)
     if verdict.checks:
         print(table(["check", "early", "late", "growth", "bound", "verdict"], summary_rows(verdict)), file=out)
     if verdict.reason:

@@ -55,11 +55,13 @@ class Sample:
     readings_total: int | None = None
     sync_configured: bool = False
     store_cap_bytes: int | None = None
+    cpu_s: float | None = None  # CPU seconds the daemon has used so far (information, not judged)
 
     def as_dict(self) -> dict[str, object]:
         return {"t_s": self.t_s, "rss_bytes": self.rss_bytes, "fds": self.fds, "store_bytes": self.store_bytes,
                 "backlog": dict(self.backlog), "readings_total": self.readings_total,
-                "sync_configured": self.sync_configured, "store_cap_bytes": self.store_cap_bytes}
+                "sync_configured": self.sync_configured, "store_cap_bytes": self.store_cap_bytes,
+                "cpu_s": self.cpu_s}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class Verdict:
     judged: int  # samples after the warm-up
     reason: str = ""  # why the soak fails as a whole (too few samples), besides failed checks
     readings_per_s: float | None = None
+    cpu_share: float | None = None  # of one core, over the judged samples
 
     @property
     def failed(self) -> list[Check]:
@@ -106,7 +109,8 @@ class Verdict:
 
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "warmup_s": self.warmup_s, "judged_samples": self.judged, "reason": self.reason,
-                "readings_per_s": self.readings_per_s, "checks": [c.as_dict() for c in self.checks]}
+                "readings_per_s": self.readings_per_s, "cpu_share": self.cpu_share,
+                "checks": [c.as_dict() for c in self.checks]}
 
 
 def default_warmup(duration_s: float) -> float:
@@ -182,8 +186,9 @@ def _store_check(samples: Sequence[Sample], bounds: Bounds) -> Check:
                  f"<= cap {cap / mib:.0f} MiB + WAL {bounds.wal_allowance_bytes / mib:.0f} MiB", detail)
 
 
-def _rate(samples: Sequence[Sample]) -> float | None:
-    counted = [(s.t_s, s.readings_total) for s in samples if s.readings_total is not None]
+def _rate(samples: Sequence[Sample], get: Callable[[Sample], float | int | None]) -> float | None:
+    """How fast a cumulative figure rose per second between the first and the last sample that have it."""
+    counted = [(s.t_s, v) for s in samples if (v := get(s)) is not None]
     if len(counted) < 2 or counted[-1][0] <= counted[0][0]:
         return None
     return (counted[-1][1] - counted[0][1]) / (counted[-1][0] - counted[0][0])
@@ -206,7 +211,8 @@ def judge(samples: Sequence[Sample], warmup_s: float, bounds: Bounds = Bounds())
         values = _values(judged, lambda s, lane=lane: s.backlog.get(lane) if s.backlog else None)
         checks.append(_backlog_check(lane, values, bounds, lane in SYNC_LANES, sync_configured))
     ok = all(c.ok is not False for c in checks)
-    return Verdict(ok, tuple(checks), warmup_s, len(judged), readings_per_s=_rate(judged))
+    return Verdict(ok, tuple(checks), warmup_s, len(judged), readings_per_s=_rate(judged, lambda s: s.readings_total),
+                   cpu_share=_rate(judged, lambda s: s.cpu_s))
 
 
 def _figure(name: str, v: float | None) -> str:

@@ -16,7 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil.daemon_harness import ROOT
-from hil.soak import CSV_HEADER, fold_backlog, sample_line, sample_process, store_files_bytes, take_sample
+from hil.soak import (
+    CSV_HEADER,
+    fold_backlog,
+    process_cpu_s,
+    sample_line,
+    sample_process,
+    store_files_bytes,
+    take_sample,
+)
 from hil.soak_judge import Bounds, Sample, default_warmup, judge, summary_rows
 
 MIB = 1048576
@@ -28,7 +36,8 @@ def _series(n: int = 60, every: float = 60.0, rss=lambda i: 60 * MIB, fds=lambda
                                                                        "alarm": 0},
             sync: bool = True) -> list[Sample]:
     return [Sample(t_s=i * every, rss_bytes=rss(i), fds=fds(i), store_bytes=store(i), backlog=backlog(i),
-                   readings_total=125 * int(i * every), sync_configured=sync, store_cap_bytes=CAP)
+                   readings_total=125 * int(i * every), sync_configured=sync, store_cap_bytes=CAP,
+                   cpu_s=0.25 * i * every)
             for i in range(n + 1)]
 
 
@@ -40,7 +49,7 @@ def test_a_flat_series_holds() -> None:
     v = judge(_series(), default_warmup(3600))
     assert v.ok, summary_rows(v)
     assert v.warmup_s == 300 and v.judged == 56  # samples at 300 s .. 3600 s
-    assert v.readings_per_s == pytest.approx(125)
+    assert v.readings_per_s == pytest.approx(125) and v.cpu_share == pytest.approx(0.25)
     assert all(c.ok for c in v.checks), [c for c in v.checks if not c.ok]
 
 
@@ -138,9 +147,11 @@ def test_the_judge_never_crashes_on_any_series(rows, warmup: float) -> None:
 def test_a_live_process_is_measured_from_proc_and_a_gone_one_reads_none() -> None:
     rss, fds = sample_process(os.getpid())
     assert rss is not None and rss > 10 * MIB and fds is not None and fds >= 3
+    cpu = process_cpu_s(os.getpid())
+    assert cpu is not None and cpu > 0
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    assert sample_process(child.pid) == (None, None)
+    assert sample_process(child.pid) == (None, None) and process_cpu_s(child.pid) is None
 
 
 def test_the_store_size_counts_its_wal(tmp_path: Path) -> None:
@@ -202,7 +213,7 @@ def test_a_short_soak_of_the_demo_building_writes_its_series_and_judges_it(tmp_p
     for r in samples:
         row = dict(zip(CSV_HEADER, r, strict=True))
         assert int(row["rss_bytes"]) > 20 * MIB and int(row["fds"]) > 5 and int(row["store_bytes"]) > 0
-        assert row["backlog_reading"] != "" and row["sync_configured"] == "1"
+        assert row["backlog_reading"] != "" and row["sync_configured"] == "1" and float(row["cpu_s"]) > 0
     assert int(samples[-1][CSV_HEADER.index("readings_total")]) > int(samples[0][CSV_HEADER.index("readings_total")])
 
     doc = json.loads((run_dir / "soak.json").read_text())
@@ -215,6 +226,7 @@ def test_a_short_soak_of_the_demo_building_writes_its_series_and_judges_it(tmp_p
     assert {c["name"]: c["ok"] for c in doc["verdict"]["checks"]}["rss"] is not None
     assert p.returncode == (0 if doc["verdict"]["ok"] else 1) == doc["exit_status"]
     assert ("HELD its bounds" if doc["verdict"]["ok"] else "FAILED") in p.stdout
+    assert doc["verdict"]["cpu_share"] > 0 and "of a core" in p.stdout
     for line in ("check", "rss", "fds", "store size", "backlog reading"):
         assert line in p.stdout
     # Stopped with the building: no daemon left on the control socket.
