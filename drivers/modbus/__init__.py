@@ -4,8 +4,9 @@ and the I/O shell around it.
 The pure core:
 
 * ``decode``: registers to values and back, sentinels, scale factors;
-* ``plan``: coalescing points into requests, splitting on exception 02,
-  per-point poll intervals without drift;
+* ``cost``: what a request costs on the wire, per transport;
+* ``plan``: the cheapest requests in bus time, splitting on exception 02,
+  per-point poll intervals without drift; ``explain`` reports a plan;
 * ``profile``: TOML device profiles and the built-in library.
 
 The shell: ``options`` (configuration), ``transport`` (the only module that
@@ -17,6 +18,7 @@ technician's commands.
 
 from __future__ import annotations
 
+from .cost import RequestCost
 from .decode import (
     DataType,
     Decoded,
@@ -36,7 +38,7 @@ from .decode import (
 )
 from .driver import ModbusDriver
 from .options import DeviceOptions, ModbusOptions
-from .plan import MAX_BITS, MAX_REGISTERS, Block, Plan, ReadPoint, Scheduler, Table, coalesce
+from .plan import MAX_BITS, MAX_REGISTERS, Block, Plan, ReadPoint, Scheduler, Table, cheapest, coalesce
 from .profile import Profile, ProfilePoint, get_profile, load_profile, load_profiles, parse_profile
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "Scheduler",
     "Table",
     "coalesce",
+    "cheapest",
+    "RequestCost",
     "Profile",
     "ProfilePoint",
     "get_profile",

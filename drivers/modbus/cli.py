@@ -6,7 +6,9 @@
   fits each (SunSpec marker, else a register signature), printed as each is
   found, and a configuration snippet to paste (Ctrl-C keeps what was found);
 * ``zaas-edge modbus read|write``: raw registers and coils, for commissioning
-  (``read DEVICE``, in :mod:`zaas_edge.cli.read_cmd`, reads a configured device).
+  (``read DEVICE``, in :mod:`zaas_edge.cli.read_cmd`, reads a configured device);
+* ``zaas-edge modbus plan DEVICE``: the requests a configured device's polls
+  send and their bus time against the least any plan could take (``explain``).
 
 Every command fails with one line (port missing or busy, no answer, an
 exception response); pymodbus is imported only when a command runs.
@@ -14,7 +16,7 @@ exception response); pymodbus is imported only when a command runs.
 
 from __future__ import annotations
 
-__all__ = ["profiles_group", "scan_modbus", "modbus_group"]
+__all__ = ["profiles_group", "scan_modbus", "modbus_group", "modbus_plan"]
 
 import asyncio
 import sys
@@ -103,7 +105,8 @@ def profiles_show(name: str, as_json: bool) -> None:
     click.echo(f"{prof.name}: {prof.manufacturer} {prof.model} ({prof.kind}, {prof.phases}-phase)")
     click.echo(f"document: {prof.doc.title}, {prof.doc.version}" + (f" <{prof.doc.url}>" if prof.doc.url else ""))
     d = prof.defaults
-    click.echo(f"defaults: table {d.table}, word order {d.word_order.value}, max gap {d.max_gap}, "
+    gap = "none (the bus cost decides)" if d.max_gap is None else d.max_gap
+    click.echo(f"defaults: table {d.table}, word order {d.word_order.value}, max gap {gap}, "
                f"sentinel {d.sentinel.value}, intervals {d.fast_interval_s:g} s / {d.slow_interval_s:g} s")
     if prof.detection:
         click.echo(f"detection: marker {prof.detection.marker!r} at {', '.join(map(str, prof.detection.candidates))}")
@@ -322,7 +325,7 @@ def _fmt(v: Any) -> str:
 
 @cli.group("modbus")
 def modbus_group() -> None:
-    """Raw Modbus register and coil access, for commissioning."""
+    """Raw Modbus register and coil access, and a configured device's read plan, for commissioning."""
 
 
 _TYPES = [t.value for t in DataType] + ["raw"]
@@ -450,3 +453,69 @@ def modbus_write(serial_port: str | None, host: str | None, tcp_port: int | None
     emit(data, as_json, lambda d: click.echo(
         f"unit {d['unit']} address {d['address']}: wrote {' '.join(f'{x:04X}' for x in d['written'])}, "
         f"reads back {' '.join(f'{x:04X}' for x in d['read_back'])} ({_fmt(d['value'])})"))
+
+
+# --- read plans --------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+@modbus_group.command("plan")
+@click.argument("device")
+@json_option
+@click.pass_context
+def modbus_plan(ctx: click.Context, device: str, as_json: bool) -> None:
+    """Show the requests a configured device's polls send, and their time on the bus.
+
+    Planned from the configuration alone, nothing is sent: each request's
+    table, start, count, the unused registers it bridges and its bus time at
+    the line's speed (RTU framing, turnaround and inter-frame gaps; a round
+    trip on TCP); then the total when every point is due and at the fastest
+    poll, against the least any plan could take (each point's own registers,
+    only the requests the 125-register limit forces). Addresses are the
+    profile's: a SunSpec device relocates them once it has found its base.
+    """
+    from zaas_edge.config import load_config
+
+    from .bus import make_bus
+    from .device import Device
+    from .explain import explain_plan
+    from .options import ModbusOptions
+
+    loaded = load_config(ctx.obj.get("config_path"))
+    buses = [d for d in loaded.drivers if isinstance(d, ModbusOptions)]
+    found = [(b, d) for b in buses for d in b.devices if d.id == device]
+    if not found:
+        known = ", ".join(sorted(d.id for b in buses for d in b.devices)) or "none configured"
+        raise PermanentError(f"no Modbus device {device!r} in the configuration (Modbus devices: {known})")
+    bus_opts, dev_opts = found[0]
+    bus = make_bus(bus_opts)  # never opened: the device is built for its plan only
+    try:
+        dev = Device(dev_opts, bus_opts, bus, None)
+    finally:
+        bus.close()
+    report = explain_plan(dev.plan, dev.intervals, dev.profile.with_dependencies)
+    data = {"driver": bus_opts.id, "device": dev.id, "unit": dev.unit, "profile": dev.profile.name,
+            "bus": bus_opts.describe(), **report.to_json()}
+
+    def human(_: Any) -> None:
+        bound = "none" if report.max_gap is None else f"{report.max_gap} registers (the profile's)"
+        click.echo(f"{dev.id}: {dev.profile.name}, unit {dev.unit} on {bus_opts.describe()}")
+        click.echo(f"cost model {report.cost_label}: {_ms(report.fixed_s)} ms a request, "
+                   f"{report.per_register_s * 1000:.3f} ms a register; widest hole allowed: {bound}")
+        click.echo(table(["table", "start", "count", "bridged", "points", "bus ms"],
+                         [(r.table, r.start, r.count, r.bridged, len(r.points), _ms(r.bus_time_s))
+                          for r in report.requests]))
+        polls = [("every point", report.every_point)]
+        if report.fastest is not None:
+            polls.append((f"every {report.fastest.interval_s:g} s", report.fastest))
+        click.echo()
+        click.echo(table(["poll", "points", "requests", "bus ms", "lower bound ms", "over bound"],
+                         [(name, p.points, p.requests, _ms(p.bus_time_s), _ms(p.lower_bound_s),
+                           f"{p.over_bound * 100:.0f} %") for name, p in polls]))
+        if report.unreadable:
+            click.echo("unreadable (skipped): " + ", ".join(report.unreadable))
+
+    emit(data, as_json, human)
