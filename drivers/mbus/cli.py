@@ -59,6 +59,7 @@ def scan_mbus(port: str, baud: str, retries: int, extra_timeout: float, mode: st
     search walks the identification digits with wildcards, resolving
     collisions digit by digit, and finds meters whatever their primary address.
     """
+    from zaas_edge.drivers.mbus.identity import manufacturer_name
     from zaas_edge.drivers.mbus.link import MBusLink
     from zaas_edge.drivers.mbus.scan import ScanResult, scan_primary, scan_secondary
 
@@ -72,8 +73,10 @@ def scan_mbus(port: str, baud: str, retries: int, extra_timeout: float, mode: st
         for m in result.meters[shown[0]:]:
             if not as_json:
                 where = "secondary search" if m.address is None else f"address {m.address}"
+                maker = manufacturer_name(m.manufacturer)
+                maker = f"{maker}, " if maker != m.manufacturer else ""
                 found_line(f"{m.identification} {m.manufacturer} {m.medium_name} version {m.version} "
-                           f"({where}, secondary {m.secondary})")
+                           f"({maker}{where}, secondary {m.secondary})")
         shown[0] = len(result.meters)
 
     async def run(bar: Any) -> None:
@@ -260,6 +263,7 @@ def telegram_report(telegram: Any) -> dict[str, Any]:
         SecondarySelection,
         ShortHeader,
     )
+    from zaas_edge.drivers.mbus.identity import manufacturer_name
 
     header: dict[str, Any] = {"ci": f"0x{telegram.ci:02X}"}
     records: list[dict[str, Any]] = []
@@ -278,7 +282,8 @@ def telegram_report(telegram: Any) -> dict[str, Any]:
         h = telegram.header
         header["type"] = "variable"
         if isinstance(h, LongHeader):
-            header.update(identification=h.identification, manufacturer=h.manufacturer, version=h.version,
+            header.update(identification=h.identification, manufacturer=h.manufacturer,
+                          maker=manufacturer_name(h.manufacturer), version=h.version,
                           medium=h.medium, medium_name=h.medium_name, secondary=h.secondary_address)
         if isinstance(h, ShortHeader):
             header.update(access_no=h.access_no, status=h.status, flags=list(h.flags), signature=h.signature)

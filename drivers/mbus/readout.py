@@ -13,6 +13,7 @@ __all__ = ["device_ids", "read_alone", "read_in_driver", "readout_of"]
 from typing import TYPE_CHECKING
 
 from zaas_edge.drivers.mbus.header import LongHeader
+from zaas_edge.drivers.mbus.identity import manufacturer_name
 from zaas_edge.drivers.mbus.link import MBusLink, Readout
 from zaas_edge.drivers.mbus.options import MBusOptions, MeterOptions
 from zaas_edge.drivers.mbus.units import UNIT_FACTORS, convert
@@ -47,6 +48,7 @@ def readout_of(driver_id: str, options: MBusOptions, meter: MeterOptions, readou
             about["status"] = ", ".join(header.flags)
     if isinstance(header, LongHeader):
         about.update(identification=header.identification, manufacturer=header.manufacturer,
+                     maker=manufacturer_name(header.manufacturer),
                      medium=header.medium_name, version=str(header.version))
     if not readout.complete:
         about["telegrams"] = f"{len(readout.telegrams)} (stopped: more records announced)"

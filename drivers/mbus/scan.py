@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from zaas_edge.drivers.mbus.header import LongHeader
+from zaas_edge.drivers.mbus.identity import manufacturer_name
 from zaas_edge.drivers.mbus.link import MBusLink, ProbeResult
 from zaas_edge.drivers.mbus.telegram import SecondarySelection
 
@@ -58,7 +59,8 @@ class FoundMeter:
 
     def as_dict(self) -> dict[str, object]:
         return {"identification": self.identification, "manufacturer": self.manufacturer,
-                "version": self.version, "medium": self.medium, "medium_name": self.medium_name,
+                "maker": manufacturer_name(self.manufacturer), "version": self.version, "medium": self.medium,
+                "medium_name": self.medium_name,
                 "secondary": self.secondary, "address": self.address}
 
 
