@@ -58,6 +58,9 @@ def test_a_long_header_names_the_maker_the_kind_the_serial_the_version_and_the_m
     assert (unknown.manufacturer, unknown.model, unknown.medium) == ("XYZ", "meter (XYZ, M-Bus)", "")
     assert meter_identity(header("ABB", 0x00)).medium == "" and meter_identity(header("ABB", 0x3F)).medium == ""
     assert manufacturer_name("kam") == "Kamstrup"
+    from zaas_edge.drivers.mbus.scan import FoundMeter
+
+    assert FoundMeter.from_header(header(), 5).as_dict()["maker"] == "Kamstrup"  # what a scan prints beside KAM
     assert all(len(code) == 3 and code.isupper() for code in MANUFACTURERS)
 
 
