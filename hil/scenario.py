@@ -29,7 +29,7 @@ recreated (a run directory in use by a live daemon is refused).
 
 from __future__ import annotations
 
-__all__ = ["Scenario", "ScenarioError", "building_config", "to_toml", "main", "stop_on_signals",
+__all__ = ["Scenario", "ScenarioError", "building_config", "to_toml", "merge", "main", "stop_on_signals",
            "start_unless_stopped"]
 
 import argparse
@@ -48,9 +48,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hil.buildings import BUILDINGS, Building, ModbusLine, get_building
+from hil.timescale import TimeScale
 from zaas_edge.tomlw import toml_key, toml_value
 
 if TYPE_CHECKING:
+    from hil.linky_sim import LinkyMeter, LinkySimulator
     from hil.modbus_sim import SimBus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,8 +138,49 @@ def building_config(base: dict[str, Any], run_dir: Path, building: Building, end
         drivers.append(d)
     if lora is not None and building.lora is not None:
         drivers.append({"id": building.lora.id, "type": "lora", "bind": "127.0.0.1", **lora})
+    linky = building.linky
+    if linky is not None and linky.id in endpoints:
+        drivers.append({"id": linky.id, "type": "tic", "mode": linky.mode, "meter_id": linky.meter_id,
+                        "points": {"apparent_power*": {"store_interval_s": 10, "deadband_abs": 100}},
+                        **endpoints[linky.id]})
+    elif linky is not None:
+        _drop_limits_on(doc, f"{linky.device}/")  # no meter: its limit would send every load to its safe state
+    ble = building.ble
+    if ble is not None and ble.id in endpoints:
+        drivers.append({"id": ble.id, "type": "ble", "min_interval_s": ble.interval_s,
+                        "offline_after_s": max(60.0, 6 * ble.interval_s),
+                        "devices": [{"mac": x.mac, "id": x.id} for x in ble.sensors], **endpoints[ble.id]})
     doc["mqtt"] = {**doc.get("mqtt", {}), **(mqtt or {"enabled": False})}
     doc["sync"] = {**doc.get("sync", {}), **(sync or {"enabled": False})}
+    return doc
+
+
+def _drop_limits_on(doc: dict[str, Any], prefix: str) -> None:
+    """Remove the shedding limits that read only points under ``prefix``; their children take their parent."""
+    limits = doc.get("shedding", {}).get("limits", [])
+    gone = {lim["id"]: lim.get("parent") for lim in limits
+            if lim.get("points") and all(p.startswith(prefix) for p in lim["points"])}
+    if not gone:
+        return
+    kept = [lim for lim in limits if lim["id"] not in gone]
+    for lim in kept:
+        while lim.get("parent") in gone:
+            lim["parent"] = gone[lim["parent"]]
+        if lim.get("parent") is None:
+            lim.pop("parent", None)
+    doc["shedding"]["limits"] = kept
+    for load in doc["shedding"].get("loads", []):
+        while load.get("circuit") in gone and gone[load["circuit"]] is not None:
+            load["circuit"] = gone[load["circuit"]]
+
+
+def merge(doc: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``extra`` merged in: tables key by key, any other value replaced (``doc`` is changed)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            merge(doc[key], value)
+        else:
+            doc[key] = json.loads(json.dumps(value))
     return doc
 
 
@@ -169,10 +212,30 @@ def _short(path: str) -> str:
 
 
 class Scenario:
-    """A simulated building and the daemon, started with ``await start()``, stopped with ``await stop()``."""
+    """A simulated building and the daemon, started with ``await start()``, stopped with ``await stop()``.
+
+    ``scale`` (``hil.timescale``) runs the building faster than real time:
+    the simulators take their time from it and the daemon's configuration is
+    put on it (``hil.scaled``) for ``horizon_s`` real seconds of daily
+    windows. ``extra`` is merged into the generated configuration (before
+    scaling): ``{"clock": {"assume_synced": True}}``, a rule's window.
+    ``central_test_mode`` serves the central's loopback ``/test/...``
+    endpoints (rows held, fault injection), for tests and scenario files.
+    """
 
     def __init__(self, base_config: Path, building: Building, run_dir: Path = DEFAULT_RUN_DIR, *,
-                 mqtt: bool = True, sync: bool = True, out: TextIO = sys.stdout) -> None:
+                 mqtt: bool = True, sync: bool = True, out: TextIO = sys.stdout, scale: TimeScale | None = None,
+                 extra: dict[str, Any] | None = None, central_test_mode: bool = False,
+                 horizon_s: float = 3600.0) -> None:
+        self.scale = scale
+        self.extra = extra or {}
+        self.central_test_mode = central_test_mode
+        self.horizon_s = horizon_s
+        self.linky: LinkyMeter | None = None  # the simulated Linky, once started (hil.linky_sim)
+        self.linky_sim: LinkySimulator | None = None
+        self.central_url = ""
+        self.central_ca = ""
+        self._env: dict[str, str] = {}  # added to the daemon's environment (the BLE replay seam)
         self.base_config = Path(base_config).resolve()
         self.building = building
         self.run_dir = Path(run_dir).resolve()
@@ -247,7 +310,7 @@ class Scenario:
                     srv = await serve_tcp(bus, "127.0.0.1", 0)
                     self._endpoints[line.id] = {"host": srv.host, "port": srv.port}
                     where = f"Modbus TCP on {srv.host}:{srv.port}"
-                srv.start_moving(1.0)
+                srv.start_moving(1.0)  # a real second: counters and the charger's watchdog (the plant: on its clock)
             except Exception as exc:  # noqa: BLE001  (any failure: one line, go on)
                 self._skip(f"Modbus line {line.id}", exc)
                 continue
@@ -262,7 +325,12 @@ class Scenario:
         unit = {m.profile: m.unit for m in line.meters}
         plant = Plant(meter_unit=unit["eastron-sdm630"], relay_unit=unit["waveshare-relay-8ch"],
                       charger_unit=unit.get("heidelberg-energy-control"), on=[ld.id for ld in DEFAULT_LOADS])
-        plant.base_fn = office_base_load(plant.clock())
+        if self.scale is None:
+            plant.base_fn = office_base_load(plant.clock())
+        else:  # an office day in scenario time
+            from hil.shed_plant import office_day_load
+
+            plant.base_fn = office_day_load(self.scale.on_clock(time.time(), plant.clock()))
         if plant.charger is not None:
             plant.charger.plug(phases=3)  # a car charging at full current
         self.plant = plant
@@ -274,7 +342,10 @@ class Scenario:
         for seg in self.building.mbus:
             try:
                 by_name = {m.name: m for m in default_meters()}
-                sim = MBusSimulator([by_name[m.sim] for m in seg.meters]).start()
+                # The simulated meters' values run 100 times faster than their clock (so they move in a
+                # test); on a time scale, slowed back so indexes integrate their flow over scenario time.
+                speed = 1.0 if self.scale is None else self.scale.factor / 100.0
+                sim = MBusSimulator([by_name[m.sim] for m in seg.meters], speed=speed).start()
             except Exception as exc:  # noqa: BLE001
                 self._skip(f"M-Bus segment {seg.id}", exc)
                 continue
@@ -286,6 +357,62 @@ class Scenario:
             self._closers.append((seg.id, close))
             meters = ", ".join(f"{m.id}@{by_name[m.sim].address}" for m in seg.meters)
             self.running.append(f"{seg.id:12s} M-Bus on {sim.path}: {len(seg.meters)} meters ({meters})")
+
+    async def _start_linky(self) -> None:
+        """The Linky on a pty, fed by the plant when there is one; its control socket in the run directory."""
+        spec = self.building.linky
+        if spec is None:
+            return
+        from zaas_edge.drivers.tic import Mode
+
+        from hil.linky_meter import MeterConfig
+        from hil.linky_sim import Colour, Contract, LinkyMeter, LinkySimulator, Tariff, constant
+
+        try:
+            factor = 1.0 if self.scale is None else self.scale.factor
+            config = MeterConfig(mode=Mode.STANDARD if spec.mode == "standard" else Mode.HISTORIC,
+                                 phases=spec.phases, contract=Contract(spec.contract), pref_kva=spec.pref_kva,
+                                 adco=spec.meter_id, breaker_stride=max(1, round(factor)))
+            clock = time.time if self.scale is None else self.scale.clock(time.time)
+            meter = LinkyMeter(config, tariff=Tariff(tempo_today=Colour[spec.tempo_today.upper()]),
+                               curve=constant(3000.0), clock=clock)
+            if self.plant is not None:
+                self.plant.feed_linky(meter, self.scale)
+            control = self.run_dir / "linky.sock"
+            sim = LinkySimulator(meter, control=control).start()
+        except Exception as exc:  # noqa: BLE001
+            self._skip(f"the Linky {spec.id}", exc)
+            return
+        self.linky, self.linky_sim = meter, sim
+        self._endpoints[spec.id] = {"port": sim.path}
+
+        async def close() -> None:
+            await asyncio.to_thread(sim.close)
+
+        self._closers.append((spec.id, close))
+        fed = "measuring the loads line" if self.plant is not None else "a flat 3 kVA"
+        self.running.append(f"{spec.id:12s} Linky TIC ({spec.mode}, {spec.phases} phases, {spec.contract}, "
+                            f"{spec.pref_kva} kVA) on {sim.path}, {fed}; control socket {_short(str(control))}")
+
+    def _prepare_ble(self) -> None:
+        """The BLE sensors' adverts as a replay file the daemon's driver reads (``ZAAS_EDGE_BLE_REPLAY``)."""
+        radio = self.building.ble
+        if radio is None:
+            return
+        from zaas_edge.drivers.ble.replay import REPLAY_ENV
+
+        from hil.ble_replay import write_adverts
+
+        path = self.run_dir / "state" / "ble-adverts.jsonl"
+        try:
+            n = write_adverts(path, radio.sensors, interval_s=radio.interval_s, hours=radio.hours)
+        except Exception as exc:  # noqa: BLE001
+            self._skip("the BLE sensors", exc)
+            return
+        self._env[REPLAY_ENV] = str(path)
+        self._endpoints[radio.id] = {}
+        self.running.append(f"{radio.id:12s} {len(radio.sensors)} BLE sensors, {n} adverts replayed at the "
+                            f"driver's boundary ({REPLAY_ENV}={_short(str(path))})")
 
     async def _start_mosquitto(self) -> None:
         if not self.want_mqtt:
@@ -333,8 +460,9 @@ class Scenario:
             return
         proc = None
         try:
+            test_mode = ("--test-mode",) if self.central_test_mode else ()
             proc = await self._spawn("central", "-m", "hil.central", "--dir", str(self.run_dir / "central"),
-                                     "--port", "0", "--gateway", gateway, stdout=subprocess.PIPE)
+                                     "--port", "0", "--gateway", gateway, *test_mode, stdout=subprocess.PIPE)
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 30)
             info = json.loads(line)
@@ -346,6 +474,7 @@ class Scenario:
                        f"(see {self.run_dir / 'central.log'})")
             return
         self._closers.append(("central", lambda: self._stop_child(proc)))
+        self.central_url, self.central_ca = url, self._central_ca
         self._sync = {"enabled": True, "url": url, "idle_interval_s": 2.0, "config_pull_interval_s": 0}
         self.running.append(f"{'central':12s} reference central API at {url} (data in {self.run_dir / 'central'})")
 
@@ -376,10 +505,13 @@ class Scenario:
 
     async def _start_forwarder(self) -> None:
         assert self._lora is not None and self.building.lora is not None
+        interval = self.building.lora.interval_s
+        if self.scale is not None:
+            interval = self.scale.real_duration(interval, 1.0)
         try:
             proc = await self._spawn("lora-forwarder", "-m", "hil.lora_forwarder", "--port", str(self._lora["port"]),
                                      "--keys-file", self._lora["keys_file"],
-                                     "--interval", str(self.building.lora.interval_s),
+                                     "--interval", str(interval),
                                      stdout=self._log("lora-forwarder"))
         except Exception as exc:  # noqa: BLE001
             self._skip("LoRa packet forwarder", exc)
@@ -394,8 +526,16 @@ class Scenario:
         doc = building_config(self._base, self.run_dir, self.building,
                               json.loads(json.dumps(self._endpoints)), mqtt=self._mqtt, sync=self._sync,
                               lora=self._lora)
+        merge(doc, self.extra)
         header = (f"# Written by hil.scenario for the simulated building {self.building.name!r}\n"
-                  f"# from {self.base_config}: regenerated at every start, edits are lost.\n\n")
+                  f"# from {self.base_config}: regenerated at every start, edits are lost.\n")
+        if self.scale is not None and not self.scale.real_time:
+            from hil.scaled import scale_config
+
+            doc = scale_config(doc, self.scale, until=time.time() + self.horizon_s)
+            header += (f"# On a time scale: {self.scale.factor:g} scenario seconds per real second "
+                       f"(durations divided, daily windows moved to real minutes; hil/scaled.py).\n")
+        header += "\n"
         self.config_path.write_text(header + to_toml(doc))
         return self.config_path
 
@@ -426,9 +566,12 @@ class Scenario:
         self._prepare_run_dir()
         self.say(f"building {self.building.name!r}: {self.building.description}")
         await self._start_modbus()
+        await self._start_linky()
         await self._start_mbus()
         self._prepare_lora()
-        wanted = len(self.building.modbus) + len(self.building.mbus) + (self.building.lora is not None)
+        self._prepare_ble()
+        wanted = (len(self.building.modbus) + len(self.building.mbus) + (self.building.lora is not None)
+                  + (self.building.linky is not None) + (self.building.ble is not None))
         reached = len(self._endpoints) + (self._lora is not None)
         if wanted and not reached:
             raise ScenarioError("no simulated bus could start (see the lines above): nothing to demonstrate")
@@ -445,7 +588,7 @@ class Scenario:
                 self.write_config()
         self.daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "zaas_edge", "-c", str(self.config_path), "run", stdin=subprocess.DEVNULL,
-            cwd=ROOT, env=_child_env(), start_new_session=True, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**_child_env(), **self._env}, start_new_session=True, stderr=subprocess.STDOUT,
             stdout=self.out if hasattr(self.out, "fileno") else None)
         self.children["daemon"] = self.daemon.pid
         self._write_pids()
@@ -460,25 +603,42 @@ class Scenario:
         (self.run_dir / "scenario.json").write_text(json.dumps(doc, indent=1) + "\n")
 
     def _banner(self, st: dict[str, Any]) -> None:
+        """What runs, and where to look next: the live view, shedding, alarms, MQTT, the central."""
         zaas = _short(shutil.which("zaas-edge", path=str(Path(sys.executable).parent)) or "zaas-edge")
         cfg = _short(str(self.config_path))
+        gateway = self._base.get("gateway", {})
         lines = ["", "=" * 72, f"zaas-edge demo: building {self.building.name!r}, gateway "
-                 f"{self._base.get('gateway', {}).get('id', '?')}", "running:",
+                 f"{gateway.get('id', '?')}, {len(self.building.devices())} simulated devices", "running:",
                  f"  {'daemon':12s} pid {self.children.get('daemon')}, config {cfg}, "
                  f"{len(st.get('drivers', {}))} drivers"]
         lines += [f"  {r}" for r in self.running]
+        if self.scale is not None and not self.scale.real_time:
+            lines.append(f"  {'time scale':12s} {self.scale.factor:g} scenario seconds per real second "
+                         f"(a scenario day in {86400 / self.scale.factor / 60:.1f} min)")
         if self.skipped:
             lines += ["not running:"] + [f"  {s}" for s in self.skipped]
-        lines += ["in another terminal:",
-                  f"  {zaas} -c {cfg} status --points",
-                  f"  {zaas} -c {cfg} status --json --points"]
-        if self._mqtt:
-            lines.append(f"  mosquitto_sub -h 127.0.0.1 -p {self._mqtt['port']} -t 'zaas/#' -v"
-                         "   (Debian package mosquitto-clients)")
-        if self._sync:
-            lines.append(f"  {zaas} -c {cfg} sync status")
+        look: list[tuple[str, str]] = [
+            (f"{zaas} -c {cfg} status --watch", "the live view: drivers, devices, readings/s"),
+            (f"{zaas} -c {cfg} status --points", "the latest reading of every point")]
         if self.plant is not None and self._base.get("shedding", {}).get("enabled"):
-            lines.append(f"  {zaas} -c {cfg} shed status")
+            look.append((f"{zaas} -c {cfg} shed status", "the loads shed to stay under the limits"))
+        if self._base.get("alarms", {}).get("enabled"):
+            look.append((f"{zaas} -c {cfg} alarms list", "the incidents open (a hidden leak within minutes)"))
+        if self._mqtt:
+            from zaas_edge.mqtt.topics import Topics
+
+            base = Topics(str(gateway.get("site", "site")), str(gateway.get("id", "gw"))).base
+            sub = f"mosquitto_sub -h 127.0.0.1 -p {self._mqtt['port']}"
+            look.append((f"{sub} -t '{base}/#' -v", "everything published (package mosquitto-clients)"))
+            look.append((f"{sub} -t '{base}/alarm/#' -v", "the alarms, retained"))
+        if self._sync:
+            look.append((f"{zaas} -c {cfg} sync status", f"the uplink to the central API at {self.central_url}"))
+        if self.linky_sim is not None and self.linky_sim.control_path is not None:
+            sock = _short(str(self.linky_sim.control_path))
+            look.append((f"{_short(sys.executable)} -m hil.linky_sim --send {sock} 'tempo red'",
+                         "a Tempo red day on the Linky"))
+        width = max(len(c) for c, _ in look)
+        lines += ["where to look next, in another terminal:"] + [f"  {c:{width}s}   {why}" for c, why in look]
         lines += ["Ctrl-C stops everything.", "=" * 72, ""]
         print("\n".join(lines), file=self.out, flush=True)
 

@@ -3,7 +3,9 @@
 The demo building's points are built the way its drivers make them, without
 running it: the Modbus profiles' points, the simulated M-Bus meters' telegrams
 decoded by the M-Bus codec, the LoRaWAN payload profiles with the radio
-metadata and a forwarder's statistics, the system driver's points. Each is
+metadata and a forwarder's statistics, the simulated Linky's frame decoded by
+the TIC codec with its tariff-state points, the BLE sensors' simulated adverts
+decoded by the Ruuvi and BTHome decoders, the system driver's points. Each is
 held to ``zaas_edge.mqtt.ha_classes.check``, the mirror of HA's
 ``DEVICE_CLASS_UNITS`` and ``DEVICE_CLASS_STATE_CLASSES``.
 """
@@ -14,6 +16,8 @@ import string
 
 from hypothesis import given
 from hypothesis import strategies as st
+from zaas_edge.drivers.ble.bthome import decode_bthome
+from zaas_edge.drivers.ble.ruuvi import decode_df5
 from zaas_edge.drivers.lora.gwmp import _STAT_READINGS
 from zaas_edge.drivers.lora.payloads import load_profile as load_lora_profile
 from zaas_edge.drivers.mbus.encode import rsp_ud
@@ -21,8 +25,15 @@ from zaas_edge.drivers.mbus.identity import meter_identity
 from zaas_edge.drivers.mbus.telegram import decode_telegram
 from zaas_edge.drivers.modbus.profile import get_profile
 from zaas_edge.drivers.system.driver import POINTS as SYSTEM_POINTS
+from zaas_edge.drivers.tic import Mode
+from zaas_edge.drivers.tic.codec import Frame
+from zaas_edge.drivers.tic.meaning import interpret
+from zaas_edge.drivers.tic.state_points import state_points
 
+from hil.ble_replay import bthome_plain, ruuvi_df5
 from hil.buildings import DEMO
+from hil.linky_meter import MeterConfig
+from hil.linky_sim import Contract, LinkyMeter, constant
 from hil.lora_forwarder import DEMO_DEVICES
 from hil.mbus_sim import default_meters
 from zaas_edge.clock import SystemClock
@@ -72,6 +83,26 @@ def demo_devices() -> dict[str, tuple[DeviceInfo, dict[str, PointSpec]]]:
         specs |= {"rssi": PointSpec("rssi", "dBm", resolution=1), "snr": PointSpec("snr", "dB", resolution=0.1),
                   "fcnt": PointSpec("fcnt", "count", resolution=1)}
         out[keys.id] = (DeviceInfo(prof.vendor, prof.model, medium=keys.id), specs)
+    assert DEMO.linky is not None and DEMO.ble is not None
+    linky = DEMO.linky
+    meter = LinkyMeter(MeterConfig(mode=Mode.STANDARD if linky.mode == "standard" else Mode.HISTORIC,
+                                   phases=linky.phases, contract=Contract(linky.contract), pref_kva=linky.pref_kva,
+                                   adco=linky.meter_id), curve=constant(9000.0), clock=lambda: 1_767_225_600.0)
+    groups = meter.groups()
+    interp = interpret(Frame(True, {g.label: g for g in groups}, [], Mode.STANDARD))
+    specs = {q: PointSpec(q, m.unit) for q, m in interp.measurements.items()}
+    specs |= {p.quantity: PointSpec(p.quantity, p.unit, p.description, states=p.states)
+              for p in state_points(linky.device)}
+    out[linky.device] = (DeviceInfo(medium=linky.device), specs)
+    for sensor in DEMO.ble.sensors:
+        if sensor.kind == "ruuvi":
+            readings = decode_df5(ruuvi_df5(sensor.mac, sensor.temperature_c, sensor.humidity_pct, 101_325, 1))\
+                .readings()
+        else:
+            readings = list(decode_bthome(bthome_plain(1, 90, sensor.temperature_c, sensor.humidity_pct),
+                                          sensor.mac).readings)
+        specs = {q: PointSpec(q, u) for q, _, u in readings} | {"rssi": PointSpec("rssi", "dBm", resolution=1)}
+        out[sensor.id] = (DeviceInfo(medium=sensor.id), specs)
     forwarder = {q: PointSpec(q, u) for _, q, u in _STAT_READINGS} | {"online": PointSpec("online", "bool")}
     out["lora-gw-0016c001ff10a235"] = (DeviceInfo(medium="lora-gw"), forwarder)
     out["system"] = (DeviceInfo(), {q: PointSpec(q, u, d, resolution=r) for q, u, r, d in SYSTEM_POINTS})
@@ -89,7 +120,7 @@ def announced() -> dict[str, dict]:
 
 def test_every_announced_entity_of_the_demo_building_is_a_valid_combination() -> None:
     docs = announced()
-    assert len(docs) >= 15
+    assert set(DEMO.devices()) <= set(docs) and len(DEMO.devices()) == 20  # every simulated device is checked
     bad = []
     for device, doc in docs.items():
         for key, c in doc["cmps"].items():
@@ -126,6 +157,15 @@ def test_the_demo_building_classes_that_the_energy_dashboard_needs() -> None:
     assert "unit_of_measurement" not in water_1["pulse_count"]
     link = docs["lora-gw-0016c001ff10a235"]["cmps"]["online"]
     assert (link["p"], link["device_class"]) == ("binary_sensor", "connectivity")
+    tic = docs["linky-031762120855"]["cmps"]
+    assert (tic["apparent_power_l1"]["device_class"], tic["apparent_power_l1"]["unit_of_measurement"]) == \
+        ("apparent_power", "VA")
+    assert (tic["energy_import"]["device_class"], tic["energy_import"]["state_class"]) == \
+        ("energy", "total_increasing")
+    assert tic["tempo_today"]["device_class"] == "enum" and "red" in tic["tempo_today"]["options"]
+    cold, meeting = docs["cold-room"]["cmps"], docs["meeting-room"]["cmps"]
+    assert (cold["temperature"]["device_class"], cold["temperature"]["unit_of_measurement"]) == ("temperature", "°C")
+    assert (meeting["humidity"]["device_class"], meeting["battery"]["device_class"]) == ("humidity", "battery")
     system = docs["system"]["cmps"]
     assert all(system[k]["entity_category"] == "diagnostic" for k in ("backlog_reading", "cpu_usage", "cpu_load_1m"))
 

@@ -44,15 +44,14 @@ def _every_bus_read(st: dict[str, Any] | None) -> bool:
         return False
     drivers, points = st["drivers"], st.get("points", {})
     read = all(drivers.get(d, {}).get("readings", 0) > 0
-               for d in ("system", "switchboard", "rs485", "loads", "mbus", "lora"))
+               for d in ("system", "switchboard", "rs485", "loads", "mbus", "lora", "linky", "ble"))
     # Load shedding has throttled the car: everything on is over the demo's limit (config/demo.toml).
     limit = points.get("wallbox/current_limit", {}).get("value")
     read = read and limit is not None and limit < 16
     # Enrolled with the central API and uploading (events: readings wait for a synchronised clock).
     synced = st.get("services", {}).get("sync", {}).get("lanes", {}).get("event", {}).get("rows_sent", 0) > 0
     return read and synced and all(any(k.startswith(f"{dev}/") for k in points)
-                        for dev in ("main", "kitchen", "lighting", "ev-2", "heat-1", "elec-common", "water-1",
-                                    "climate-1"))
+                        for dev in DEMO.devices() if dev not in ("leak-1", "water-1"))  # LoRa: every 5 s
 
 
 def test_the_demo_building_runs_around_the_real_daemon_and_stops_cleanly(tmp_path: Path) -> None:
@@ -80,11 +79,25 @@ def test_the_demo_building_runs_around_the_real_daemon_and_stops_cleanly(tmp_pat
         # The shed plant: the board meter sees the loads, and the charger was throttled through the real driver.
         assert points["board/power"]["value"] < 24_000 and points["relays/relay_1"]["value"] in (0, 1)
         assert st["services"]["shed"]["state"] == "running"
+        # The Linky at the head of the building measures the same plant, phase by phase (one frame's values).
+        linky = {q: points[f"linky-031762120855/apparent_power{q}"]["value"] for q in ("", "_l1", "_l2", "_l3")}
+        assert 5000 < linky[""] < 30_000 and abs(linky[""] - linky["_l1"] - linky["_l2"] - linky["_l3"]) <= 3
+        assert linky["_l1"] > linky["_l2"]  # the water heater draws on L1
+        assert points["linky-031762120855/breaker"]["value"] == 0  # closed: shedding keeps it so
+        assert 2.0 < points["cold-room/temperature"]["value"] < 6.0 and points["meeting-room/humidity"]["unit"] == "%"
+        p = subprocess.run([*CLI, "-c", str(config), "shed", "status", "--json"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=30)
+        assert p.returncode == 0, p.stderr
+        shed = json.loads(p.stdout)
+        assert shed["limits"]["site"]["parent"] == "linky" and shed["limits"]["linky"]["kind"] == "linky"
         assert st["daemon"]["gateway"] == "gw-demo"  # from the base configuration
         if mosquitto_available():
             assert st["services"]["mqtt"]["connected"] is True
-        # The banner names the generated configuration and the status command to run.
+        # The banner names the generated configuration and says where to look next.
         assert f"-c {config} status --points" in output or "config.toml status --points" in output
+        for hint in ("status --watch", "shed status", "alarms list", "/alarm/#", "sync status", "linky.sock"):
+            assert hint in output, hint
+        assert "20 simulated devices" in output
         pids = json.loads((run_dir / "scenario.json").read_text())["children"]
         assert {"daemon", "lora-forwarder", "central"} <= set(pids)
         assert st["services"]["sync"]["url"].startswith("https://127.0.0.1:")

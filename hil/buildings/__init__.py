@@ -9,11 +9,13 @@ in ``BUILDINGS``.
 
 from __future__ import annotations
 
-__all__ = ["ModbusMeter", "ModbusLine", "MBusMeter", "MBusLine", "LoraNetwork", "Building", "BUILDINGS",
-           "DEMO", "get_building"]
+__all__ = ["ModbusMeter", "ModbusLine", "MBusMeter", "MBusLine", "LoraNetwork", "TicMeter", "BleRadio", "Building",
+           "BUILDINGS", "DEMO", "get_building"]
 
 from dataclasses import dataclass
 from typing import Literal
+
+from hil.ble_replay import SimSensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +66,46 @@ class LoraNetwork:
 
 
 @dataclass(frozen=True, slots=True)
+class TicMeter:
+    """The Linky at the head of the building, its TIC customer port on a pty (``hil.linky_sim``).
+
+    When a Modbus line has ``plant=True`` the meter measures that plant (base
+    load + closed relays + charger, phase by phase), so its apparent power
+    follows the shedding; its breaker trips on the meter's own filter.
+    """
+
+    id: str = "linky"  # the tic driver's id; its device is "<id>-<meter_id>"
+    mode: Literal["historic", "standard"] = "standard"
+    phases: Literal[1, 3] = 3
+    contract: Literal["base", "hc", "tempo", "ejp"] = "tempo"
+    pref_kva: int = 24
+    meter_id: str = "031762120855"
+    tempo_today: Literal["blue", "white", "red"] = "blue"
+
+    @property
+    def device(self) -> str:
+        return f"{self.id}-{self.meter_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BleRadio:
+    """BLE sensors, their adverts replayed at the driver's boundary (``ZAAS_EDGE_BLE_REPLAY``)."""
+
+    id: str = "ble"
+    sensors: tuple[SimSensor, ...] = ()
+    interval_s: float = 5.0  # between two adverts of each sensor
+    hours: float = 3.0  # how long the replay lasts; then the sensors fall silent
+
+
+@dataclass(frozen=True, slots=True)
 class Building:
     name: str
     description: str
     modbus: tuple[ModbusLine, ...] = ()
     mbus: tuple[MBusLine, ...] = ()
     lora: LoraNetwork | None = None
+    linky: TicMeter | None = None
+    ble: BleRadio | None = None
     mqtt: bool = True  # a local mosquitto when /usr/sbin/mosquitto exists
     sync: bool = True  # the reference central API (hil.central), with enrollment
 
@@ -85,13 +121,28 @@ class Building:
         if self.lora is not None:
             lines.append(f"{self.lora.id}: {len(self.lora.devices)} LoRaWAN sensors through 2 simulated "
                          f"forwarders ({', '.join(self.lora.devices)})")
+        if self.linky is not None:
+            lines.append(f"{self.linky.id}: a {self.linky.phases}-phase Linky, {self.linky.contract}, "
+                         f"{self.linky.pref_kva} kVA, TIC {self.linky.mode} mode")
+        if self.ble is not None:
+            lines.append(f"{self.ble.id}: {len(self.ble.sensors)} BLE sensors "
+                         f"({', '.join(f'{x.id} {x.kind}' for x in self.ble.sensors)})")
         return lines
+
+    def devices(self) -> list[str]:
+        """Every device id the building's simulators play (what the daemon should end up reading)."""
+        ids = [m.id for line in self.modbus for m in line.meters] + [m.id for seg in self.mbus for m in seg.meters]
+        ids += list(self.lora.devices) if self.lora is not None else []
+        ids += [self.linky.device] if self.linky is not None else []
+        ids += [x.id for x in self.ble.sensors] if self.ble is not None else []
+        return ids
 
 
 DEMO = Building(
     name="demo",
-    description="a small office building: a main switchboard on Modbus TCP, two sub-meters on RS-485, "
-                "heat/water/electricity on M-Bus, LoRaWAN sensors, sheddable loads on a relay module and a wallbox",
+    description="a small office building of 20 devices: a Linky at the head (TIC), a main switchboard on Modbus "
+                "TCP, two sub-meters on RS-485, heat/water/electricity on M-Bus, LoRaWAN and BLE sensors, "
+                "sheddable loads on a relay module and a wallbox",
     modbus=(
         ModbusLine("switchboard", "tcp", (
             ModbusMeter("main", 1, "eastron-sdm630"),
@@ -120,6 +171,12 @@ DEMO = Building(
         )),
     ),
     lora=LoraNetwork(),
+    # The [shedding] section's "linky" limit reads its apparent power, phase by phase.
+    linky=TicMeter(),
+    ble=BleRadio(sensors=(
+        SimSensor("cold-room", "CB:B8:33:4C:88:4F", "ruuvi", 4.0, 80.0, rssi=-75),
+        SimSensor("meeting-room", "A4:C1:38:5D:21:0E", "bthome", 21.5, 40.0, rssi=-62),
+    )),
 )
 
 BUILDINGS: dict[str, Building] = {DEMO.name: DEMO}
