@@ -2,7 +2,7 @@
 
 The header of every RSP_UD with CI 0x72/0x76 carries the identification
 number (the serial printed on the meter), the manufacturer's three-letter
-FLAG code (as assigned by the DLMS User Association's FLAG registry), a
+FLAG code (the three-letter manufacturer id of the FLAG Association's registry), a
 version byte and the medium (EN 13757-3 Table 3). This turns them into a
 ``zaas_edge.driver.DeviceIdentity`` for people and for Home Assistant: the
 common makers by name, an unknown code as its three letters, the medium in
