@@ -10,6 +10,14 @@ and returns the document the daemon must run for scenario time to pass
   the flood interval are divided by the factor, each kept at or above the
   daemon's minimum (``FLOORS``): an M-Bus readout cannot come more often than
   once a second, an aggregation window is a whole second at least;
+- rates per hour the daemon derives from an index (a ``rate`` threshold, a
+  leak's ``min_flow`` from a volume index) are per *real* hour, which holds
+  ``factor`` scenario hours: their thresholds are multiplied by the factor.
+  A consumption rule's hour is a wall-clock hour too, but what it compares is
+  the use so far in that hour, so ``idle_max`` keeps its scenario figure: it
+  is crossed at the right scenario moment when the idle window starts the
+  real hour, and earlier when daytime use of the same real hour counts
+  (baselines, the same hour of previous weeks, cannot be compressed);
 - time-of-day windows (an alarm rule's ``idle`` nights, a limit's
   ``schedule``) become the real wall-clock minutes at which scenario night
   occurs between now and ``until`` (:meth:`TimeScale.real_windows`);
@@ -109,6 +117,14 @@ def scale_config(doc: dict[str, Any], scale: TimeScale, until: float) -> dict[st
                 rule[key] = dur(rule.get(key, defaults[key]), floor_key)
             if rule.get("idle"):
                 rule["idle"] = windows(rule["idle"])
+            # A rate the daemon computes is per real hour, which holds `factor` scenario hours.
+            if rule.get("kind") == "threshold" and rule.get("derive") == "rate":
+                for key in ("above", "below", "hysteresis"):
+                    if rule.get(key) is not None:
+                        rule[key] = rule[key] * scale.factor
+            if rule.get("kind") == "leak" and rule.get("mode") == "flow" and not rule.get("flow_point"):
+                if rule.get("min_flow"):
+                    rule["min_flow"] = rule["min_flow"] * scale.factor
 
     sync = out.get("sync")
     if isinstance(sync, dict):

@@ -107,7 +107,9 @@ def _doc() -> dict:
             {"id": "system", "type": "system", "interval_s": 2},
         ],
         "alarms": {"enabled": True, "rules": [
-            {"id": "leak", "kind": "leak", "mode": "flow", "points": ["w/volume"], "window_s": 14400.0},
+            {"id": "leak", "kind": "leak", "mode": "flow", "points": ["w/volume"], "window_s": 14400.0,
+             "min_flow": 0.01},
+            {"id": "surge", "kind": "threshold", "derive": "rate", "points": ["w/volume"], "above": 2.0},
             {"id": "idle", "kind": "consumption", "points": ["e/energy"], "idle_max": 5.0,
              "idle": [{"start": "22:00", "end": "06:00"}, {"start": "00:00", "end": "00:00", "days": [5, 6]}]},
         ]},
@@ -127,7 +129,9 @@ def test_the_generated_configuration_is_on_the_scale_and_real_time_control_is_le
     assert (dev["interval_fast_s"], dev["interval_slow_s"]) == (1.0, 5.0)  # 2 s floored to the daemon's 1 s
     assert [m["interval_s"] for m in out["drivers"][1]["meters"]] == [7.5, 7.5]  # the unset one: 900 s default
     assert out["drivers"][2] == doc["drivers"][2]
-    leak, idle = out["alarms"]["rules"]
+    leak, surge, idle = out["alarms"]["rules"]
+    # rates from an index are per real hour: 120 scenario hours
+    assert leak["min_flow"] == pytest.approx(1.2) and surge["above"] == 240.0 and idle["idle_max"] == 5.0
     assert leak["window_s"] == 120.0 and leak["sample_s"] == 2.5 and leak["delay_s"] == 0.0  # 4 h, 300 s defaults
     assert leak["after_s"] == 7.5 and idle["interval_s"] == 5.0  # 900 s and 600 s defaults
     assert out["alarms"]["flap_interval_s"] == 5.0  # 600 s default
@@ -140,8 +144,8 @@ def test_the_generated_configuration_is_on_the_scale_and_real_time_control_is_le
     assert scale_config(doc, TimeScale(1.0), until=origin) == doc
     # Weekend-only idle windows never occur in a ten-minute run from a scenario Wednesday: the rule keeps
     # one window (it needs one), the real minute before the run, which does not come back for a day.
-    doc["alarms"]["rules"][1]["idle"] = [{"start": "00:00", "end": "00:00", "days": [5, 6]}]
-    assert scale_config(doc, s, until=origin + 600)["alarms"]["rules"][1]["idle"] == [
+    doc["alarms"]["rules"][2]["idle"] = [{"start": "00:00", "end": "00:00", "days": [5, 6]}]
+    assert scale_config(doc, s, until=origin + 600)["alarms"]["rules"][2]["idle"] == [
         {"start": "09:59", "end": "10:00", "days": [0]}]  # 2026-03-02 is a Monday
 
 
