@@ -54,7 +54,7 @@ from zaas_edge.backoff import Backoff
 from zaas_edge.driver import DriverContext
 from zaas_edge.errors import PermanentError, ProtocolError, TransientError
 from zaas_edge.health import Counter, DeviceHealth, DeviceStatus
-from zaas_edge.model import Point, Quality, Reading, Severity
+from zaas_edge.model import Point, Quality, Reading, Severity, Stamp
 from zaas_edge.ratelimit import Pacer
 
 from .bus import Bus
@@ -63,15 +63,18 @@ from .decode import (
     DataType,
     Decoded,
     RegisterSpec,
+    ValueDecoder,
+    compile_value,
     decode_scale_factor,
     decode_string,
     decode_value,
     encode_bits,
     encode_value,
+    registers_bytes,
 )
 from .identify import find_marker
 from .options import DeviceOptions, ModbusOptions
-from .plan import Block, Plan, Scheduler, Table
+from .plan import Block, Plan, ReadPoint, Scheduler, Table
 from .profile import Profile, sf_key
 from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, NoResponse
 
@@ -149,6 +152,9 @@ def _intervals(profile: Profile, opts: DeviceOptions, entries: Mapping[str, Deco
     return out
 
 
+_BlockPlan = tuple[tuple[tuple[str, int, ValueDecoder], ...], tuple[ReadPoint, ...]]
+
+
 @dataclass
 class PollResult:
     values: dict[str, Decoded | str] = field(default_factory=dict)
@@ -196,6 +202,14 @@ class Device:
 
     def _set_layout(self, shift: int) -> None:
         self.entries = build_entries(self.profile, self.opts, shift)
+        # Points decoded straight from a response's bytes (compile_value); the others by decode_value.
+        self._decoders: dict[str, ValueDecoder] = {}
+        for q, e in self.entries.items():
+            dec = compile_value(e.spec) if e.sf is None and not e.is_string and not e.table.is_bits else None
+            if dec is not None:
+                self._decoders[q] = dec
+        self._block_plans: dict[int, tuple[Block, _BlockPlan]] = {}
+        self._with_deps: dict[frozenset[str], frozenset[str]] = {}
         points = [rp for rp in self.profile.read_points(shift)
                   if rp.key in self.entries or rp.key in self._sf_keys()]
         self.plan = Plan.build(points, self.profile.defaults.max_gap,
@@ -338,9 +352,10 @@ class Device:
             res.answered = True
         if not self._state_loaded:
             await self.load_state()
-        wanted = self.profile.with_dependencies(k for k in keys if k in self.entries)
+        wanted = self._wanted(keys)
         queue = list(self.plan.blocks_for(wanted))
         raw: dict[str, list[int]] = {}
+        fast: dict[str, float | None] = {}  # points decoded as their block arrived (compile_value)
         splits = 0
         while queue:
             block = queue.pop(0)
@@ -355,7 +370,7 @@ class Device:
                 elif splits < MAX_SPLITS_PER_POLL:
                     splits += 1
                     await self._split(block)
-                    done = set(raw)
+                    done = set(raw) | set(fast)
                     queue = [b for b in self.plan.blocks_for(wanted - done)]
                 continue
             except CrcError as exc:
@@ -367,19 +382,64 @@ class Device:
                 break  # silent device or gone port: do not spend a timeout per block
             res.answered = True
             stamp = time.monotonic()
-            for p in block.points:
+            compiled, others = self._block_plan(block)
+            data = registers_bytes(regs) if compiled and len(regs) == block.count else None
+            if data is None:
+                others = block.points
+            else:
+                for key, at, decode in compiled:
+                    fast[key] = decode(data, at)
+                    res.stamps[key] = stamp
+            for p in others:
                 raw[p.key] = list(block.extract(regs, p))
                 res.stamps[p.key] = stamp
         if not res.answered and res.error is None:
             res.error = self.health.last_error
         if res.answered:
             self._exception_state(refused)
+        values = res.values
+        missing = Decoded.missing()
         for q in keys:
+            if q in fast:
+                v = fast[q]
+                values[q] = missing if v is None else Decoded(v, Quality.OK)
+                continue
             e = self.entries.get(q)
             if e is None or q not in raw:
                 continue
-            res.values[q] = self._decode(e, raw)
+            values[q] = self._decode(e, raw)
         return res
+
+    def _wanted(self, keys: frozenset[str] | set[str]) -> frozenset[str]:
+        """The due points this device has, with the scale factors they need (once per due set)."""
+        fixed = keys if isinstance(keys, frozenset) else frozenset(keys)
+        got = self._with_deps.get(fixed)
+        if got is None:
+            got = self.profile.with_dependencies(k for k in fixed if k in self.entries)
+            if len(self._with_deps) > 64:  # a device has few distinct due sets; bound it anyway
+                self._with_deps.clear()
+            self._with_deps[fixed] = got
+        return got
+
+    def _block_plan(self, block: Block) -> _BlockPlan:
+        """How to take a block's answer apart: its points with a compiled decoder and their byte
+        offsets, and the others (scale factors, text, bit fields) as register slices."""
+        hit = self._block_plans.get(id(block))
+        if hit is not None and hit[0] is block:
+            return hit[1]
+        compiled = []
+        others = []
+        for p in block.points:
+            dec = self._decoders.get(p.key) if p.key in self.entries else None
+            if dec is not None and p.count == self.entries[p.key].spec.count:
+                compiled.append((p.key, 2 * (p.address - block.start), dec))
+            else:
+                others.append(p)
+        plan: _BlockPlan = (tuple(compiled), tuple(others))
+        if len(self._block_plans) > 256:
+            self._block_plans.clear()
+        self._block_plans[id(block)] = (block, plan)
+        return plan
 
     def _exception_state(self, code: int | None) -> None:
         """Announce a change in the exception the device answers with (02 is the planner's business)."""
@@ -437,6 +497,8 @@ class Device:
         out: list[Reading] = []
         now_stamp = self.ctx.now()
         now_mono = time.monotonic()
+        reading = self.ctx.reading
+        stamps: dict[float, Stamp] = {}  # one stamp per block's arrival, not one per point
         for q, d in res.values.items():
             if isinstance(d, str):
                 continue  # text (serial numbers) is shown by `zaas-edge read`, not stored
@@ -452,10 +514,13 @@ class Device:
                 self._log(logging.INFO, f"device {self.id}: {q} has a value again")
             quality = self._plausibility(q, e, d)
             # Stamp each value when its block arrived, not when the poll ended.
-            age_ns = int((now_mono - res.stamps.get(q, now_mono)) * 1e9)
-            stamp = now_stamp if age_ns <= 0 else type(now_stamp)(
-                now_stamp.wall_ns - age_ns, now_stamp.mono_ns - age_ns, now_stamp.boot_id, now_stamp.synced)
-            out.append(self.ctx.reading(q, d.value, e.unit, quality, stamp=stamp, device_id=self.id))
+            arrived = res.stamps.get(q, now_mono)
+            stamp = stamps.get(arrived)
+            if stamp is None:
+                age_ns = int((now_mono - arrived) * 1e9)
+                stamp = stamps[arrived] = now_stamp if age_ns <= 0 else type(now_stamp)(
+                    now_stamp.wall_ns - age_ns, now_stamp.mono_ns - age_ns, now_stamp.boot_id, now_stamp.synced)
+            out.append(reading(q, d.value, e.unit, quality, stamp=stamp, device_id=self.id))
         return out
 
     def _plausibility(self, q: str, e: DecodeEntry, d: Decoded) -> Quality:
