@@ -26,7 +26,7 @@ baudrate = 9600
 parity = "E"
 devices = [
   { id = "m1", unit = 1, profile = "eastron-sdm630" },
-  { id = "pv", unit = 3, profile = "sunspec-inverter" },
+  { id = "pv", unit = 3, profile = "sunspec-inverter", inter_frame_delay_ms = 10 },
 ]
 
 [[drivers]]
@@ -84,6 +84,9 @@ def test_scale_factor_points_are_planned_with_their_values(config: str) -> None:
     doc = json.loads(run("--config", config, "modbus", "plan", "pv", "--json").output)
     keys = {k for r in doc["requests"] for k in r["points"]}
     assert {"power", "voltage_l1"} <= keys and any(k.startswith("sf@") for k in keys)
+    # the device's own inter-frame delay is part of its requests' cost: 13 characters at 9600 8E1,
+    # two 10 ms silences, the default 20 ms turnaround
+    assert doc["cost"]["fixed_s"] == pytest.approx(13 * 11 / 9600 + 2 * 0.010 + 0.020, abs=1e-6)
 
 
 def zaas(*args: str) -> subprocess.CompletedProcess[str]:
