@@ -44,9 +44,12 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)  # one, not one per message
+
+
 def dumps(obj: Any) -> bytes:
     """Compact JSON; anything JSON cannot hold becomes a string rather than an error."""
-    return json.dumps(obj, separators=(",", ":"), default=_default, allow_nan=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def _seconds(wall_ns: int) -> float:

@@ -20,7 +20,7 @@ import asyncio
 import fnmatch
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from zaas_edge.aio import wait_for
@@ -89,16 +89,22 @@ class Gate:
         return None
 
     def published(self, r: Reading, now: float) -> None:
-        self._last[r.point] = (r.value, r.quality.value if hasattr(r.quality, "value") else r.quality, now)
-        # Quality is compared as text so StrEnum and str agree.
+        # Quality is compared as text: a Quality (a StrEnum) equals its value, so either form may come.
+        self._last[r.point] = (r.value, r.quality, now)
+
+    def published_all(self, readings: Iterable[Reading], now: float) -> None:
+        """``published`` for every reading of one message."""
+        last = self._last
+        for r in readings:
+            last[r.point] = (r.value, r.quality, now)
 
     def forget(self, key: str) -> None:
         self._last.pop(key, None)
 
 
 def _beyond(old: float, new: float, p: Policy) -> bool:
-    if math.isnan(old) or math.isnan(new):
-        return math.isnan(old) != math.isnan(new)
+    if old != old or new != new:  # NaN, without two calls per reading
+        return (old != old) != (new != new)
     diff = abs(new - old)
     if diff == 0.0:
         return False
@@ -193,8 +199,7 @@ class StatePublisher:
     def _message(self, device: str, now: float) -> Outgoing:
         points = self.latest[device]
         at = min(now, self._trigger.pop(device, now))
-        for r in points.values():
-            self.gate.published(r, at)
+        self.gate.published_all(points.values(), at)
         self._fresh[device] = set()
         self.offered += 1
         return self.topics.device_state(device), state_payload(points)
