@@ -233,6 +233,7 @@ class Scenario:
         self.horizon_s = horizon_s
         self.linky: LinkyMeter | None = None  # the simulated Linky, once started (hil.linky_sim)
         self.linky_sim: LinkySimulator | None = None
+        self.broker: Any = None  # hil.mosquitto.Mosquitto, once started (a test subscribes to it)
         self.central_url = ""
         self.central_ca = ""
         self._env: dict[str, str] = {}  # added to the daemon's environment (the BLE replay seam)
@@ -432,6 +433,7 @@ class Scenario:
         except Exception as exc:  # noqa: BLE001
             self._skip("mosquitto", exc)
             return
+        self.broker = broker
         self.children["mosquitto"] = broker.proc.pid if broker.proc else 0
         self._closers.append(("mosquitto", lambda: asyncio.to_thread(broker.stop)))
         self._mqtt = {"enabled": True, "host": broker.host, "port": broker.port}
