@@ -697,9 +697,42 @@ async def start_unless_stopped(start: Any, stop: asyncio.Event) -> None:
     raise ScenarioError("interrupted while starting")
 
 
+def _scenario_start(hhmm: str | None) -> float | None:
+    """Today at ``HH:MM`` local time (the scenario's first moment), or None for now."""
+    if not hhmm:
+        return None
+    h, m = (int(x) for x in hhmm.split(":"))
+    tm = time.localtime()
+    return time.mktime((tm.tm_year, tm.tm_mon, tm.tm_mday, h, m, 0, 0, 0, -1))
+
+
+def _hhmm(text: str) -> str:
+    try:
+        h, m = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HH:MM") from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time of day (00:00 to 23:59)")
+    return text
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1.0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"a time scale is 1 (real time) to 10000, got {text}")
+    return value
+
+
 async def _run(args: argparse.Namespace) -> int:
+    scale = None
+    if args.time_scale != 1.0:
+        scale = TimeScale.starting_now(args.time_scale, epoch=_scenario_start(args.start))
     scenario = Scenario(Path(args.config), get_building(args.building), Path(args.run_dir),
-                        mqtt=not args.no_mqtt, sync=not args.no_sync)
+                        mqtt=not args.no_mqtt, sync=not args.no_sync, scale=scale,
+                        horizon_s=args.duration or 3600.0)
     stop = stop_on_signals()
     status = 0
     try:
@@ -733,6 +766,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     ap.add_argument("--no-mqtt", action="store_true", help="do not start mosquitto; MQTT publishing is disabled")
     ap.add_argument("--no-sync", action="store_true", help="do not start the central API; sync is disabled")
+    ap.add_argument("--time-scale", type=_factor, default=1.0, metavar="FACTOR",
+                    help="scenario seconds per real second: 144 runs a building's day in 10 minutes "
+                         "(simulators and the daemon's configuration follow; default 1, real time)")
+    ap.add_argument("--start", type=_hhmm, default=None, metavar="HH:MM",
+                    help="with --time-scale: the scenario's time of day at start (default: now)")
     args = ap.parse_args(argv)
     return asyncio.run(_run(args))
 

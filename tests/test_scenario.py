@@ -123,8 +123,18 @@ def test_cli_help_lists_the_options() -> None:
     p = subprocess.run([sys.executable, "-m", "hil.scenario", "--help"], capture_output=True, text=True, cwd=ROOT,
                        timeout=30)
     assert p.returncode == 0
-    for opt in ("--config", "--run-dir", "--duration", "--building", "--no-mqtt", "--no-sync"):
+    for opt in ("--config", "--run-dir", "--duration", "--building", "--no-mqtt", "--no-sync", "--time-scale",
+                "--start"):
         assert opt in p.stdout
+
+
+@pytest.mark.parametrize("args, why", [(["--time-scale", "0.5"], "1 (real time) to 10000"),
+                                       (["--time-scale", "fast"], "not a number"),
+                                       (["--time-scale", "60", "--start", "25:00"], "not a time of day")])
+def test_a_bad_time_scale_is_one_clear_message(args: list[str], why: str) -> None:
+    p = subprocess.run([sys.executable, "-m", "hil.scenario", *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=30)
+    assert p.returncode == 2 and why in p.stderr and "Traceback" not in p.stderr
 
 
 def test_an_invalid_base_configuration_is_one_clear_message(tmp_path: Path) -> None:
