@@ -66,7 +66,17 @@ from zaas_edge.drivers.tic import Group, Mode, Variant
 from hil import linky_breaker
 from hil.linky_faults import Fault, FaultKind, render
 from hil.linky_meter import MeterConfig, MeterState, advance, initial_state, next_frame, over_power, rearm
-from hil.linky_tariff import REGISTERS, Colour, Contract, Tariff, ejp_notice, local_time, period_index
+from hil.linky_tariff import (
+    REGISTERS,
+    Colour,
+    Contract,
+    Tariff,
+    ejp_notice,
+    local_time,
+    next_tempo_change,
+    period_index,
+    tempo_colours,
+)
 from hil.procs import kill_process, stop_process
 from zaas_edge.errors import ProtocolError
 
@@ -148,6 +158,7 @@ class LinkyMeter:
         self._curve = curve or constant(0)
         self._power: tuple[float, ...] | None = None
         self._demand_fn: PhaseDemand | None = None
+        self._calendar: dict[date, Colour] = {}
         self.clock = clock
         self._lock = threading.RLock()
         self._state = initial_state(self.config, clock() if start is None else start)
@@ -200,6 +211,20 @@ class LinkyMeter:
     def set_tempo(self, today: Colour, tomorrow: Colour = Colour.NONE) -> None:
         self.set_tariff(replace(self._tariff, tempo_today=today, tempo_tomorrow=tomorrow))
 
+    def set_tempo_calendar(self, calendar: dict[date, Colour] | None) -> None:
+        """Tempo colours by day: the meter changes colour at 06:00 and learns tomorrow's at 11:00 on its own
+        clock (a scenario's, on a time scale), so a red day comes without anyone setting it; ``None`` or
+        ``{}`` stops (the colours stay as they are, settable with ``set_tempo``)."""
+        with self._lock:
+            self._catch_up()
+            self._calendar = dict(calendar or {})
+            if self._calendar:
+                self._apply_calendar(self._state.t)
+
+    def _apply_calendar(self, t: float) -> None:
+        today, tomorrow = tempo_colours(self._calendar, local_time(t))
+        self._tariff = replace(self._tariff, tempo_today=today, tempo_tomorrow=tomorrow)
+
     def set_hc_schedule(self, ranges: Sequence[tuple[int, int]]) -> None:
         """Off-peak ranges in minutes of the local day, e.g. ``[(22 * 60, 6 * 60)]``."""
         if not ranges or any(not (0 <= a < 1440 and 0 <= b < 1440) for a, b in ranges):
@@ -240,8 +265,11 @@ class LinkyMeter:
         return (va / self.config.phases,) * self.config.phases
 
     def _catch_up(self, now: float | None = None) -> MeterState:
-        self._state = advance(self._state, self.config, self._tariff, self._demand,
-                              self.clock() if now is None else now)
+        end = self.clock() if now is None else now
+        while self._calendar and (change := next_tempo_change(self._state.t)) <= end:
+            self._state = advance(self._state, self.config, self._tariff, self._demand, change)
+            self._apply_calendar(change)  # the colours change on the very second, however far the catch-up
+        self._state = advance(self._state, self.config, self._tariff, self._demand, end)
         return self._state
 
     @property

@@ -29,6 +29,11 @@ __all__ = [
     "ejp_notice",
     "day_profile",
     "local_time",
+    "tempo_day",
+    "tempo_colours",
+    "next_tempo_change",
+    "TEMPO_DAY_START_H",
+    "TEMPO_ANNOUNCE_H",
 ]
 
 _WINTER = timezone(timedelta(hours=1))
@@ -191,3 +196,34 @@ def day_profile(contract: Contract, tariff: Tariff, day: date) -> str:
             fields.append(f"{minute // 60:02d}{minute % 60:02d}{0x8000 | index:04X}")
             last = index
     return " ".join(fields + ["NONUTILE"] * (11 - len(fields)))
+
+
+#: A Tempo day runs from 06:00 to 06:00 the next day; tomorrow's colour is known from 11:00.
+TEMPO_DAY_START_H = 6
+TEMPO_ANNOUNCE_H = 11
+
+
+def tempo_day(local: datetime) -> date:
+    """The Tempo day ``local`` belongs to (before 06:00 it is still the previous day's)."""
+    return (local - timedelta(hours=TEMPO_DAY_START_H)).date()
+
+
+def tempo_colours(calendar: dict[date, Colour], local: datetime) -> tuple[Colour, Colour]:
+    """Today's and tomorrow's colours at ``local`` from a calendar of Tempo days (blue where it says nothing);
+    tomorrow's is unknown (``NONE``) until 11:00 of the Tempo day."""
+    day = tempo_day(local)
+    today = calendar.get(day, Colour.BLUE)
+    known = local.hour >= TEMPO_ANNOUNCE_H or local.hour < TEMPO_DAY_START_H
+    tomorrow = calendar.get(day + timedelta(days=1), Colour.BLUE) if known else Colour.NONE
+    return today, tomorrow
+
+
+def next_tempo_change(t: float) -> float:
+    """The first epoch second after ``t`` at which a Tempo calendar's signals change (06:00 or 11:00 local)."""
+    local = local_time(t)
+    for days in (0, 1):
+        for hour in (TEMPO_DAY_START_H, TEMPO_ANNOUNCE_H):
+            at = (local + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0).timestamp()
+            if at > t:
+                return at
+    raise AssertionError("unreachable: tomorrow 06:00 is after t")

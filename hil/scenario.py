@@ -257,6 +257,8 @@ class Scenario:
         self._lora: dict[str, Any] | None = None
         self._logs: list[TextIO] = []
         self.plant: Any = None  # hil.shed_plant.Plant of a line with plant=True, once started
+        self.buses: dict[str, Any] = {}  # bus id -> its running simulator (SimServer, MBusSimulator), for faults
+        self.daemon_command: tuple[str, ...] = ("-m", "zaas_edge")
 
     def say(self, line: str) -> None:
         print(f"scenario: {line}", file=self.out, flush=True)
@@ -316,6 +318,7 @@ class Scenario:
                 self._skip(f"Modbus line {line.id}", exc)
                 continue
             self._closers.append((line.id, srv.close))
+            self.buses[line.id] = srv
             units = ", ".join(f"{m.id}={m.unit}" for m in line.meters)
             self.running.append(f"{line.id:12s} {where}: {len(line.meters)} meters ({units})")
 
@@ -351,6 +354,7 @@ class Scenario:
                 self._skip(f"M-Bus segment {seg.id}", exc)
                 continue
             self._endpoints[seg.id] = {"port": sim.path, "addresses": {m.name: m.address for m in sim.bus.meters}}
+            self.buses[seg.id] = sim
 
             async def close(sim: MBusSimulator = sim) -> None:
                 await asyncio.to_thread(sim.close)
@@ -377,6 +381,10 @@ class Scenario:
             clock = time.time if self.scale is None else self.scale.clock(time.time)
             meter = LinkyMeter(config, tariff=Tariff(tempo_today=Colour[spec.tempo_today.upper()]),
                                curve=constant(3000.0), clock=clock)
+            if spec.tempo_calendar:
+                from datetime import date
+
+                meter.set_tempo_calendar({date.fromisoformat(d): Colour[c.upper()] for d, c in spec.tempo_calendar})
             if self.plant is not None:
                 self.plant.feed_linky(meter, self.scale)
             control = self.run_dir / "linky.sock"
@@ -588,17 +596,26 @@ class Scenario:
                 self._skip("sync to the central API", exc)
                 self._sync = None
                 self.write_config()
-        self.daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "zaas_edge", "-c", str(self.config_path), "run", stdin=subprocess.DEVNULL,
-            cwd=ROOT, env={**_child_env(), **self._env}, start_new_session=True, stderr=subprocess.STDOUT,
-            stdout=self.out if hasattr(self.out, "fileno") else None)
-        self.children["daemon"] = self.daemon.pid
-        self._write_pids()
+        await self.spawn_daemon()
         st = await self._wait_ready()
         if self._lora is not None:
             await self._start_forwarder()
             self._write_pids()
         self._banner(st)
+
+    async def spawn_daemon(self) -> asyncio.subprocess.Process:
+        """Start the daemon on the written configuration (again after a crash: what systemd does).
+
+        ``daemon_command`` is what follows the interpreter (a scenario file's
+        runner puts a launcher before the daemon there, ``hil.run.clockshim``).
+        """
+        self.daemon = await asyncio.create_subprocess_exec(
+            sys.executable, *self.daemon_command, "-c", str(self.config_path), "run", stdin=subprocess.DEVNULL,
+            cwd=ROOT, env={**_child_env(), **self._env}, start_new_session=True, stderr=subprocess.STDOUT,
+            stdout=self.out if hasattr(self.out, "fileno") else None)
+        self.children["daemon"] = self.daemon.pid
+        self._write_pids()
+        return self.daemon
 
     def _write_pids(self) -> None:
         doc = {"scenario": os.getpid(), "children": self.children, "config": str(self.config_path)}

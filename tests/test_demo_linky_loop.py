@@ -126,3 +126,35 @@ def test_the_office_day_follows_scenario_hours() -> None:
     base = office_day_load(scale)
     assert [base(h) for h in (3, 9, 12, 15, 20)] == [2500.0, 6500.0, 8500.0, 6500.0, 2500.0]
     assert base(24 * 3 + 12) == 2500.0  # Saturday noon: the office is closed
+
+
+def test_a_tempo_calendar_turns_a_scaled_meter_red_at_six_and_tells_tomorrow_at_eleven() -> None:
+    from datetime import date
+
+    from hil.linky_tariff import Colour
+
+    # 2026-01-15 00:00 Paris (23:00 UTC the day before); 1440 scenario seconds a real second.
+    start = 1_768_431_600.0
+    wall = [start]
+    scale = TimeScale(1440.0, start, start)
+    linky = LinkyMeter(MeterConfig(mode=Mode.STANDARD, phases=1, contract=Contract.TEMPO, pref_kva=9,
+                                   breaker_stride=1440), clock=scale.clock(lambda: wall[0]))
+    linky.set_power(3000)
+    linky.set_tempo_calendar({date(2026, 1, 15): Colour.WHITE, date(2026, 1, 16): Colour.RED})
+
+    def at(hour: float) -> dict[str, object]:
+        wall[0] = start + hour * 3600 / 1440  # real seconds for that many scenario hours
+        return linky.snapshot()
+
+    # Before 06:00 the Tempo day is still the 14th's (blue, not in the calendar); tomorrow (the 15th) is known.
+    assert (at(5.9)["tempo_today"], at(5.9)["tempo_tomorrow"], at(5.9)["period"]) == ("blue", "white", "BBRHCJB")
+    assert (at(6.5)["tempo_today"], at(6.5)["tempo_tomorrow"], at(6.5)["period"]) == ("white", "none", "BBRHPJW")
+    assert at(11.5)["tempo_tomorrow"] == "red"
+    red = at(24 + 7)  # the 16th, 07:00: a red day's peak hours, 25 scenario hours in 62.5 real seconds
+    assert (red["tempo_today"], red["period"]) == ("red", "BBRHPJR")
+    energy = red["energy_wh"]
+    assert energy["BBRHPJR"] == 3000  # the hour 06:00-07:00 of the red day, at 3 kVA, to the second
+    # the white Tempo day runs from the 15th 06:00 to the 16th 06:00: 16 h peak, 8 h off-peak; before, blue
+    assert (energy["BBRHPJW"], energy["BBRHCJW"], energy["BBRHCJB"]) == (3000 * 16, 3000 * 8, 3000 * 6)
+    tm = tic(linky)
+    assert int(tm["STGE"], 16) >> 24 & 0b11 == Colour.RED.value  # the TIC says red too

@@ -81,6 +81,8 @@ class TicMeter:
     pref_kva: int = 24
     meter_id: str = "031762120855"
     tempo_today: Literal["blue", "white", "red"] = "blue"
+    # Tempo days by date (ISO, colour): on a time scale the meter turns red at 06:00 of a red day by itself.
+    tempo_calendar: tuple[tuple[str, Literal["blue", "white", "red"]], ...] = ()
 
     @property
     def device(self) -> str:
