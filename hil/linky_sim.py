@@ -106,6 +106,7 @@ LoadCurve = Callable[[float], float]
 PhaseDemand = Callable[[int], Sequence[float]]
 
 FRAME_GAP_S = 0.025  # the spec's 16.7–33.4 ms of silence between frames
+_FULL_FLUSH_S = 1.0  # the pty full this long with no byte taken: nobody reads, drop what waits
 _MAX_LINE = 4096  # control protocol: longest command line
 
 
@@ -457,17 +458,26 @@ class LinkySimulator:
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
+        full_since: float | None = None
         while view and not self._stop.is_set():
             try:
                 n = os.write(self._master, view)
             except BlockingIOError:
-                # nobody reads: the pty is full; drop what waits, like a line no one listens to
-                termios.tcflush(self._slave, termios.TCIFLUSH)
-                self.flushes += 1
+                # The pty is full. A reader that is merely slow (a loaded machine) catches up: wait for it.
+                # Nobody has read for a second: drop what waits, like a line no one listens to (flushing
+                # under a reader's feet would make its select say "readable" and its read find nothing).
+                now = time.monotonic()
+                if full_since is None:
+                    full_since = now
+                elif now - full_since >= _FULL_FLUSH_S:
+                    termios.tcflush(self._slave, termios.TCIFLUSH)
+                    self.flushes += 1
+                    full_since = None
                 select.select([], [self._master], [], 0.05)
                 continue
             except OSError:
                 return
+            full_since = None
             view = view[n:]
 
     def _run(self) -> None:
