@@ -362,6 +362,10 @@ class MqttService(Service):
     async def _publish_many(self, conn: MqttConnection, msgs: list[tuple[str, bytes, bool]]) -> None:
         if not msgs:
             return
+        if len(msgs) == 1:  # the usual round, one device's state: no semaphore, no task to gather
+            if not await self._publish(conn, *msgs[0]):
+                raise TransientError("1 of 1 messages not acknowledged by the broker")
+            return
         sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
 
         async def one(t: str, p: bytes, r: bool) -> bool:
