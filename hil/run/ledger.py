@@ -66,14 +66,15 @@ def record_key(row: Mapping[str, Any]) -> Key:
 
 
 def account(stored: Iterable[Mapping[str, Any]], received: Iterable[Mapping[str, Any]], *, produced: int,
-            dropped: int = 0, through: int | None = None) -> Ledger:
+            dropped: int = 0, through: int | None = None, after: int = 0) -> Ledger:
     """The figures of a run from the store's readings and the central's raw records of the reading lane.
 
     Readings are compared as multisets: a meter that stamps its own values
     (the Linky's daily maximum, with the time it happened) may give the same
     point the same instant twice across a restart, and both were committed.
     Only readings of seq ``through`` or lower are judged for loss (later ones
-    were on their way when the run ended); duplicates are judged on all.
+    were on their way when the run ended) and above ``after`` (history sent
+    before the run); duplicates are judged on all.
     """
     seen: collections.Counter[Key] = collections.Counter()
     corrected: collections.Counter[str] = collections.Counter()  # corrected rows (no mono) per point
@@ -87,7 +88,7 @@ def account(stored: Iterable[Mapping[str, Any]], received: Iterable[Mapping[str,
     for row in stored:
         k = reading_key(row)
         held[k] += 1
-        if through is None or row["seq"] <= through:
+        if row["seq"] > after and (through is None or row["seq"] <= through):
             judged[k] += 1
     duplicated = sum(max(0, n - max(1, held[k])) for k, n in seen.items())
     missing: list[str] = []

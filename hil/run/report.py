@@ -41,6 +41,8 @@ def build(outcome: Outcome, config_doc: dict[str, Any]) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     alarms: list[dict[str, Any]] = []
     produced = 0
+    counters: dict[str, int] = {}
+    store_bytes = 0
     if outcome.store_path.exists():
         with Store(outcome.store_path, readonly=True) as store:
             stored = list(store.export(Lane.READING))
@@ -48,11 +50,14 @@ def build(outcome: Outcome, config_doc: dict[str, Any]) -> dict[str, Any]:
             alarms = list(store.export(Lane.ALARM))
             row = store.connection.execute("SELECT last_seq FROM lane_seq WHERE lane = 'reading'").fetchone()
             produced = int(row[0]) if row else 0
+            counters = store.counters()
+            store_bytes = store.used_bytes()
     dropped = sum(int(e["data"].get("count") or 0) for e in events
                   if e["kind"] == GAP_KIND and e["data"].get("lane") in ("reading", "upload"))
     raw_records = [r for r in outcome.central_rows.get("reading", []) if r.get("kind", "raw") == "raw"]
     # readings committed after the end's snapshot were still on their way when the daemon stopped: not judged
-    ledger = account(stored, raw_records, produced=produced, dropped=dropped, through=outcome.judged_through)
+    ledger = account(stored, raw_records, produced=produced - outcome.prefilled, dropped=dropped,
+                     through=outcome.judged_through, after=outcome.prefilled)
     raised = sorted({a["alarm_id"] for a in alarms if a["active"]})
     cleared = sorted({a["alarm_id"] for a in alarms if not a["active"]})
     active: dict[str, bool] = {}
@@ -66,7 +71,8 @@ def build(outcome: Outcome, config_doc: dict[str, Any]) -> dict[str, Any]:
         "scale": outcome.factor,
         "duration_s": spec.duration_s, "wall_s": outcome.wall_s,
         "readings": {**ledger.as_dict(), "judged_through_seq": outcome.judged_through,
-                     "in_flight_at_end": max(0, produced - outcome.judged_through)},
+                     "in_flight_at_end": max(0, produced - outcome.judged_through),
+                     "history_before_start": outcome.prefilled},
         "drained": outcome.drained,
         "alarms": {"raised": raised, "cleared": cleared, "active_at_end": sorted(k for k, v in active.items() if v),
                    "transitions": len(alarms)},
@@ -74,6 +80,8 @@ def build(outcome: Outcome, config_doc: dict[str, Any]) -> dict[str, Any]:
                  "restore": sum(1 for s in shed if s["kind"] == "restore"),
                  "modulate": sum(1 for s in shed if s["kind"] == "modulate"), "actions": shed},
         "linky_trips": outcome.linky_trips,
+        "store": {"used_bytes": store_bytes, "counters": counters,
+                  "cap_reached": any(k.startswith("dropped") for k in counters)},
         "daemon": {"peak_rss_bytes": outcome.peak_rss_bytes, "cpu_s": outcome.cpu_s,
                    "cpu_share": round(outcome.cpu_s / outcome.wall_s, 4) if outcome.wall_s else None,
                    "restarts": outcome.restarts, "unexpected_exits": outcome.unexpected_exits},
@@ -125,6 +133,8 @@ def judge(report: dict[str, Any], expect: Expect, kills: int) -> list[str]:
             failed.append(f"retained: nothing retained on {want.topic}")
         elif want.contains not in got:
             failed.append(f"retained: {want.topic} holds {got[:120]!r}, not containing {want.contains!r}")
+    if expect.cap_reached and not report["store"]["cap_reached"]:
+        failed.append(f"store: its size cap was never reached (counters {report['store']['counters']})")
     restarts = kills if expect.daemon_restarts is None else expect.daemon_restarts
     d = report["daemon"]
     if d["unexpected_exits"]:

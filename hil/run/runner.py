@@ -39,6 +39,7 @@ from hil.run.spec import Event, ScenarioSpec
 from hil.scenario import ROOT, Scenario, merge
 from hil.soak import process_cpu_s, sample_process
 from hil.timescale import TimeScale
+from zaas_edge.sync.aggregate import CONSUMER as AGGREGATE_CONSUMER  # turns raw readings into upload records
 
 SAMPLE_EVERY_S = 0.5
 DEFAULT_RESTART_AFTER_S = 1.0  # real seconds; systemd's RestartSec is 5 s, shorter here so 100 kills fit a run
@@ -72,6 +73,7 @@ class Outcome:
     retained: dict[str, str] = field(default_factory=dict)
     drained: bool = False
     judged_through: int = 0  # reading seqs up to this one must be at the central
+    prefilled: int = 0  # and above this one (the history written before the start was sent long ago)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -107,6 +109,7 @@ class RunScenario(Scenario):
         self.central_ctx: ssl.SSLContext | None = None
         self.clock_file = self.run_dir / "clock.json"
         self.restarts = 0
+        self.prefilled = 0  # reading seqs of the history written before the start (not judged)
         self.killed: set[int] = set()
         self.unexpected_exits: list[int] = []
         self.rng = random.Random(spec.seed)
@@ -140,6 +143,11 @@ class RunScenario(Scenario):
             return json.loads(r.read())
 
     # -- the daemon's life ------------------------------------------------------------------
+
+    async def spawn_daemon(self) -> asyncio.subprocess.Process:
+        if self.spec.prefill_mb and not self.store_path.exists():
+            self.prefilled = await asyncio.to_thread(prefill, self.store_path, self.spec.prefill_mb)
+        return await super().spawn_daemon()
 
     async def kill_daemon(self, restart_after_s: float) -> None:
         assert self.daemon is not None
@@ -359,6 +367,34 @@ class RunScenario(Scenario):
         return got
 
 
+def prefill(path: Path, mb: float, point: str = "history/energy") -> int:
+    """A store holding ``mb`` MB of a meter's readings of the last days, as a gateway that ran for months does.
+
+    They were uploaded long ago: the aggregator's cursor is past them, so
+    the size cap may drop them (acknowledged rows go first) and the ledger
+    does not judge them (seqs up to the returned count).
+    """
+    from zaas_edge.clock import read_boot_id
+    from zaas_edge.model import Lane, Reading
+    from zaas_edge.store import Store
+
+    boot = read_boot_id()
+    # a reading every 20 ms over the last hours: within the local raw window, so expiry leaves them to the cap
+    step = 20_000_000
+    start = time.time_ns() - int(mb * 41_000) * step
+    n = 0
+    with Store(path) as store:
+        while store.used_bytes() < mb * 1024 * 1024:
+            batch = [Reading(point, float(n + i), "kWh", start + (n + i) * step, 0, boot, True)
+                     for i in range(20_000)]
+            with store.transaction("prefilling"):
+                store.insert_readings(batch)
+            n += len(batch)
+        store.register(AGGREGATE_CONSUMER, [Lane.READING])
+        store.ack(AGGREGATE_CONSUMER, Lane.READING, n)
+    return n
+
+
 class _Sampler:
     """Peak RSS and CPU seconds of the daemon across its restarts, from /proc."""
 
@@ -426,6 +462,7 @@ async def run(spec: ScenarioSpec, run_dir: Path, *, factor: float | None = None,
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         outcome.restarts, outcome.unexpected_exits = sc.restarts, list(sc.unexpected_exits)
+        outcome.prefilled = sc.prefilled
         outcome.linky_trips = sc.linky.state.breaker.trips if sc.linky is not None else None
         if sc.daemon is not None:
             await sc._stop_child(sc.daemon, 4.5)  # noqa: SLF001  (a clean stop before the central is read)

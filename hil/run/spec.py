@@ -64,9 +64,10 @@ EVENTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 _DURATION = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ms|[smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TOP = {"name", "description", "building", "without", "scale", "duration", "seed", "config", "base_config",
-        "timeline", "expect", "clock", "drain", "kill_daemon_random", "report"}
+        "timeline", "expect", "clock", "drain", "kill_daemon_random", "report", "prefill_mb"}
 _EXPECT = {"lost", "duplicated", "linky_trips", "alarms_raised", "alarms_cleared", "alarms_not_raised",
-           "shed_at_least", "restore_at_least", "retained", "delivered_at_least", "daemon_restarts"}
+           "shed_at_least", "restore_at_least", "retained", "delivered_at_least", "daemon_restarts",
+           "cap_reached"}
 
 
 class SpecError(ValueError):
@@ -118,6 +119,7 @@ class Expect:
     retained: tuple[Retained, ...] = ()
     delivered_at_least: int = 1  # a run that delivered nothing proves nothing
     daemon_restarts: int | None = None  # None: as many as the timeline's kills
+    cap_reached: bool = False  # the store's size cap dropped rows (acknowledged ones, if nothing is lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class ScenarioSpec:
     clock_behind_s: float = 0.0  # the wall clock starts this far behind, unsynchronised, until ntp_sync
     drain_s: float = 60.0  # real seconds allowed at the end for the backlog to reach the central
     power_point: str = "board/power"  # the chart's main meter
+    prefill_mb: float = 0.0  # the store holds this much history before the first start (to meet its cap soon)
     path: str = ""
 
     def kills(self) -> int:
@@ -217,6 +220,10 @@ def _expect(doc: object) -> Expect:
     for k in ("linky_trips", "daemon_restarts"):
         if k in doc:
             kw[k] = None if doc[k] is False else _count(doc[k], f"expect.{k}")
+    if "cap_reached" in doc:
+        if not isinstance(doc["cap_reached"], bool):
+            raise SpecError(f"expect.cap_reached: true or false, got {doc['cap_reached']!r}")
+        kw["cap_reached"] = doc["cap_reached"]
     for k in ("alarms_raised", "alarms_cleared", "alarms_not_raised"):
         if k in doc:
             kw[k] = _strings(doc[k], f"expect.{k}")
@@ -276,8 +283,13 @@ def _spec(doc: dict[str, Any], path: str) -> ScenarioSpec:
     report = doc.get("report", {})
     if not isinstance(report, dict) or report.keys() - {"power_point"}:
         raise SpecError(f"report: expected {{ power_point = \"board/power\" }}, got {report!r}")
+    prefill = doc.get("prefill_mb", 0.0)
+    if isinstance(prefill, bool) or not isinstance(prefill, int | float) or not 0 <= prefill <= 1024:
+        raise SpecError(f"prefill_mb: megabytes of history in the store before the start (0 to 1024), "
+                        f"got {prefill!r}")
     return ScenarioSpec(
-        name=name, description=str(doc.get("description", "")), building=str(doc.get("building", "demo")),
+        prefill_mb=float(prefill), name=name, description=str(doc.get("description", "")),
+        building=str(doc.get("building", "demo")),
         duration_s=duration, scale=float(scale), seed=seed,
         without=_strings(doc.get("without", []), "without"), config=config,
         base_config=str(doc.get("base_config", "config/demo.toml")),
