@@ -98,7 +98,8 @@ def test_every_event_has_a_player() -> None:
 
 def test_durations() -> None:
     assert [duration_s(x) for x in ("90s", "15m", "2h", "1d", "250ms", 3, "0")] == [90, 900, 7200, 86400, 0.25, 3, 0]
-    for bad in ("-1s", "1y", True, None, float("nan")):
+    assert duration_s("2h30m") == 9000 and duration_s("1m 30s") == 90
+    for bad in ("-1s", "1y", "2h-30m", "h", True, None, float("nan")):
         with pytest.raises(SpecError):
             duration_s(bad)
 

@@ -62,6 +62,8 @@ EVENTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 _DURATION = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ms|[smhd]?)\s*$")
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|[smhd])")
+_PARTS = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|[smhd]))+\s*$")
 _UNIT_S = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TOP = {"name", "description", "building", "without", "scale", "duration", "seed", "config", "base_config",
         "timeline", "expect", "clock", "drain", "kill_daemon_random", "report", "prefill_mb"}
@@ -75,13 +77,15 @@ class SpecError(ValueError):
 
 
 def duration_s(value: object, what: str = "duration") -> float:
-    """``90s``, ``15m``, ``2h``, ``1d``, ``250ms`` or a number of seconds, to seconds (>= 0)."""
+    """``90s``, ``15m``, ``2h30m``, ``1d``, ``250ms`` or a number of seconds, to seconds (>= 0)."""
     if isinstance(value, bool):
         raise SpecError(f"{what}: expected a duration such as 90s, 15m or 2h, got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    elif isinstance(value, str) and _PARTS.match(value):
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(value))
     else:
         raise SpecError(f"{what}: expected a duration such as 90s, 15m or 2h, got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
