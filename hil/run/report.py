@@ -63,9 +63,10 @@ def build(outcome: Outcome, config_doc: dict[str, Any]) -> dict[str, Any]:
     active: dict[str, bool] = {}
     for a in alarms:
         active[a["alarm_id"]] = bool(a["active"])
-    shed = [{"wall_ns": e["wall_ns"], "kind": e["kind"].removeprefix("shed."), "load": e["data"].get("load"),
-             "level": e["data"].get("level")} for e in events if e["kind"] in SHED_KINDS]
-    power = [(r["wall_ns"], r["value"]) for r in stored if r["point"] == spec.power_point]
+    shed = [{"wall_ns": e["wall_ns"], "mono_ns": e["mono_ns"], "kind": e["kind"].removeprefix("shed."),
+             "load": e["data"].get("load"), "level": e["data"].get("level")} for e in events if e["kind"] in SHED_KINDS]
+    # on the monotonic clock: a wall clock stepped by NTP would tear the chart apart (one boot: one clock)
+    power = [(r["mono_ns"], r["value"]) for r in stored if r["point"] == spec.power_point]
     return {
         "scenario": spec.name, "description": spec.description, "file": spec.path,
         "scale": outcome.factor,
@@ -160,14 +161,19 @@ def plot_power(report: dict[str, Any], path: Path) -> bool:
     series = report["_power_series"]
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     t0 = series[0][0] if series else 0
-    ax.plot([(t - t0) / 1e9 for t, _ in series], [v / 1000 for _, v in series], lw=1, label=report["power"]["point"])
+    hours = report["duration_s"] > 7200
+    per = (3600.0 if hours else 60.0) / report["scale"]  # real seconds per scenario hour (minute)
+
+    def x(mono_ns: int) -> float:
+        return (mono_ns - t0) / 1e9 / per
+
+    ax.plot([x(t) for t, _ in series], [v / 1000 for _, v in series], lw=1, label=report["power"]["point"])
     if report["power"]["limit_w"] is not None:
         ax.axhline(report["power"]["limit_w"] / 1000, color="red", ls="--", lw=1, label="limit")
     for a in report["shed"]["actions"]:
-        x = (a["wall_ns"] - t0) / 1e9
         colour = {"shed": "tab:orange", "restore": "tab:green"}.get(a["kind"], "tab:purple")
-        ax.axvline(x, color=colour, lw=0.6, alpha=0.7)
-    ax.set_xlabel("real seconds since the first reading")
+        ax.axvline(x(a["mono_ns"]), color=colour, lw=0.6, alpha=0.7)
+    ax.set_xlabel(f"scenario {'hours' if hours else 'minutes'} since the first reading")
     ax.set_ylabel("kW")
     ax.set_title(f"{report['scenario']}: shed (orange), restore (green), modulate (purple)")
     ax.legend(loc="upper right")
