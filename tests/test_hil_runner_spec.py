@@ -217,3 +217,33 @@ def test_each_missed_expectation_is_named(change, says: str) -> None:
                     restore_at_least=1, retained=(Retained("t/status", "online"),))
     failed = judge(report, expect, kills=2)
     assert len(failed) == 1 and says in failed[0], failed
+
+
+# --- the clock launcher and the building's buses ------------------------------------------------
+
+def test_the_clock_state_file_sets_the_offset_and_the_flag_and_its_absence_is_the_true_clock(tmp_path: Path) -> None:
+    from hil.run.clockshim import RECHECK_NS, ClockState, write_state
+
+    path = tmp_path / "clock.json"
+    state = ClockState(path)
+    state.refresh()
+    assert (state.offset_ns, state.synced) == (0, True)
+    write_state(path, -86400.5, False)
+    state._checked -= RECHECK_NS  # noqa: SLF001  (the re-read is rate-limited)
+    state.refresh()
+    assert (state.offset_ns, state.synced) == (-86_400_500_000_000, False)
+    path.write_text("{not json")
+    state._checked -= RECHECK_NS  # noqa: SLF001
+    state.refresh()
+    assert (state.offset_ns, state.synced) == (0, True)
+
+
+def test_buses_left_out_of_a_building_are_named_and_an_unknown_one_refused() -> None:
+    from hil.buildings import DEMO
+    from hil.run.runner import without
+
+    small = without(DEMO, ("ble", "lora", "rs485"))
+    assert small.ble is None and small.lora is None and [x.id for x in small.modbus] == ["switchboard", "loads"]
+    assert small.linky == DEMO.linky and small.mbus == DEMO.mbus
+    with pytest.raises(ValueError, match="no bus wifi in building 'demo'"):
+        without(DEMO, ("wifi",))
