@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zaas_edge import __version__
+from zaas_edge import __version__, heap
 from zaas_edge.clock import Clock, SystemClock
 from zaas_edge.config import LoadedConfig, load_config
 from zaas_edge.context import GatewayDriverContext
@@ -86,6 +86,7 @@ class Daemon:
         self.drivers: dict[str, Driver] = {}
         self.driver_contexts: dict[str, GatewayDriverContext] = {}
         self.started_mono = time.monotonic()
+        self._settle: asyncio.TimerHandle | None = None  # heap.settle, a few seconds after start and reload
         self.started_wall = time.time()
         self.reloads = 0
         self.reload_failures = 0
@@ -131,9 +132,13 @@ class Daemon:
         self._notice(Event("daemon.started", f"zaas-edge {__version__} started", "daemon", self.clock.now(),
                            Severity.NOTICE, {"version": __version__, "drivers": sorted(self.driver_options)}))
         watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+        self._settle = loop.call_later(heap.SETTLE_S, heap.settle)  # the long-lived heap out of the collector's way
         try:
             await self._stop.wait()
         finally:
+            if self._settle is not None:
+                self._settle.cancel()
+            heap.unsettle()  # a daemon run inside another program (tests, tools) leaves it its collector
             watchdog.cancel()
             await self._shutdown()
         return 0
@@ -321,6 +326,9 @@ class Daemon:
                 return self._reload_ok  # a reload that started after this request has run
             self._reload_served = self._reload_requests
             self.notifier.reloading()
+            if self._settle is not None:
+                self._settle.cancel()
+            heap.unsettle()  # what the old configuration held must be collectable once replaced
             try:
                 self._reload_ok = await self._reload_once()
             except Exception:
@@ -329,6 +337,7 @@ class Daemon:
                 self._reload_ok = False
             finally:
                 self.notifier.ready(self._status_line())
+                self._settle = asyncio.get_running_loop().call_later(heap.SETTLE_S, heap.settle)
             return self._reload_ok
 
     async def _reload_once(self) -> bool:
