@@ -297,6 +297,12 @@ def test_drop_ins_merge_in_name_order_and_errors_name_their_file(tmp_path: Path)
     assert loaded.origin(("drivers", 0, "interval_s")) == str(a)
     assert loaded.origin("drivers[0].id") == str(p)  # the merge key keeps its origin
     assert loaded.origin("drivers[1].type") == str(a)
+    # Held for as long as the daemon runs: only where a key's file differs from its table's.
+    assert loaded.origins[()] == str(p) and ("log", "format") not in loaded.origins
+    assert ("log", "level") in loaded.origins and ("drivers", 1) in loaded.origins
+    every = load_config(p, environ={}, every_origin=True).origins
+    assert every[("log", "format")] == str(p) and len(every) > len(loaded.origins)
+    assert all(loaded.origin(loc) == label for loc, label in every.items())
 
 
 def test_error_in_a_drop_in_names_the_drop_in_and_merged_index(tmp_path: Path) -> None:

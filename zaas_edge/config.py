@@ -117,6 +117,18 @@ def _origin(origins: Mapping[Loc, str], loc: Loc) -> str:
     return DEFAULTS_LABEL
 
 
+def _pruned(origins: Mapping[Loc, str]) -> dict[Loc, str]:
+    """Only the locations whose file differs from their enclosing table's: ``_origin`` finds the
+    same file for every key, and a building of 300 meters in one file keeps one entry, not one per
+    key of every device (the daemon holds its configuration for as long as it runs)."""
+    out: dict[Loc, str] = {}
+    for loc in sorted(origins, key=len):
+        label = origins[loc]
+        if _origin(out, loc) != label or (not loc and label == DEFAULTS_LABEL):
+            out[loc] = label
+    return out
+
+
 # --- reading and merging files -------------------------------------------
 
 def _read_toml(path: Path) -> tuple[dict[str, Any] | None, list[ConfigIssue]]:
@@ -546,7 +558,8 @@ def _choose(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, 
 
 
 def _inspect(
-    path: str | Path | None, environ: Mapping[str, str], raw: dict[str, Any] | None = None
+    path: str | Path | None, environ: Mapping[str, str], raw: dict[str, Any] | None = None,
+    every_origin: bool = False,
 ) -> tuple[LoadedConfig | None, list[ConfigIssue]]:
     """Load and validate; ``raw``, when given, receives the merged document and its origins
     (``check_config`` looks for secret files in a document that does not validate)."""
@@ -596,20 +609,23 @@ def _inspect(
         return None, issues
     return LoadedConfig(
         config=config, sources=files, defaults_only=defaults_only, drivers=drivers,
-        notice=notice, origins=dict(origins),
+        notice=notice, origins=dict(origins) if every_origin else _pruned(origins),
     ), []
 
 
-def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] = os.environ) -> LoadedConfig:
+def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] = os.environ,
+                every_origin: bool = False) -> LoadedConfig:
     """Read, merge and validate the configuration.
 
     ``path`` wins over ``ZAAS_EDGE_CONFIG`` in ``environ``, which wins over
     ``/etc/zaas-edge/config.toml``. A missing default file means the
     built-in defaults (``defaults_only`` and ``notice`` say so); a missing
     explicit file is an error. Raises ``ConfigError`` carrying every issue.
-    Secret files are not read here (see ``check_config``).
+    Secret files are not read here (see ``check_config``). ``origins`` keeps only where a key's
+    file differs from its table's (``LoadedConfig.origin`` answers for every key); with
+    ``every_origin`` it holds every key that a file set (``config show`` marks them).
     """
-    loaded, issues = _inspect(path, environ)
+    loaded, issues = _inspect(path, environ, every_origin=every_origin)
     if loaded is None:
         raise ConfigError(issues)
     return loaded

@@ -416,7 +416,19 @@ def parse_profile(text: str, file: str = "<profile>") -> Profile:
 
 
 def load_profile(path: str | Path) -> Profile:
+    """A profile file of one's own. Devices that name the same file share one (frozen) Profile: a
+    building of 300 meters of one model holds its map once, not 300 times; an edited file (another
+    modification time or size) is read again."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), "", f"cannot read profile: {exc.strerror}")]) from exc
+    return _load_profile(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=64)
+def _load_profile(path: Path, _mtime_ns: int, _size: int) -> Profile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -81,7 +81,7 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
     """
     path = _global_path(ctx)
     try:
-        loaded = load_config(path)
+        loaded = load_config(path, every_origin=True)
     except ConfigError as exc:
         _fail(exc.issues)
         return
