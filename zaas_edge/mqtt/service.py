@@ -17,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import random
 import re
 import time
@@ -81,7 +82,9 @@ class MqttService(Service):
         self._events: collections.deque[bytes] = collections.deque()
         self._availability: dict[str, bool] = {}  # as last published
         self._reported: dict[str, bool] = {}  # as the drivers' device.availability events last said
-        self._announced: dict[str, bytes] = {}  # by device; "" for the gateway's own device
+        # The digest of the discovery last sent, by device ("" for the gateway's own): enough to know
+        # a payload changed, without holding some 5 kB of JSON per device for as long as the daemon runs.
+        self._announced: dict[str, bytes] = {}
         self._identities_seen: dict[tuple[str, str], DeviceIdentity] = {}  # as the last announcement had them
         self._schedule_cache: tuple[int, Schedules] | None = None
         self._seen_discovery: set[str] = set()  # our object ids with a retained configuration
@@ -547,9 +550,9 @@ class MqttService(Service):
         msgs = []
         topic, doc = gateway_config(self.topics, self.ctx.config().gateway.site)
         payload = dumps(doc)
-        if self._announced.get("") != payload:
+        if self._announced.get("") != (digest := _digest(payload)):
             msgs.append((topic, payload, True))
-            self._announced[""] = payload
+            self._announced[""] = digest
         for device, specs in sorted(devices.items()):
             if not specs:
                 continue
@@ -558,9 +561,9 @@ class MqttService(Service):
                 driver = next((i for i in info.values() if device in i.identities), None)
             topic, doc = device_config(self.topics, device, specs, info=self._device_info(device, driver))
             payload = dumps(doc)
-            if self._announced.get(device) != payload:
+            if self._announced.get(device) != (digest := _digest(payload)):
                 msgs.append((topic, payload, True))
-                self._announced[device] = payload
+                self._announced[device] = digest
         self.publisher.new_points.clear()
         self.ctx.status["devices"] = len(devices)
         await self._publish_many(conn, msgs)
@@ -626,6 +629,10 @@ class MqttService(Service):
             self._count_queue_drops(conn)
             self.ctx.status["offered"] = self.publisher.offered
             self.ctx.status["overrides"] = self.overrides.snapshot(now)
+
+
+def _digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 @functools.lru_cache(maxsize=64)
