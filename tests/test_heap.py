@@ -34,3 +34,27 @@ def test_settle_freezes_what_lives_and_unsettle_makes_it_collectable_again() -> 
         assert after() is None
     finally:
         heap.unsettle()
+
+
+def test_trim_gives_freed_pages_back_to_the_system() -> None:
+    """On glibc the allocator's free pages go back: the resident size falls after a large free."""
+    import platform
+
+    def rss_kb() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4
+
+    if platform.libc_ver()[0] != "glibc":
+        assert heap.trim() in (True, False)
+        return
+    # Large holes between blocks that stay: free pages inside the heap, which glibc keeps until asked.
+    kept, freed = [], []
+    for _ in range(2_000):
+        freed.append(bytearray(16_000))
+        kept.append(bytearray(600))
+    before = rss_kb()
+    del freed
+    gc.collect()
+    assert heap.trim() is True
+    assert rss_kb() < before - 10_000
+    assert len(kept) == 2_000

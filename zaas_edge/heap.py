@@ -7,11 +7,16 @@ trigger one every few seconds: 5 to 10 % of the daemon's CPU went to the collect
 daemon has settled (``settle``), they are moved out of its sight (``gc.freeze``); what is made
 afterwards is collected as before. A reload lets go of them first (``unsettle``): the replaced
 configuration must be collectable, and the heap is settled again once the new one runs.
+
+Settling also hands back to the system the memory start-up used and freed (reading the
+configuration, the first discovery of every device): the C allocator keeps freed pages for
+itself unless asked (``malloc_trim``, glibc only; elsewhere nothing is done). About 1.5 MB of a
+Pi's memory in a building of 100 meters.
 """
 
 from __future__ import annotations
 
-__all__ = ["SETTLE_S", "settle", "unsettle", "frozen"]
+__all__ = ["SETTLE_S", "settle", "unsettle", "frozen", "trim"]
 
 import gc
 
@@ -19,10 +24,26 @@ SETTLE_S = 5.0  # after the daemon is ready: its drivers have built their device
 
 
 def settle() -> int:
-    """Collect what start-up left over, then freeze what survives; returns the objects frozen."""
+    """Collect what start-up left over, freeze what survives, give freed pages back; returns the
+    objects frozen."""
     gc.collect()
     gc.freeze()
+    trim()
     return gc.get_freeze_count()
+
+
+def trim() -> bool:
+    """Return the C allocator's free pages to the system; False where there is no ``malloc_trim``."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    malloc_trim(0)
+    return True
 
 
 def unsettle() -> None:
