@@ -2,6 +2,9 @@
 #   make demo   run the daemon in a simulated building (hil/scenario.py, config/demo.toml)
 #   make test   run the whole test suite
 #   make bench  run the benchmarks under bench/
+#   make hil    every scenario file of hil/scenarios/building/ against the real daemon (about 20 minutes)
+#   make soak   the demo building for an hour (DURATION=20m), the daemon's memory, fds, store and backlog judged
+#   make demo-day  the demo building's day in ten minutes (a time scale of 144)
 #   make lint   static checks
 #   make install / make uninstall   the service on a Pi, as root (systemd/install.sh; DESTDIR= for a scratch root)
 
@@ -13,7 +16,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint venv mosquitto clean install uninstall
+.PHONY: demo demo-day hil soak test bench lint venv mosquitto clean install uninstall
 
 venv: $(STAMP)
 
@@ -41,8 +44,22 @@ mosquitto:
 # .demo/config.toml from config/demo.toml and runs the real daemon on it.
 demo: $(STAMP)
 	@echo "zaas-edge demo: the real daemon in a simulated building (Ctrl-C stops everything)."
-	@echo "In another terminal:  $(BIN)/zaas-edge -c .demo/config.toml status --points"
+	@echo "In another terminal:  $(BIN)/zaas-edge -c .demo/config.toml status --watch"
 	$(BIN)/python -m hil.scenario --config config/demo.toml --run-dir .demo
+
+demo-day: $(STAMP)
+	$(BIN)/python -m hil.scenario --config config/demo.toml --run-dir .demo --time-scale 144 --start 21:30
+
+# Every HIL scenario file against the real daemon in the simulated building (about 20 minutes);
+# reports in .hil/reports/<name>/. HIL_SCENARIOS=hil/scenarios/building/garbage.toml for one.
+HIL_SCENARIOS ?= hil/scenarios/building/*.toml
+hil: $(STAMP) mosquitto
+	$(BIN)/python -m hil.run $(HIL_SCENARIOS) --run-dir .hil --report-dir .hil/reports
+
+# Memory, file descriptors, store and backlog of the daemon in the demo building, every minute,
+# judged for growth after a warm-up (hil/soak.py); exits non-zero when a bound breaks.
+soak: $(STAMP) mosquitto
+	$(BIN)/python -m hil.soak --duration $(or $(DURATION),1h)
 
 test: $(STAMP) mosquitto
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -60,4 +77,4 @@ install uninstall:
 	@DESTDIR="$(DESTDIR)" PYTHON="$(PYTHON)" WHEEL="$(WHEEL)" PIP_ARGS="$(PIP_ARGS)" PURGE="$(PURGE)" sh systemd/install.sh $@
 
 clean:
-	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .demo .soak .hil build *.egg-info .pytest_cache .hypothesis
