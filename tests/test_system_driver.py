@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from zaas_edge.drivers.system import SystemDriver, SystemOptions
@@ -38,9 +39,21 @@ async def test_first_sample_reaches_the_hub_with_plausible_values(tmp_path: Path
 
 def test_cpu_usage_is_a_share_between_two_samples(tmp_path: Path) -> None:
     _, first = read_system(tmp_path, None)
-    sum(i * i for i in range(200_000))  # some CPU work between the samples
-    values, _ = read_system(tmp_path, first)
+    assert first is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # work until the kernel's jiffies have moved on
+        sum(i * i for i in range(50_000))
+        values, now = read_system(tmp_path, first)
+        if now is not None and now[1] > first[1]:
+            break
     assert 0.0 <= values["cpu_usage"] <= 100.0
+
+
+def test_cpu_usage_is_left_out_when_no_time_has_passed(tmp_path: Path) -> None:
+    _, first = read_system(tmp_path, None)
+    assert first is not None
+    values, _ = read_system(tmp_path, (first[0], first[1] + 10**9))
+    assert "cpu_usage" not in values
 
 
 def test_cpu_temperature_prefers_the_cpu_zone(tmp_path: Path) -> None:
