@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_ble_bthome import KEY, MAC, encrypt_advert
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "ble_adverts.jsonl"
@@ -39,7 +40,7 @@ def test_scan_lists_the_sensors_heard_with_their_values() -> None:
 
 # ---------------------------------------------------------------------------------------------- decode
 
-_register()
+register()
 RUUVI_DF5 = "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F"  # the Ruuvi spec's "valid data" example
 SEALED = encrypt_advert(bytes.fromhex("02ca0903bf13"), 7).hex()  # temperature 25.06, humidity 50.55
 

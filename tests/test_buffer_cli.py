@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
 from zaas_edge.cli.buffer_cmd import parse_time
+from zaas_edge.cli.group import register
 from zaas_edge.model import Alarm, Event, Lane, Reading, Severity, Stamp
 from zaas_edge.store import Store
 
 T0 = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z
 
-_register()
+register()
 
 
 @pytest.fixture

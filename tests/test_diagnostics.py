@@ -9,7 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
 SECRET = "s3cr3t-broker-password"
 
@@ -38,7 +39,7 @@ type = "system"
 
 
 def test_bundle_holds_config_status_versions_and_no_secret(tmp_path: Path) -> None:
-    _register()
+    register()
     cfg = _config(tmp_path)
     out = tmp_path / "bundle.tar.gz"
     result = CliRunner().invoke(cli, ["-c", str(cfg), "diagnostics", "--output", str(out)])
@@ -68,7 +69,7 @@ def test_secret_values_are_scrubbed_from_every_file(tmp_path: Path, monkeypatch)
     """Even a file that happened to contain the secret (a journal line, say) is scrubbed."""
     import zaas_edge.diagnostics as diag
 
-    _register()
+    register()
     cfg = _config(tmp_path)
     monkeypatch.setattr(diag, "_run", lambda cmd, timeout=10.0: f"login failed for edge with {SECRET}\n")
     out = tmp_path / "b.tar.gz"

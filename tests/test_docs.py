@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 import pytest
 
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,7 @@ def _commands(group: click.Group, prefix: str = "zaas-edge") -> list[tuple[str, 
     return out
 
 
-_register()
+register()
 COMMANDS = _commands(cli)
 
 
@@ -43,11 +44,39 @@ def test_the_daemon_loads_only_the_commands_it_needs() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from zaas_edge.cli import _register, cli; _register(['-c', 'x.toml', 'run']); "
+    code = ("import sys; from zaas_edge.cli import cli; from zaas_edge.cli.group import register; "
+            "register(['-c', 'x.toml', 'run']); "
             "print(sorted(cli.commands)); print('zaas_edge.drivers.modbus.cli' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert "run" in out[0] and "scan" not in out[0]
     assert out[1] == "False"
+
+
+def test_the_daemon_starts_without_click() -> None:
+    """``zaas-edge [-c FILE] run`` goes straight to the daemon: click and the command modules would
+    stay in its memory for its whole life. The daemon is stood in for by one that reports what is loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zaas_edge.daemon as d; "
+            "d.run_daemon = lambda path: print(path, 'click' in sys.modules, "
+            "any(m.startswith('zaas_edge.cli.') for m in sys.modules)) or 7; "
+            "from zaas_edge.cli import main; main(sys.argv[1:])")
+    for args, path in ((["-c", "x.toml", "run"], "x.toml"), (["--config=y.toml", "run"], "y.toml"), (["run"], "None")):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert done.stdout.split() == [path, "False", "False"], done.stderr
+        assert done.returncode == 7
+
+
+def test_only_the_daemon_alone_skips_click() -> None:
+    from zaas_edge.cli import daemon_invocation
+
+    assert daemon_invocation(["-c", "a.toml", "run"]) == (True, "a.toml")
+    assert daemon_invocation(["run"]) == (True, None)
+    assert daemon_invocation(["run", "--help"])[0] is False
+    assert daemon_invocation(["-c", "a.toml", "status"])[0] is False
+    assert daemon_invocation(["run", "-c", "a.toml"])[0] is False  # click says what is wrong
+    assert daemon_invocation([])[0] is False
 
 
 def test_the_load_shedding_example_is_a_valid_configuration(tmp_path: Path) -> None:

@@ -89,7 +89,8 @@ def test_the_diagnostics_bundle_scrubs_every_lora_key_and_any_token(tmp_path: Pa
     from click.testing import CliRunner
 
     import zaas_edge.diagnostics as diag
-    from zaas_edge.cli import _register, cli
+    from zaas_edge.cli import cli
+    from zaas_edge.cli.group import register
 
     keys = tmp_path / "lora-keys.toml"
     save_keys(keys, DEMO_DEVICES)
@@ -102,7 +103,7 @@ def test_the_diagnostics_bundle_scrubs_every_lora_key_and_any_token(tmp_path: Pa
     monkeypatch.setattr(diag, "_run", lambda cmd, timeout=10.0: journal)
     monkeypatch.setenv("ZAAS_ENROLL_TOKEN", "env-token-0042")
     monkeypatch.setattr(diag, "collect", lambda loaded, status: {"journal.txt": journal + "env-token-0042\n"})
-    _register()
+    register()
     out = tmp_path / "b.tar.gz"
     result = CliRunner().invoke(cli, ["-c", str(cfg), "diagnostics", "-o", str(out)])
     assert result.exit_code == 0, result.output

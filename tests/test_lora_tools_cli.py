@@ -20,9 +20,10 @@ from zaas_edge.drivers.lora.describe import FrameKeys, MicStatus, describe_frame
 from zaas_edge.drivers.lora.keys import load_keys, save_keys
 
 from hil.lora_forwarder import DEMO_DEVICES, SimDevice, SimOtaaDevice, em300_di_payload
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
-_register()
+register()
 ROOT = Path(__file__).resolve().parent.parent
 WATER = DEMO_DEVICES[0]
 NWK, APP = WATER.nwk_skey.hex().upper(), WATER.app_skey.hex().upper()

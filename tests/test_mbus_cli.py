@@ -16,10 +16,11 @@ from zaas_edge.drivers.mbus.records import Coding, Function
 
 from hil.mbus_sim import MBusSimulator
 from tests.corpora import corpus_dir
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
 ROOT = Path(__file__).resolve().parent.parent
-_register()
+register()
 
 TELEGRAM = rsp_ud(3, LongHeader(7, 0, 0, "87654321", "EFE", 2, 6), [
     RecordSpec(b"\x04", 123450, Coding.INT32),

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hil.daemon_harness import write_config
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
-_register()
+register()
 ROOT = Path(__file__).resolve().parents[1]
 
 DRIVERS = """

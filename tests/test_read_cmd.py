@@ -15,9 +15,10 @@ from hil.daemon_harness import SYSTEM_DRIVER, DaemonProcess, write_config
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, constant
 from hil.mbus_sim import MBusSimulator
 from hil.modbus_sim import SimProcess
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
-_register()
+register()
 T0 = 1_767_261_600
 
 

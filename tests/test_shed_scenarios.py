@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 from zaas_edge.rules.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = sorted((ROOT / "hil" / "scenarios" / "shed").glob("*.toml"))
-_register()
+register()
 
 
 def simulate_json(path: Path) -> dict[str, object]:

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil import linky_breaker
-from zaas_edge.cli import _register, main
+from zaas_edge.cli import main
+from zaas_edge.cli.group import register
 from zaas_edge.clock import FakeClock
 from zaas_edge.config_model import StoreSection
 from zaas_edge.errors import ConfigError
@@ -27,7 +28,7 @@ from zaas_edge.store import Writer
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = ROOT / "hil" / "scenarios" / "shed" / "step.toml"
-_register()
+register()
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -17,11 +17,12 @@ from zaas_edge.drivers.tic import Group, Horodate, Mode, TicOptions, encode_fram
 from hil.linky_sim import LinkyMeter, LinkySimulator, MeterConfig, constant
 from hil.linky_tariff import Contract
 from tests.corpora import corpus_cases, corpus_dir
-from zaas_edge.cli import _register, cli
+from zaas_edge.cli import cli
+from zaas_edge.cli.group import register
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_767_261_600
-_register()
+register()
 
 
 def run(*args: str, input: bytes | None = None):

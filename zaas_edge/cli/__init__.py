@@ -1,97 +1,108 @@
-"""The ``zaas-edge`` command: a thin click layer over the library.
+"""The ``zaas-edge`` command: its entry point, and the one way a failure reaches the technician.
 
-Every command has ``--help``, prints tables for people and ``--json`` for
-scripts, and fails with one line on stderr and a non-zero exit, never a
-traceback. Command groups live in sibling modules and register themselves on
-``main`` when imported below.
+Every command fails with one line on stderr and a non-zero exit, never a traceback. The
+commands are a thin click layer over the library (``zaas_edge.cli.group``, on which the
+command modules register). The daemon, ``run``, does not go through click: it has no options
+of its own, and click with its command modules would stay in the daemon's memory for its whole
+life (some 1.3 MB of a 1 GB box's). ``main`` starts it straight away when the arguments are the
+global ``--config`` and ``run`` alone; anything else (``run --help`` included) goes to click.
 """
 
 from __future__ import annotations
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "daemon_invocation", "one_line_errors", "say", "EXIT_ERROR", "EXIT_CONFIG"]
 
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import click
-
-from zaas_edge import __version__
 from zaas_edge.errors import ConfigError, ZaasError
+
+if TYPE_CHECKING:
+    import click
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="zaas-edge")
-@click.option(
-    "--config", "-c", "config_path", envvar="ZAAS_EDGE_CONFIG", type=click.Path(dir_okay=False),
-    default=None, help="Configuration file [env ZAAS_EDGE_CONFIG; default /etc/zaas-edge/config.toml].",
-)
-@click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
-    """zaas-edge: the building gateway (meters, buffer, load shedding, MQTT, sync)."""
-    ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
+def __getattr__(name: str) -> click.Group:
+    """``cli``, the click group, loaded when a command module or a test asks for it."""
+    if name == "cli":
+        from zaas_edge.cli.group import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _register(argv: list[str] | None = None) -> None:
-    """Add the commands to ``cli`` (each module registers its own on import).
+def say(line: str) -> None:
+    """One line on stderr, prefixed with the program's name."""
+    print(f"zaas-edge: {line}", file=sys.stderr, flush=True)
 
-    ``run`` is the daemon: it needs none of the technicians' commands, and
-    importing every driver's CLI would cost the daemon megabytes of RSS for
-    its whole life on a 1 GB box.
+
+def daemon_invocation(args: list[str]) -> tuple[bool, str | None]:
+    """Whether ``args`` ask for the daemon and nothing else, and the configuration they name.
+
+    ``-c FILE``, ``--config FILE`` and ``--config=FILE`` may come before ``run``; any other
+    word (an option of ``run``, ``--help``, a stray argument) leaves it to click, which says
+    what is wrong or runs the daemon as well.
     """
-    if _subcommand(sys.argv[1:] if argv is None else argv) == "run":
-        from zaas_edge.cli import daemon_cmd  # noqa: F401
-        return
-    from zaas_edge.cli import commands  # noqa: F401
+    path: str | None = None
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-c", "--config") and i + 1 < len(args) and not rest:
+            path, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--config=") and not rest:
+            path = arg.partition("=")[2]
+        else:
+            rest.append(arg)
+        i += 1
+    return rest == ["run"], path
 
 
-def _subcommand(args: list[str]) -> str | None:
-    """The first word that is not a global option or its value."""
-    takes_value = {"-c", "--config"}
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in takes_value:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
+def _run_daemon(path: str | None) -> int:
+    from zaas_edge.daemon import run_daemon
+
+    return run_daemon(path)  # ``ZAAS_EDGE_CONFIG`` is the loader's when no path is given
+
+
+def _run_click(args: list[str]) -> int:
+    from zaas_edge.cli.group import run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn every expected failure into one line."""
-    _register(argv)
+    """Entry point: run the command and turn every expected failure into one line."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    daemon, path = daemon_invocation(args)
+    sys.exit(one_line_errors(lambda: _run_daemon(path) if daemon else _run_click(args)))
+
+
+def one_line_errors(command: Callable[[], int]) -> int:
+    """``command``'s exit status, with each failure it may raise turned into one line on stderr."""
     try:
-        rc = cli.main(args=argv, prog_name="zaas-edge", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("zaas-edge: aborted", err=True)
-        sys.exit(EXIT_ERROR)
-    except click.ClickException as exc:
-        click.echo(f"zaas-edge: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        return command()
     except ConfigError as exc:
         for issue in exc.issues:
-            click.echo(f"zaas-edge: config error: {issue}", err=True)
-        sys.exit(EXIT_CONFIG)
+            say(f"config error: {issue}")
+        return EXIT_CONFIG
     except ZaasError as exc:
-        click.echo(f"zaas-edge: error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+        say(f"error: {exc}")
+        return EXIT_ERROR
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        click.echo(f"zaas-edge: error: {exc.strerror or exc}{where}", err=True)
-        sys.exit(EXIT_ERROR)
+        say(f"error: {exc.strerror or exc}{where}")
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except SystemExit:
         raise
     except BaseException as exc:  # last resort: still one line, no traceback
-        click.echo(f"zaas-edge: internal error: {type(exc).__name__}: {exc} "
-                   "(run with ZAAS_EDGE_DEBUG=1 for details)", err=True)
+        say(f"internal error: {type(exc).__name__}: {exc} (run with ZAAS_EDGE_DEBUG=1 for details)")
         if os.environ.get("ZAAS_EDGE_DEBUG"):
             raise
-        sys.exit(EXIT_ERROR)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        return EXIT_ERROR
