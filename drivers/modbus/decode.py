@@ -374,6 +374,9 @@ def decode_value(registers: Sequence[int], spec: RegisterSpec, sf_register: int 
 ValueDecoder = Callable[[bytes, int], float | None]  # (response bytes, byte offset) -> value, None if missing
 
 _WORDS: dict[int, struct.Struct] = {}
+# One precompiled struct per number format, shared by every decoder of that type (a building's
+# thousands of float32 points use one).
+_UNPACK = {dtype: struct.Struct(fmt).unpack_from for dtype, fmt in _STRUCT.items()}
 
 
 def registers_bytes(registers: Sequence[int]) -> bytes | None:
@@ -397,14 +400,14 @@ def compile_value(spec: RegisterSpec) -> ValueDecoder | None:
 
     For the common point only, a number in ``ABCD`` order with no bit field and no sentinel but a
     float's NaN or infinity (a building of float32 meters polls nothing else); None for any other
-    spec, which ``decode_value`` decodes. One precompiled ``struct`` per point instead of a list, a
+    spec, which ``decode_value`` decodes. One precompiled ``struct`` per format instead of a list, a
     byte string and a format lookup per point per poll. A scale-factor register is the caller's
     business: a point with one is decoded by ``decode_value``.
     """
     if (spec.dtype is DataType.STRING or spec.bit is not None or spec.mask is not None
             or spec.order is not WordOrder.ABCD or spec.sentinel is not SentinelPolicy.NONE or spec.sentinel_values):
         return None
-    unpack = struct.Struct(_STRUCT[spec.dtype]).unpack_from
+    unpack = _UNPACK[spec.dtype]
     scale, offset = spec.scale, spec.offset
     if spec.dtype.is_float:
         isfinite = math.isfinite

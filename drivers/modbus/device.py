@@ -47,7 +47,6 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from zaas_edge.aio import checkpoint
 from zaas_edge.backoff import Backoff
@@ -62,9 +61,6 @@ from .cost import RequestCost
 from .decode import (
     DataType,
     Decoded,
-    RegisterSpec,
-    ValueDecoder,
-    compile_value,
     decode_scale_factor,
     decode_string,
     decode_value,
@@ -73,9 +69,9 @@ from .decode import (
     registers_bytes,
 )
 from .identify import find_marker
+from .layout import BlockPlan, DecodeEntry, Layout, build_entries, layout_for
 from .options import DeviceOptions, ModbusOptions
-from .plan import Block, Plan, ReadPoint, Scheduler, Table
-from .profile import Profile, sf_key
+from .plan import Block, Plan, Scheduler, Table
 from .transport import EXCEPTION_NAMES, CrcError, ExceptionResponse, LinkDown, NoResponse
 
 log = logging.getLogger("zaas_edge.drivers.modbus")
@@ -87,74 +83,6 @@ COUNTED = (Counter.REQUESTS, Counter.ANSWERS, Counter.TIMEOUTS, Counter.CHECKSUM
            Counter.EXCEPTIONS, Counter.LINK_ERRORS, Counter.MISSING_VALUES, Counter.OVERRUNS)
 
 
-@dataclass(frozen=True, slots=True)
-class DecodeEntry:
-    """What decoding one point needs, resolved once (profile plus overrides)."""
-
-    quantity: str
-    spec: RegisterSpec
-    unit: str
-    resolution: float
-    sf: str | None  # plan key of its scale-factor register
-    sf_address: int | None  # after relocation
-    writable: bool
-    table: Table
-    address: int  # after relocation
-    is_string: bool
-    plausible: tuple[float, float] = (-math.inf, math.inf)  # outside: stored with quality error
-
-
-def build_entries(profile: Profile, opts: DeviceOptions, shift: int = 0) -> dict[str, DecodeEntry]:
-    """Every enabled point of the device, with the configuration's overrides applied."""
-    out: dict[str, DecodeEntry] = {}
-    for p in profile.points:
-        ov = opts.points.get(p.quantity)
-        if ov is not None and not ov.enabled:
-            continue
-        spec = profile.register_spec(p)
-        if ov is not None:
-            changes: dict[str, Any] = {}
-            if ov.scale is not None:
-                changes["scale"] = ov.scale
-            if ov.offset is not None:
-                changes["offset"] = ov.offset
-            if ov.word_order is not None:
-                changes["order"] = ov.word_order
-            if changes:
-                spec = RegisterSpec(**{**{f: getattr(spec, f) for f in RegisterSpec.__slots__}, **changes})
-        writable = p.writable if ov is None or ov.writable is None else ov.writable
-        out[p.quantity] = DecodeEntry(
-            p.quantity, spec, p.unit, p.resolution,
-            sf_key(p.scale_factor) if p.scale_factor is not None else None,
-            p.scale_factor + shift if p.scale_factor is not None else None,
-            writable, profile.table_of(p), p.address + shift, p.type is DataType.STRING, p.plausible_range)
-    return out
-
-
-def _intervals(profile: Profile, opts: DeviceOptions, entries: Mapping[str, DecodeEntry]) -> dict[str, int]:
-    out = {}
-    for p in profile.points:
-        if p.quantity not in entries:
-            continue
-        ov = opts.points.get(p.quantity)
-        if ov is not None and ov.interval_s is not None:
-            s = ov.interval_s
-        elif p.interval_s is not None:
-            s = p.interval_s
-        else:
-            default = profile.interval_s(p)
-            slow = default == profile.defaults.slow_interval_s and default != profile.defaults.fast_interval_s
-            if slow:
-                s = opts.interval_slow_s or default
-            else:
-                s = opts.interval_fast_s or default
-        out[p.quantity] = int(s * 1e9)
-    return out
-
-
-_BlockPlan = tuple[tuple[tuple[str, int, ValueDecoder], ...], tuple[ReadPoint, ...]]
-
-
 @dataclass
 class PollResult:
     values: dict[str, Decoded | str] = field(default_factory=dict)
@@ -163,8 +91,22 @@ class PollResult:
     error: str | None = None
 
 
+_NONE: frozenset[str] = frozenset()  # no point missing, none implausible: what nearly every device holds
+
+
 class Device:
-    """Polls one unit id on a bus and keeps its health."""
+    """Polls one unit id on a bus and keeps its health.
+
+    What its profile and options make of it (entries, decoders, plan, intervals) is a ``Layout``
+    shared with every device of the same inputs; a device keeps only what is its own (its id and
+    unit, its health and schedule, a plan of its own once it learns barriers or unreadable
+    registers). Slotted: a building holds hundreds.
+    """
+
+    __slots__ = ("opts", "bus_opts", "bus", "ctx", "id", "unit", "profile", "timeout", "gap_s", "health",
+                 "last_exception", "shift", "layout", "entries", "intervals", "plan", "_block_plans", "scheduler",
+                 "_points", "_missing", "_implausible", "_poll_lock", "backoff", "_state_loaded",
+                 "_exception_code", "_bad_log")
 
     def __init__(self, opts: DeviceOptions, bus_opts: ModbusOptions, bus: Bus,
                  ctx: DriverContext | None = None) -> None:
@@ -175,8 +117,7 @@ class Device:
         self.id = opts.id
         self.unit = opts.unit
         self.profile = opts.resolved_profile
-        self._points: list[Point] = []
-        self._points_key: tuple[int, int] | None = None  # model_points() is rebuilt when the entries change
+        self._points: tuple[Mapping[str, DecodeEntry], tuple[Point, ...]] | None = None  # model_points(), per entries
         self.timeout = opts.timeout_s or bus_opts.timeout_s
         self.gap_s = (opts.inter_frame_delay_ms / 1000 if opts.inter_frame_delay_ms is not None
                       else bus_opts.frame_gap_s)
@@ -185,13 +126,13 @@ class Device:
         self.last_exception: int | None = None  # exception code (other than 02) of the last poll, if any
         self.shift: int | None = None if self._needs_detection else 0
         self._set_layout(self.shift or 0)
-        self._missing: set[str] = set()
-        self._implausible: set[str] = set()  # points whose last value was outside their plausible range
+        self._missing: frozenset[str] = _NONE  # points whose last value was missing (replaced on change, rare)
+        self._implausible: frozenset[str] = _NONE  # points whose last value was outside their plausible range
         self._poll_lock = asyncio.Lock()  # a poll-now and a scheduled poll do not interleave
         self.backoff = Backoff(bus_opts.retry_initial_s, bus_opts.retry_max_s)  # retries while offline
         self._state_loaded = False
         self._exception_code: int | None = None  # announced state, for one event per change
-        self._bad_log = Pacer(BAD_RESPONSE_LOG_S)  # one journal line a minute about answers of the wrong shape
+        self._bad_log: Pacer | None = None  # one journal line a minute about answers of the wrong shape, once one came
 
     # -- layout ---------------------------------------------------------------------
 
@@ -201,35 +142,32 @@ class Device:
         return d is not None and d.relocate
 
     def _set_layout(self, shift: int) -> None:
-        self.entries = build_entries(self.profile, self.opts, shift)
-        # Points decoded straight from a response's bytes (compile_value); the others by decode_value.
-        self._decoders: dict[str, ValueDecoder] = {}
-        for q, e in self.entries.items():
-            dec = compile_value(e.spec) if e.sf is None and not e.is_string and not e.table.is_bits else None
-            if dec is not None:
-                self._decoders[q] = dec
-        self._block_plans: dict[int, tuple[Block, _BlockPlan]] = {}
-        self._with_deps: dict[frozenset[str], frozenset[str]] = {}
-        points = [rp for rp in self.profile.read_points(shift)
-                  if rp.key in self.entries or rp.key in self._sf_keys()]
-        self.plan = Plan.build(points, self.profile.defaults.max_gap,
-                               cost=RequestCost.for_bus(self.bus_opts, self.gap_s))
-        self.intervals = _intervals(self.profile, self.opts, self.entries)
-        self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
+        self._use(layout_for(self.profile, self.opts, shift, RequestCost.for_bus(self.bus_opts, self.gap_s)))
 
-    def _sf_keys(self) -> set[str]:
-        return {e.sf for e in self.entries.values() if e.sf}
+    def _use(self, layout: Layout) -> None:
+        """Read, plan and decode as ``layout`` says, from a fresh schedule and its (unlearnt) plan."""
+        self.layout = layout
+        self.entries: Mapping[str, DecodeEntry] = layout.entries
+        self.intervals: Mapping[str, int] = layout.intervals
+        self._set_plan(layout.plan)
+        self.scheduler = Scheduler(None, time.monotonic_ns(), layout.groups)
+
+    def _set_plan(self, plan: Plan) -> None:
+        """Read with ``plan``: the layout's, with the decoding plans of its blocks shared, or one this
+        device learnt, whose blocks are its own and so are their decoding plans."""
+        self.plan = plan
+        self._block_plans: dict[int, tuple[Block, BlockPlan]] = (
+            self.layout.block_plans if plan is self.layout.plan else {})
 
     def model_points(self) -> list[Point]:
         """The device's points, built once per set of entries: services ask for them every second."""
-        key = (id(self.entries), len(self.entries))
-        if self._points_key != key:
+        made = self._points
+        if made is None or made[0] is not self.entries:
             described = {p.quantity: p.description for p in self.profile.points}
-            self._points = [Point(self.id, e.quantity, e.unit, e.resolution, described.get(e.quantity, ""),
-                                  e.writable)
-                            for e in self.entries.values() if not e.is_string]
-            self._points_key = key
-        return list(self._points)
+            made = self._points = (self.entries, tuple(
+                Point(self.id, e.quantity, e.unit, e.resolution, described.get(e.quantity, ""), e.writable)
+                for e in self.entries.values() if not e.is_string))
+        return list(made[1])
 
     # -- learnt state ---------------------------------------------------------------
 
@@ -252,7 +190,8 @@ class Device:
         keys = {p.key for p in self.plan.points}
         barriers = frozenset((Table(t), int(a)) for t, a in doc.get("barriers", []))
         unreadable = frozenset(k for k in doc.get("unreadable", []) if k in keys)
-        self.plan = self.plan.with_learnt(barriers, unreadable)
+        if barriers != self.plan.barriers or unreadable != self.plan.unreadable:  # else keep the shared plan
+            self._set_plan(self.plan.with_learnt(barriers, unreadable))
 
     async def _save_state(self) -> None:
         if self.ctx is None:
@@ -310,6 +249,8 @@ class Device:
         """One journal line per device per ``BAD_RESPONSE_LOG_S`` about answers of the wrong shape,
         with the count since the previous line: a device answering garbage to every poll must not
         write a line per poll (the counter has them all)."""
+        if self._bad_log is None:
+            self._bad_log = Pacer(BAD_RESPONSE_LOG_S)
         held = self._bad_log.admit("bad_response", time.monotonic())
         if held is None:
             return
@@ -382,7 +323,7 @@ class Device:
                 break  # silent device or gone port: do not spend a timeout per block
             res.answered = True
             stamp = time.monotonic()
-            compiled, others = self._block_plan(block)
+            compiled, others = self.layout.block_plan(block, self._block_plans)
             data = registers_bytes(regs) if compiled and len(regs) == block.count else None
             if data is None:
                 others = block.points
@@ -412,34 +353,7 @@ class Device:
 
     def _wanted(self, keys: frozenset[str] | set[str]) -> frozenset[str]:
         """The due points this device has, with the scale factors they need (once per due set)."""
-        fixed = keys if isinstance(keys, frozenset) else frozenset(keys)
-        got = self._with_deps.get(fixed)
-        if got is None:
-            got = self.profile.with_dependencies(k for k in fixed if k in self.entries)
-            if len(self._with_deps) > 64:  # a device has few distinct due sets; bound it anyway
-                self._with_deps.clear()
-            self._with_deps[fixed] = got
-        return got
-
-    def _block_plan(self, block: Block) -> _BlockPlan:
-        """How to take a block's answer apart: its points with a compiled decoder and their byte
-        offsets, and the others (scale factors, text, bit fields) as register slices."""
-        hit = self._block_plans.get(id(block))
-        if hit is not None and hit[0] is block:
-            return hit[1]
-        compiled = []
-        others = []
-        for p in block.points:
-            dec = self._decoders.get(p.key) if p.key in self.entries else None
-            if dec is not None and p.count == self.entries[p.key].spec.count:
-                compiled.append((p.key, 2 * (p.address - block.start), dec))
-            else:
-                others.append(p)
-        plan: _BlockPlan = (tuple(compiled), tuple(others))
-        if len(self._block_plans) > 256:
-            self._block_plans.clear()
-        self._block_plans[id(block)] = (block, plan)
-        return plan
+        return self.layout.wanted(keys if isinstance(keys, frozenset) else frozenset(keys))
 
     def _exception_state(self, code: int | None) -> None:
         """Announce a change in the exception the device answers with (02 is the planner's business)."""
@@ -475,7 +389,7 @@ class Device:
 
     async def _split(self, block: Block) -> None:
         before = self.plan.unreadable
-        self.plan = self.plan.split(block)
+        self._set_plan(self.plan.split(block))
         lost = self.plan.unreadable - before
         if lost:
             self._log(logging.WARNING, f"device {self.id}: {', '.join(sorted(lost))} refused with exception 02 "
@@ -506,11 +420,11 @@ class Device:
             if d.value is None or not math.isfinite(d.value):
                 self._count(Counter.MISSING_VALUES)
                 if q not in self._missing:
-                    self._missing.add(q)
+                    self._missing |= {q}
                     self._log(logging.WARNING, f"device {self.id}: {q} has no value (sentinel or missing scale factor)")
                 continue
             if q in self._missing:
-                self._missing.discard(q)
+                self._missing -= {q}
                 self._log(logging.INFO, f"device {self.id}: {q} has a value again")
             quality = self._plausibility(q, e, d)
             # Stamp each value when its block arrived, not when the poll ended.
@@ -530,12 +444,12 @@ class Device:
         lo, hi = e.plausible
         if lo <= d.value <= hi:
             if q in self._implausible:
-                self._implausible.discard(q)
+                self._implausible -= {q}
                 self._log(logging.INFO, f"device {self.id}: {q} is plausible again ({d.value:g} {e.unit})")
             return d.quality
         self._count("implausible_values")
         if q not in self._implausible:
-            self._implausible.add(q)
+            self._implausible |= {q}
             self._log(logging.WARNING, f"device {self.id}: {q} reads {d.value:g} {e.unit}, outside its plausible "
                       f"range [{lo:g}, {hi:g}]; stored with quality error (wrong profile, address or word order?)")
         return Quality.ERROR
@@ -548,7 +462,7 @@ class Device:
             change = self.health.success(now)
             if change is not None and change.previous is False:
                 # Restart the schedule: deadlines missed while offline are not overruns.
-                self.scheduler = Scheduler(self.intervals, time.monotonic_ns())
+                self.scheduler = Scheduler(None, time.monotonic_ns(), self.layout.groups)
         else:
             self._count("failed_polls")
             change = self.health.failure(now, res.error or "no answer")
@@ -580,7 +494,7 @@ class Device:
             checkpoint()  # pymodbus can swallow a cancellation: never loop on after a stop
             if self.health.online is False:
                 await asyncio.sleep(self.backoff.next())
-                batch = await self.poll(set(self.entries))
+                batch = await self.poll(self.layout.keys)
             else:
                 nxt = self.scheduler.next_deadline()
                 now = time.monotonic_ns()

@@ -52,7 +52,7 @@ class ModbusDriver(Driver):
     def points(self) -> list[Point]:
         if self.devices:
             return [p for d in self.devices.values() for p in d.model_points()]
-        from .device import build_entries  # before run(): from the configuration alone
+        from .layout import build_entries  # before run(): from the configuration alone
 
         out: list[Point] = []
         for d in self.options.devices:

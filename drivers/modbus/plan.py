@@ -44,6 +44,7 @@ __all__ = [
     "Block",
     "Plan",
     "Scheduler",
+    "interval_groups",
     "coalesce",
     "cheapest",
     "min_requests",
@@ -286,7 +287,9 @@ class Plan:
 
     def blocks_for(self, keys: Iterable[str]) -> tuple[Block, ...]:
         """The requests that read the readable points among ``keys`` (cached per key set)."""
-        wanted = frozenset(keys) - self.unreadable
+        wanted = keys if type(keys) is frozenset else frozenset(keys)  # a due set is one already: no copy
+        if self.unreadable:
+            wanted -= self.unreadable
         hit = self._cache.get(wanted)
         if hit is None:
             hit = cheapest((p for p in self.points if p.key in wanted), self.cost, self.max_gap, self.barriers)
@@ -350,11 +353,30 @@ class Plan:
         return self.with_learnt(frozenset(), frozenset())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     period_ns: int
     keys: frozenset[str]
     deadline_ns: int
+    overruns: int = 0
+
+
+IntervalGroups = tuple[tuple[int, frozenset[str]], ...]
+_NOTHING_DUE: frozenset[str] = frozenset()
+
+
+def interval_groups(intervals_ns: Mapping[str, int]) -> IntervalGroups:
+    """The points of each poll interval, shortest first: what ``Scheduler`` serves together.
+
+    A pure function of the intervals, so devices of one layout share it and each keeps only its
+    deadlines; the frozensets are the due sets ``Scheduler.due`` hands out, the same objects every
+    tick (their hash is computed once, for the caches keyed on them)."""
+    by_period: dict[int, set[str]] = {}
+    for key, period in intervals_ns.items():
+        if period <= 0:
+            raise ValueError(f"point {key!r}: poll interval must be positive, got {period} ns")
+        by_period.setdefault(period, set()).add(key)
+    return tuple((p, frozenset(k)) for p, k in sorted(by_period.items()))
 
 
 class Scheduler:
@@ -370,15 +392,20 @@ class Scheduler:
     ``now_ns`` (``time.monotonic_ns`` live, a fake clock in tests).
     """
 
-    def __init__(self, intervals_ns: Mapping[str, int], start_ns: int) -> None:
-        by_period: dict[int, set[str]] = {}
-        for key, period in intervals_ns.items():
-            if period <= 0:
-                raise ValueError(f"point {key!r}: poll interval must be positive, got {period} ns")
-            by_period.setdefault(period, set()).add(key)
-        self._groups = [_Group(p, frozenset(k), start_ns) for p, k in sorted(by_period.items())]
+    __slots__ = ("_groups", "overruns")
+
+    def __init__(self, intervals_ns: Mapping[str, int] | None, start_ns: int,
+                 groups: IntervalGroups | None = None) -> None:
+        """From the intervals per point key, or from their ``interval_groups`` already made."""
+        if groups is None:
+            groups = interval_groups(intervals_ns or {})
+        self._groups = [_Group(p, k, start_ns) for p, k in groups]
         self.overruns = 0
-        self.overruns_by_period: dict[int, int] = {p: 0 for p in by_period}
+
+    @property
+    def overruns_by_period(self) -> dict[int, int]:
+        """Skipped deadlines per poll interval (ns)."""
+        return {g.period_ns: g.overruns for g in self._groups}
 
     def next_deadline(self) -> int | None:
         """The earliest deadline not yet served (when to wake up next)."""
@@ -386,16 +413,16 @@ class Scheduler:
 
     def due(self, now_ns: int) -> frozenset[str]:
         """The points due at ``now_ns``; marks them served and advances their deadlines."""
-        out: set[str] = set()
+        out: frozenset[str] | None = None
         for g in self._groups:
             if g.deadline_ns > now_ns:
                 continue
-            out |= g.keys
+            out = g.keys if out is None else out | g.keys
             nxt = g.deadline_ns + g.period_ns
             if nxt <= now_ns:
                 missed = (now_ns - g.deadline_ns) // g.period_ns
                 nxt = g.deadline_ns + (missed + 1) * g.period_ns
                 self.overruns += missed
-                self.overruns_by_period[g.period_ns] += missed
+                g.overruns += missed
             g.deadline_ns = nxt
-        return frozenset(out)
+        return _NOTHING_DUE if out is None else out
