@@ -44,14 +44,24 @@ class GatewayDriverContext:
         self.counters = counters
         self._backlog = backlog
         self.last_emit_mono: float | None = None
+        # device -> quantity -> point key: a driver names its points again at every poll, and
+        # formatting each key anew costs more than the rest of a reading.
+        self._keys: dict[str, dict[str, str]] = {}
 
     def now(self) -> Stamp:
         return self._clock.now()
 
     def reading(self, quantity: str, value: float, unit: str, quality: Quality = Quality.OK,
                 stamp: Stamp | None = None, device_id: str | None = None) -> Reading:
-        return Reading.at(stamp or self._clock.now(), point_key(device_id or self.driver_id, quantity),
-                          float(value), unit, quality)
+        device = device_id or self.driver_id
+        keys = self._keys.get(device)
+        if keys is None:
+            keys = self._keys[device] = {}
+        key = keys.get(quantity)
+        if key is None:
+            key = keys[quantity] = point_key(device, quantity)
+        s = stamp or self._clock.now()
+        return Reading(key, float(value), unit, s.wall_ns, s.mono_ns, s.boot_id, s.synced, quality)
 
     def emit(self, readings: Iterable[Reading], *, live: Iterable[Reading] = ()) -> None:
         batch = readings if isinstance(readings, list) else list(readings)

@@ -501,7 +501,8 @@ class MqttService(Service):
                 p = pts.get(q)
                 spec = spec_of(p) if p is not None else PointSpec(q, r.unit)
                 # Within its schedule a value is current: expire_after follows the device, not one figure.
-                expire = int(max(60.0, 2 * self.policies.max_interval(f"{device}/{q}"), limit))
+                # r.point is "<device>/<q>" already: the policy cache keeps the daemon's one key string.
+                expire = int(max(60.0, 2 * self.policies.max_interval(r.point), limit))
                 specs[q] = dataclasses.replace(spec, expire_after_s=expire)
         return out, owner
 

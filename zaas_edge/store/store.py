@@ -177,9 +177,10 @@ class Store:
 
     def _point_id(self, key: str, unit: str) -> int:
         pid = self._conn.execute("INSERT INTO point (key, unit) VALUES (?, ?)", (key, unit)).lastrowid
-        self._pid[(key, unit)] = pid
-        self._point_by_id[pid] = (key, unit)
-        self._new_points.append((key, unit))
+        ku = (key, unit)  # one tuple for both lookups
+        self._pid[ku] = pid
+        self._point_by_id[pid] = ku
+        self._new_points.append(ku)
         return pid
 
     def _boot_id(self, boot: str) -> int:

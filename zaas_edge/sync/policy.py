@@ -79,12 +79,17 @@ class PolicySet:
         ]
         self._counter = UploadPolicy(counter_policy, window_s)
         self._default = UploadPolicy(default_policy, window_s)
-        self._cache: dict[tuple[str, str], UploadPolicy] = {}
+        # unit -> point key -> policy: a building has a handful of units, so this costs a dict entry
+        # per point and no (key, unit) tuple, neither kept nor built at every reading.
+        self._cache: dict[str, dict[str, UploadPolicy]] = {}
 
     def for_point(self, key: str, unit: str) -> UploadPolicy:
-        got = self._cache.get((key, unit))
+        by_key = self._cache.get(unit)
+        if by_key is None:
+            by_key = self._cache[unit] = {}
+        got = by_key.get(key)
         if got is None:
-            got = self._cache[(key, unit)] = self._find(key, unit)
+            got = by_key[key] = self._find(key, unit)
         return got
 
     def _find(self, key: str, unit: str) -> UploadPolicy:
