@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +60,16 @@ _MS = 1_000_000
 
 @dataclass(slots=True)
 class _Window:
-    """A mergeable partial aggregate of one point over one window."""
+    """A mergeable partial aggregate of one point over one window.
+
+    The open windows of a point form a chain, newest first (``older``): one most of the time, two
+    while the previous window waits out the grace. ``boot_id`` is empty unless the window holds
+    readings whose clock could not be fixed up (then it keeps them apart from the synchronised ones).
+    """
 
     unit: str
     start_ns: int
+    end_ns: int
     window_s: int
     first_seq: int
     kind: str  # the policy: aggregate or last
@@ -82,6 +88,7 @@ class _Window:
     # closes after window_s + grace of real time even if the wall clock stepped meanwhile.
     opened_mono_ns: int = 0
     opened_boot: str = ""
+    older: _Window | None = None
 
     def add(self, value: float, wall_ns: int, quality: Quality, corrected: bool) -> None:
         self.count += 1
@@ -97,10 +104,6 @@ class _Window:
         elif quality is not self.quality:
             self.mixed = True
         self.corrected = self.corrected or corrected
-
-    @property
-    def end_ns(self) -> int:
-        return self.start_ns + self.window_s * _NS
 
 
 @dataclass(slots=True)
@@ -126,7 +129,9 @@ class Aggregation:
     hold_s: float = 900.0
     resolution: Callable[[str], float | None] = lambda key: None
     state: dict[str, Any] | None = None
-    windows: dict[tuple[str, str, int, str], _Window] = field(default_factory=dict, init=False)
+    # point -> its newest open window (the head of its chain): a dict entry per point, no key tuple.
+    windows: dict[str, _Window] = field(default_factory=dict, init=False)
+    open_windows: int = field(default=0, init=False)
     offsets: dict[str, int | None] = field(default_factory=dict, init=False)
     sent: dict[str, _Sent] = field(default_factory=dict, init=False)
     last_seq: int = field(default=0, init=False)  # last reading processed
@@ -135,6 +140,9 @@ class Aggregation:
     _replay_closed: int = field(default=-(1 << 62), init=False)
     # (seq, boot_id, mono_ns) of the first reading held for a clock fix-up
     held: tuple[int, str, int] | None = field(default=None, init=False)
+    # (window_s, start_ns, end_ns) of the window opened last: the windows of every point open on the
+    # same edges, which then share two int objects instead of holding two each.
+    _edges: tuple[int, int, int] = field(default=(0, 0, 0), init=False)
 
     def __post_init__(self) -> None:
         st = self.state or {}
@@ -161,10 +169,16 @@ class Aggregation:
 
     def ack_seq(self) -> int:
         """How far the raw lane may be acknowledged: just before the oldest reading still needed."""
-        needed = [w.first_seq for w in self.windows.values()]
+        needed = [w.first_seq for w in self._all_windows()]
         if self.held is not None:
             needed.append(self.held[0])
         return min(needed) - 1 if needed else self.last_seq
+
+    def _all_windows(self) -> Iterator[_Window]:
+        for w in self.windows.values():
+            while w is not None:
+                yield w
+                w = w.older
 
     # ----------------------------------------------------------- intake
 
@@ -178,18 +192,29 @@ class Aggregation:
         """
         out: list[UploadRecord] = []
         offsets = self.offsets
+        windows = self.windows
+        replay_seq = self._replay_seq
         self.held = None
         for i, s in enumerate(rows):
             r: Reading = s.item
-            if not r.synced and r.boot_id not in offsets:
+            if r.synced:
+                if offsets.get(r.boot_id) is None:
+                    offsets[r.boot_id] = r.wall_ns - r.mono_ns
+                # The usual reading: synchronised, new, inside its point's newest window. Its policy
+                # made that window, so neither the policy nor the clock fix-up is looked up again.
+                w = windows.get(r.point)
+                if (w is not None and w.start_ns <= r.wall_ns < w.end_ns and not w.boot_id
+                        and s.seq > replay_seq and w.unit == r.unit):
+                    w.add(r.value, r.wall_ns, r.quality, False)
+                    self.last_seq = s.seq
+                    continue
+            elif r.boot_id not in offsets:
                 rest = (x.item for x in rows[i + 1:])
                 decision, off = clockfix.resolve(r.boot_id, r.mono_ns, rest, int(self.hold_s * _NS), now)
                 if decision is Decision.WAIT:
                     self.held = (s.seq, r.boot_id, r.mono_ns)
                     return out, i
                 self.decide(r.boot_id, off)
-            elif r.synced and offsets.get(r.boot_id) is None:
-                offsets[r.boot_id] = r.wall_ns - r.mono_ns
             self._one(s.seq, r, out)
             self.last_seq = s.seq
         return out, len(rows)
@@ -215,12 +240,21 @@ class Aggregation:
         start = window_start(fx.wall_ns, pol.window_s)
         if replay and start + pol.window_s * _NS <= self._replay_closed:
             return  # its window was closed (and sent) before the restart
-        key = (r.point, r.unit, start, "" if fx.synced else fx.boot_id)
-        w = self.windows.get(key)
+        boot = "" if fx.synced else fx.boot_id  # fx.boot_id is empty once fixed up
+        head = w = self.windows.get(r.point)
+        while w is not None and not (w.start_ns == start and w.boot_id == boot and w.unit == r.unit):
+            w = w.older
         if w is None:
-            w = self.windows[key] = _Window(r.unit, start, pol.window_s, seq, pol.kind,
-                                            mono_ns=fx.mono_ns, boot_id=fx.boot_id,
-                                            opened_mono_ns=r.mono_ns, opened_boot=r.boot_id)
+            edges = self._edges
+            if edges[0] == pol.window_s and edges[1] == start:
+                start, end = edges[1], edges[2]
+            else:
+                end = start + pol.window_s * _NS
+                self._edges = (pol.window_s, start, end)
+            w = self.windows[r.point] = _Window(r.unit, start, end, pol.window_s, seq, pol.kind,
+                                                mono_ns=fx.mono_ns, boot_id=boot,
+                                                opened_mono_ns=r.mono_ns, opened_boot=r.boot_id, older=head)
+            self.open_windows += 1
             if not replay and w.end_ns <= self.closed_ns:
                 # The wall clock went back below the watermark: lower it, so a restart replays this
                 # window instead of taking it for one already sent.
@@ -254,26 +288,56 @@ class Aggregation:
         """
         grace_ns = int(self.grace_s * _NS)
         cutoff = now.wall_ns - grace_ns
-        due = []
-        for key, w in self.windows.items():
-            unsynced_boot = key[3]
-            aged = (w.opened_boot == now.boot_id
-                    and now.mono_ns - w.opened_mono_ns >= w.window_s * _NS + grace_ns)
-            if everything or aged:
-                due.append(key)
-            elif unsynced_boot:
+        ahead = now.wall_ns + grace_ns
+        boot_now, mono_now, synced_now = now.boot_id, now.mono_ns, now.synced
+        window_grace: dict[int, int] = {}  # window_s -> its length plus the grace, in ns
+
+        def closing(w: _Window) -> bool:
+            span = window_grace.get(w.window_s)
+            if span is None:
+                span = window_grace[w.window_s] = w.window_s * _NS + grace_ns
+            if everything or (w.opened_boot == boot_now and mono_now - w.opened_mono_ns >= span):
+                return True  # aged on the box's own clock
+            if w.boot_id:
                 # Uncorrected windows: by this boot's own (unsynchronised) wall clock; another boot's are over.
-                if unsynced_boot != now.boot_id or w.end_ns <= cutoff:
-                    due.append(key)
-            elif now.synced and (w.end_ns <= cutoff or w.start_ns > now.wall_ns + grace_ns):
-                due.append(key)
-        out = []
-        for key in sorted(due, key=lambda k: (self.windows[k].end_ns, self.windows[k].first_seq)):
-            out.append(self._record(key[0], self.windows.pop(key)))
+                return w.boot_id != boot_now or w.end_ns <= cutoff
+            return synced_now and (w.end_ns <= cutoff or w.start_ns > ahead)
+
+        due: list[tuple[int, int, str, _Window]] = []
+        emptied: list[str] = []
+        windows = self.windows
+        for point, head in windows.items():
+            if head.older is None:  # the usual: one open window
+                if closing(head):
+                    due.append((head.end_ns, head.first_seq, point, head))
+                    emptied.append(point)
+                continue
+            kept: list[_Window] = []
+            w: _Window | None = head
+            while w is not None:
+                if closing(w):
+                    due.append((w.end_ns, w.first_seq, point, w))
+                else:
+                    kept.append(w)
+                w = w.older
+            for newer, older in zip(kept, kept[1:], strict=False):
+                newer.older = older
+            if kept:
+                kept[-1].older = None
+                windows[point] = kept[0]  # an existing key: no resize while iterating
+            else:
+                emptied.append(point)
+        for point in emptied:
+            del windows[point]
+        self.open_windows -= len(due)
+        due.sort(key=lambda d: (d[0], d[1]))
+        out = [self._record(point, w) for _end, _first, point, w in due]
+        for *_, w in due:
+            w.older = None
         if now.synced:
             # The replay watermark: every window ending at or before it is closed. Never past an
             # open window, whatever the clock did.
-            open_end = min((w.end_ns for w in self.windows.values()), default=cutoff + 1)
+            open_end = min((w.end_ns for w in self._all_windows()), default=cutoff + 1)
             mark = min(cutoff, open_end - 1)
             if mark > self.closed_ns:
                 self.closed_ns = mark
@@ -372,7 +436,7 @@ class Aggregator:
             self.readings_done += taken
         await self._expire(now)
         self.status.update({"aggregate_records": self.records_written, "aggregate_readings": self.readings_done,
-                            "aggregate_open_windows": len(core.windows),
+                            "aggregate_open_windows": core.open_windows,
                             "aggregate_held_since_seq": core.held[0] if core.held else None,
                             "aggregate_hold": self._hold(core, now)})
         return bool(rows) and taken == len(rows) == READ_CHUNK
