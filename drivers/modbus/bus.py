@@ -52,13 +52,12 @@ called once per change (down, up) for the driver to log and count.
 
 from __future__ import annotations
 
-__all__ = ["Bus", "SerialBus", "TcpBus", "make_bus", "RequestLog"]
+__all__ = ["Bus", "SerialBus", "TcpBus", "make_bus"]
 
 import asyncio
 import heapq
 import itertools
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -78,7 +77,6 @@ RECONNECT_MAX_S = 30.0
 RESYNC_DEFAULT_MAX_S = 0.5  # default resync window: the failed request's timeout, at most this
 QUIET_FLOOR_S = 0.02  # shortest silence taken as "the line is quiet" (USB latency timers: 1-16 ms)
 
-RequestLog = deque  # (start, end, unit) of recent requests, for diagnostics
 
 
 class _PriorityLock:
@@ -125,7 +123,6 @@ class Bus:
         self.link_failures = 0
         self.requests_in_flight = 0
         self.max_in_flight = 0
-        self.recent: RequestLog = deque(maxlen=256)
 
     def _spec(self) -> LinkSpec:
         o = self.options
@@ -154,11 +151,11 @@ class Bus:
             self.on_state(True, "")
         self._reconnect.reset()
 
-    async def _run(self, link: Link, fn: Callable[[Link], Awaitable[T]], unit: int) -> T:
+    async def _run(self, link: Link, fn: Callable[[Link], Awaitable[T]]) -> T:
         await self._ensure(link)
         self.requests_in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.requests_in_flight)
-        start = time.monotonic()
+        if self.requests_in_flight > self.max_in_flight:
+            self.max_in_flight = self.requests_in_flight
         try:
             return await fn(link)
         except LinkDown as exc:
@@ -168,7 +165,6 @@ class Bus:
             raise
         finally:
             self.requests_in_flight -= 1
-            self.recent.append((start, time.monotonic(), unit))
 
     async def request(self, unit: int, fn: Callable[[Link], Awaitable[T]], *, gap_s: float = 0.0,
                       priority: int = PRIORITY_READ, timeout: float | None = None) -> T:
@@ -264,7 +260,7 @@ class SerialBus(Bus):
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                return await self._run(self._link, fn, unit)
+                return await self._run(self._link, fn)
             except (NoResponse, ProtocolError):
                 # The line may still carry (part of) an answer: resync before the next exchange.
                 self._failed_at = time.monotonic()
@@ -302,7 +298,7 @@ class TcpBus(Bus):
             link = next((lk for lk in self._idle if lk.connected), self._idle[-1])
             self._idle.remove(link)
             try:
-                return await self._run(link, fn, unit)
+                return await self._run(link, fn)
             finally:
                 self._idle.append(link)
 

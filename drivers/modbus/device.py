@@ -83,7 +83,7 @@ COUNTED = (Counter.REQUESTS, Counter.ANSWERS, Counter.TIMEOUTS, Counter.CHECKSUM
            Counter.EXCEPTIONS, Counter.LINK_ERRORS, Counter.MISSING_VALUES, Counter.OVERRUNS)
 
 
-@dataclass
+@dataclass(slots=True)
 class PollResult:
     values: dict[str, Decoded | str] = field(default_factory=dict)
     stamps: dict[str, float] = field(default_factory=dict)

@@ -33,7 +33,6 @@ __all__ = [
     "min_frame_gap_s",
 ]
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -132,8 +131,11 @@ class DeviceOptions(_Model):
             raise ValueError("give `profile` (a built-in profile name) or `profile_file`, exactly one")
         return self
 
-    @cached_property
+    @property
     def resolved_profile(self) -> Profile:
+        """The device's profile. Not kept on the options: both lookups already share one Profile per
+        name or file (a profile file is checked for changes by one ``stat``), and a cached value
+        would grow each device's attribute table, some 400 bytes a meter, for a value read once."""
         return get_profile(self.profile) if self.profile else load_profile(self.profile_file)  # type: ignore[arg-type]
 
 
