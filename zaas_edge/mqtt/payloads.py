@@ -56,13 +56,6 @@ def _seconds(wall_ns: int) -> float:
     return round(wall_ns / 1e9, 3)
 
 
-def _number(v: float) -> float | int | None:
-    # NaN and infinities are not JSON; a meter's sentinel is shown as null.
-    if not math.isfinite(v):
-        return None
-    return int(v) if v.is_integer() and abs(v) < 2**53 else v
-
-
 def state_payload(readings: Mapping[str, Reading]) -> bytes:
     """The state message of one device from its latest reading per quantity."""
     if not readings:
@@ -72,15 +65,26 @@ def state_payload(readings: Mapping[str, Reading]) -> bytes:
     worst = Quality.OK
     newest = 0
     synced = True
+    ok = Quality.OK
+    # Hot: one message per device per second, so no call per value. NaN and infinities are not
+    # JSON: a meter's sentinel is shown as null; a whole value as an integer.
     for quantity in sorted(readings):
         r = readings[quantity]
-        points[quantity] = _number(r.value)
-        if r.quality is not Quality.OK:
+        v = r.value
+        if not math.isfinite(v):
+            points[quantity] = None
+        elif v.is_integer() and abs(v) < 2**53:
+            points[quantity] = int(v)
+        else:
+            points[quantity] = v
+        if r.quality is not ok:
             quality[quantity] = r.quality.value
             if QUALITY_RANK[r.quality] > QUALITY_RANK[worst]:
                 worst = r.quality
-        newest = max(newest, r.wall_ns)
-        synced = synced and r.synced
+        if r.wall_ns > newest:
+            newest = r.wall_ns
+        if not r.synced:
+            synced = False
     doc: dict[str, Any] = {"ts": _seconds(newest), "q": worst.value, "points": points}
     if quality:
         doc["quality"] = quality

@@ -19,6 +19,7 @@ __all__ = ["Policy", "PolicyTable", "Gate", "StatePublisher", "Outgoing"]
 import asyncio
 import fnmatch
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ class Gate:
             return now
         value, quality, at = last
         p = self.policies(r.point)
-        if quality != r.quality or _beyond(value, r.value, p):
+        new = r.value
+        # An equal value is within any deadband (NaN is never equal: _beyond decides it).
+        if quality != r.quality or (new != value and _beyond(value, new, p)):
             return max(now, at + p.min_interval_s)
         if now - at >= p.max_interval_s:
             return now
@@ -133,7 +136,7 @@ class StatePublisher:
         # from the publication, so a 1 s poll with a 1 s minimum interval is not held back by
         # the few milliseconds the previous message took.
         self._trigger: dict[str, float] = {}
-        self._fresh: dict[str, set[str]] = {}  # device -> quantities read since its last message
+        self._fresh: dict[str, set[str]] = {}  # device -> keys of the points read since its last message
         self._wake = asyncio.Event()
         self.new_points: set[str] = set()  # devices with a quantity never seen before (for discovery)
         self.offered = 0  # state messages handed out for publication
@@ -142,10 +145,11 @@ class StatePublisher:
 
     def on_readings(self, batch: Sequence[Reading]) -> None:
         now = self.mono()
-        latest, due, raw, fresh, gate = self.latest, self._due, self._raw, self._fresh, self.gate
+        latest, due, raw, fresh, gate_due = self.latest, self._due, self._raw, self._fresh, self.gate.due
         touched: set[str] = set()
         for r in batch:
-            device, _, quantity = r.point.partition("/")
+            key = r.point
+            device, _, quantity = key.partition("/")
             if not quantity:
                 continue  # not a point key; nothing to address it by
             points = latest.get(device)
@@ -153,17 +157,22 @@ class StatePublisher:
                 points = latest[device] = {}
                 fresh[device] = set()
             if quantity not in points:
+                # Interned: the devices of one profile share their quantities' names instead of
+                # keeping a copy each.
+                quantity = sys.intern(quantity)
                 self.new_points.add(device)
             points[quantity] = r
             if device not in touched:
                 touched.add(device)
                 if device not in raw:  # counting what arrived since the device became due
-                    fresh[device] = set()
-            fresh[device].add(quantity)
-            t = gate.due(r, now)
-            if t is not None and t < raw.get(device, math.inf):
-                raw[device] = t
-                self._trigger.setdefault(device, now)
+                    fresh[device].clear()
+            fresh[device].add(key)  # the reading's own key: no string of its own kept per point
+            pending = raw.get(device, math.inf)
+            if pending > now:  # a point is never due before now: a device due now cannot be due sooner
+                t = gate_due(r, now)
+                if t is not None and t < pending:
+                    raw[device] = t
+                    self._trigger.setdefault(device, now)
         for device in touched:
             self.last_reading[device] = now
             t = raw.get(device)
@@ -200,7 +209,7 @@ class StatePublisher:
         points = self.latest[device]
         at = min(now, self._trigger.pop(device, now))
         self.gate.published_all(points.values(), at)
-        self._fresh[device] = set()
+        self._fresh[device].clear()
         self.offered += 1
         return self.topics.device_state(device), state_payload(points)
 
