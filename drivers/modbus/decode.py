@@ -377,6 +377,7 @@ _WORDS: dict[int, struct.Struct] = {}
 # One precompiled struct per number format, shared by every decoder of that type (a building's
 # thousands of float32 points use one).
 _UNPACK = {dtype: struct.Struct(fmt).unpack_from for dtype, fmt in _STRUCT.items()}
+_INT_ONLY = frozenset({int})
 
 
 def registers_bytes(registers: Sequence[int]) -> bytes | None:
@@ -386,7 +387,7 @@ def registers_bytes(registers: Sequence[int]) -> bytes | None:
     words = _WORDS.get(n)
     if words is None:
         words = _WORDS[n] = struct.Struct(f">{n}H")
-    if any(type(r) is not int for r in registers):
+    if {*map(type, registers)} - _INT_ONLY:  # a bool or a float is no register: decode_value says so
         return None
     try:
         return words.pack(*registers)

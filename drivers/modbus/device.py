@@ -340,12 +340,14 @@ class Device:
             self._exception_state(refused)
         values = res.values
         missing = Decoded.missing()
+        ok = Quality.OK
+        entries = self.entries
         for q in keys:
-            if q in fast:
-                v = fast[q]
-                values[q] = missing if v is None else Decoded(v, Quality.OK)
+            v = fast.get(q, fast)  # the dict itself: not decoded from the bytes
+            if v is not fast:
+                values[q] = missing if v is None else Decoded(v, ok)  # type: ignore[arg-type]
                 continue
-            e = self.entries.get(q)
+            e = entries.get(q)
             if e is None or q not in raw:
                 continue
             values[q] = self._decode(e, raw)
@@ -412,29 +414,35 @@ class Device:
         now_stamp = self.ctx.now()
         now_mono = time.monotonic()
         reading = self.ctx.reading
+        entries, arrivals, device_id, isfinite = self.entries, res.stamps, self.id, math.isfinite
         stamps: dict[float, Stamp] = {}  # one stamp per block's arrival, not one per point
         for q, d in res.values.items():
             if isinstance(d, str):
                 continue  # text (serial numbers) is shown by `zaas-edge read`, not stored
-            e = self.entries[q]
-            if d.value is None or not math.isfinite(d.value):
+            e = entries[q]
+            value = d.value
+            if value is None or not isfinite(value):
                 self._count(Counter.MISSING_VALUES)
                 if q not in self._missing:
                     self._missing |= {q}
                     self._log(logging.WARNING, f"device {self.id}: {q} has no value (sentinel or missing scale factor)")
                 continue
-            if q in self._missing:
+            if self._missing and q in self._missing:
                 self._missing -= {q}
                 self._log(logging.INFO, f"device {self.id}: {q} has a value again")
-            quality = self._plausibility(q, e, d)
+            lo, hi = e.plausible
+            if lo <= value <= hi and not self._implausible:
+                quality = d.quality  # the usual case, without a call
+            else:
+                quality = self._plausibility(q, e, d)
             # Stamp each value when its block arrived, not when the poll ended.
-            arrived = res.stamps.get(q, now_mono)
+            arrived = arrivals.get(q, now_mono)
             stamp = stamps.get(arrived)
             if stamp is None:
                 age_ns = int((now_mono - arrived) * 1e9)
                 stamp = stamps[arrived] = now_stamp if age_ns <= 0 else type(now_stamp)(
                     now_stamp.wall_ns - age_ns, now_stamp.mono_ns - age_ns, now_stamp.boot_id, now_stamp.synced)
-            out.append(reading(q, d.value, e.unit, quality, stamp=stamp, device_id=self.id))
+            out.append(reading(q, value, e.unit, quality, stamp=stamp, device_id=device_id))
         return out
 
     def _plausibility(self, q: str, e: DecodeEntry, d: Decoded) -> Quality:
