@@ -149,3 +149,40 @@ def test_nan_values_do_not_poison_the_state():
     assert len(recs) == 2
     snap = agg.snapshot()
     assert snap["deadband"]["m/p"][0] == 1.0
+
+
+def test_a_point_keeps_its_previous_window_open_through_the_grace_and_a_new_unit_apart():
+    agg = Aggregation(PolicySet(), grace_s=10)
+    rows = stream([rd("m/p", 1.0, T0 + 58 * S), rd("m/p", 3.0, T0 + 59 * S),
+                   rd("m/p", 10.0, T0 + 61 * S),  # the next window opens while the first waits out the grace
+                   rd("m/p", 5.0, T0 + 62 * S, unit="kW"),  # another unit: a window of its own
+                   rd("m/p", 20.0, T0 + 63 * S)])
+    assert agg.feed(rows, now(T0 + 64 * S)) == ([], 5)
+    assert agg.open_windows == 3 and agg.ack_seq() == 0
+    first = agg.close(now(T0 + 70 * S))
+    assert [(r.wall_ns, r.value, r.count, r.unit) for r in first] == [(T0, 2.0, 2, "W")]
+    assert agg.open_windows == 2 and agg.ack_seq() == 2
+    rest = agg.close(now(T0 + 130 * S))
+    assert [(r.wall_ns, r.value, r.count, r.unit) for r in rest] == [(T0 + 60 * S, 15.0, 2, "W"),
+                                                                    (T0 + 62 * S, 5.0, 1, "kW")]
+    assert agg.open_windows == 0 and agg.windows == {} and agg.ack_seq() == 5
+
+
+def test_resolutions_are_the_drivers_declared_steps_looked_up_by_the_callers_key():
+    from types import SimpleNamespace
+
+    from zaas_edge.model import Point
+    from zaas_edge.sync.aggregate import _resolutions
+
+    calls = []
+
+    def drivers_info():
+        calls.append(1)
+        return {"d": SimpleNamespace(points=(Point("m", "v", "V", 0.1), Point("m", "e", "kWh")))}
+
+    lookup = _resolutions(SimpleNamespace(drivers=SimpleNamespace(drivers_info=drivers_info)))
+    key = "/".join(["m", "v"])  # a key of the caller's own
+    assert lookup(key) == 0.1 and lookup("m/e") is None and len(calls) == 1
+    assert lookup(key) == 0.1 and len(calls) == 1
+    assert [lookup("x/y") for _ in range(5)] == [None] * 5 and len(calls) == 2  # a miss is remembered
+    assert [lookup(f"x/{i}") for i in range(5)] == [None] * 5 and len(calls) == 3  # at most three reads

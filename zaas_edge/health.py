@@ -46,6 +46,7 @@ __all__ = [
     "quiet_limit_s",
 ]
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -149,7 +150,14 @@ class DeviceStatus:
 
 
 class DeviceHealth:
-    """Availability, failures, latency and counters of one device; pure, time passed in."""
+    """Availability, failures, latency and counters of one device; pure, time passed in.
+
+    Slotted, with its counters' names interned: a building has one per meter.
+    """
+
+    __slots__ = ("device_id", "offline_after", "silent_after_s", "online", "polls", "failed_polls",
+                 "consecutive_failures", "latency_last_ms", "latency_avg_ms", "last_error", "last_success",
+                 "counters", "_quiet_since")
 
     def __init__(self, device_id: str, *, offline_after: int = 3, silent_after_s: float | None = None,
                  now: float = 0.0, counted: Iterable[Counter] = ()) -> None:
@@ -168,7 +176,7 @@ class DeviceHealth:
         self.latency_avg_ms: float | None = None
         self.last_error: str | None = None
         self.last_success: float | None = None
-        self.counters: dict[str, int] = {str(name): 0 for name in counted}  # shown as 0, not absent
+        self.counters: dict[str, int] = {sys.intern(str(name)): 0 for name in counted}  # shown as 0, not absent
         self._quiet_since = now  # silence is measured from here: the last success, or the start
 
     # -- observations ----------------------------------------------------------------

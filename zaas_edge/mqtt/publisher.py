@@ -54,6 +54,8 @@ class PolicyTable:
         return cls(default, [(glob, p.model_dump()) for glob, p in s.points.items()])
 
     def __call__(self, key: str) -> Policy:
+        if not self.overrides:
+            return self.default  # nothing to match: no entry per point to keep
         p = self._cache.get(key)
         if p is None:
             p = self.default

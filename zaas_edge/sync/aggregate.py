@@ -495,20 +495,29 @@ class Aggregator:
 
 
 def _resolutions(ctx: Any) -> Callable[[str], float | None]:
-    """The declared resolution of the drivers' points, looked up lazily (drivers come and go)."""
+    """The declared resolution of the drivers' points, looked up lazily (drivers come and go).
+
+    Kept by the key the caller looks up (a reading's own, the daemon's one string per point):
+    what the drivers declare waits in ``declared`` (keys of their own) only until first asked for.
+    """
     cache: dict[str, float | None] = {}
-    stamp = [0]
+    declared: dict[str, float | None] = {}
+    refreshes = [0]
 
     def lookup(key: str) -> float | None:
-        if key not in cache and stamp[0] < 3:
-            stamp[0] += 1
+        if key in cache:
+            return cache[key]
+        if key not in declared and refreshes[0] < 3:
+            refreshes[0] += 1
             with contextlib.suppress(Exception):
                 for info in ctx.drivers.drivers_info().values():
                     for p in info.points:
-                        cache[p.key] = p.resolution or None
-        got = cache.get(key)
-        if key not in cache:
-            cache[key] = None
+                        k = p.key
+                        if k in cache:
+                            cache[k] = p.resolution or None  # an existing entry keeps its key
+                        else:
+                            declared[k] = p.resolution or None
+        got = cache[key] = declared.pop(key, None)
         return got
     return lookup
 
