@@ -171,10 +171,12 @@ class Bus:
         """Run ``fn`` on a link under the bus discipline (``timeout``: the request's, for the resync wait)."""
         raise NotImplementedError
 
-    async def read(self, unit: int, table: Table, start: int, count: int, *, timeout: float,
-                   gap_s: float = 0.0) -> list[int]:
-        return await self.request(unit, lambda link: link.read(unit, table, start, count, timeout), gap_s=gap_s,
-                                  timeout=timeout)
+    def read(self, unit: int, table: Table, start: int, count: int, *, timeout: float,
+             gap_s: float = 0.0) -> Awaitable[list[int]]:
+        """A poll's read, to be awaited: the request itself, without a coroutine of its own around
+        it (every device of a bus waits in here at the top of each second: one frame less each)."""
+        return self.request(unit, lambda link: link.read(unit, table, start, count, timeout), gap_s=gap_s,
+                            timeout=timeout)
 
     async def write_registers(self, unit: int, address: int, values: Sequence[int], *, timeout: float,
                               gap_s: float = 0.0) -> None:

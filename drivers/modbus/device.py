@@ -207,6 +207,7 @@ class Device:
     # -- reading --------------------------------------------------------------------
 
     async def _request(self, block: Block) -> list[int]:
+        """One request, counted, its latency measured (``read`` does the same inline)."""
         self._count(Counter.REQUESTS)
         t0 = time.monotonic()
         regs = await self.bus.read(self.unit, block.table, block.start, block.count, timeout=self.timeout,
@@ -298,10 +299,15 @@ class Device:
         raw: dict[str, list[int]] = {}
         fast: dict[str, float | None] = {}  # points decoded as their block arrived (compile_value)
         splits = 0
+        bus, unit, timeout, gap_s, health = self.bus, self.unit, self.timeout, self.gap_s, self.health
         while queue:
             block = queue.pop(0)
+            # What _request does, inline: every device of a bus waits here at the top of each
+            # second, and a coroutine less per device is that much less memory and switching.
+            self._count(Counter.REQUESTS)
+            t0 = time.monotonic()
             try:
-                regs = await self._request(block)
+                regs = await bus.read(unit, block.table, block.start, block.count, timeout=timeout, gap_s=gap_s)
             except ExceptionResponse as exc:
                 res.answered = True
                 self._count(Counter.EXCEPTIONS)
@@ -321,8 +327,10 @@ class Device:
                 self._note_failure(exc)
                 res.error = str(exc)
                 break  # silent device or gone port: do not spend a timeout per block
-            res.answered = True
             stamp = time.monotonic()
+            health.latency(stamp - t0)
+            health.count(Counter.ANSWERS)
+            res.answered = True
             compiled, others = self.layout.block_plan(block, self._block_plans)
             data = registers_bytes(regs) if compiled and len(regs) == block.count else None
             if data is None:
