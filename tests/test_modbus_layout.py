@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import random
 import tracemalloc
+import weakref
 from typing import Any
 
 from zaas_edge.drivers.modbus.device import Device
@@ -63,6 +64,18 @@ def test_devices_with_the_same_inputs_share_one_layout() -> None:
     rtu = bus_options([{"id": "a", "unit": 1, "profile": SDM630}], transport="rtu", port="/dev/ttyUSB0", host=None)
     (on_rtu,) = devices(rtu, Memory()).values()
     assert on_rtu.layout is not a.layout and on_rtu.plan.cost != a.plan.cost
+
+
+def test_a_layout_goes_with_its_last_device() -> None:
+    # A reload that edits a profile file (another Profile) leaves no layout of the old one behind.
+    opts = bus_options([{"id": "a", "unit": 1, "profile": SDM630, "interval_fast_s": 7}])
+    first = devices(opts, Memory())["a"]
+    layout = weakref.ref(first.layout)
+    again = devices(opts, Memory())["a"]
+    assert again.layout is layout()
+    del first, again
+    gc.collect()
+    assert layout() is None
 
 
 async def test_a_device_that_learns_gets_a_plan_of_its_own() -> None:

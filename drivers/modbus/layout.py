@@ -7,8 +7,8 @@ is a pure function of the profile, the device options that change points
 (per-point overrides, the two default intervals), the detection shift and
 the bus's request cost. Unit id and device id play no part. So a building of
 300 meters of one model with one configuration holds that layout once, not
-300 times: ``layout_for`` keeps the distinct ones (a few per building) and
-hands every device with the same inputs the same object.
+300 times: ``layout_for`` hands every device with the same inputs the same
+object, for as long as one of them lives.
 
 Sharing also shares the caches inside (blocks per due set in ``Plan``,
 decoding plans per block, due sets with their scale factors), which are pure
@@ -20,9 +20,10 @@ its own and keeps its decoding plans with it; the layout never changes.
 
 from __future__ import annotations
 
-__all__ = ["Layout", "DecodeEntry", "BlockPlan", "build_entries", "layout_for", "LAYOUTS_KEPT"]
+__all__ = ["Layout", "DecodeEntry", "BlockPlan", "build_entries", "layout_for"]
 
 import math
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,6 @@ from .options import DeviceOptions
 from .plan import Block, Plan, ReadPoint, Table, interval_groups
 from .profile import Profile, sf_key
 
-LAYOUTS_KEPT = 64  # distinct (profile, options, shift, cost) of one daemon; past it the oldest goes
 WITH_DEPS_KEPT = 64  # distinct due sets of one layout (a few: fast, slow, both, all); bounded anyway
 BLOCK_PLANS_KEPT = 256  # decoding plans of one layout's (or one learnt plan's) blocks
 
@@ -112,7 +112,7 @@ class Layout:
     that matter, shift and request cost; read-only once built (its caches only ever fill)."""
 
     __slots__ = ("profile", "shift", "entries", "decoders", "plan", "intervals", "groups", "keys",
-                 "block_plans", "_with_deps")
+                 "block_plans", "_with_deps", "__weakref__")
 
     def __init__(self, profile: Profile, opts: DeviceOptions, shift: int, cost: RequestCost) -> None:
         self.profile = profile
@@ -137,7 +137,8 @@ class Layout:
         decoders are tested against); a copy with caches of its own, never shared."""
         other = object.__new__(Layout)
         for name in Layout.__slots__:
-            setattr(other, name, getattr(self, name))
+            if name != "__weakref__":
+                setattr(other, name, getattr(self, name))
         other.decoders = {}
         other.block_plans = {}
         return other
@@ -175,7 +176,9 @@ class Layout:
         return plan
 
 
-_kept: dict[tuple[object, ...], Layout] = {}
+# The layouts some device uses, by their inputs: one goes when its last device goes (a reload that
+# edits a profile file leaves nothing behind), so the cache needs no bound of its own.
+_kept: weakref.WeakValueDictionary[tuple[object, ...], Layout] = weakref.WeakValueDictionary()
 
 
 def _key(profile: Profile, opts: DeviceOptions, shift: int, cost: RequestCost) -> tuple[object, ...]:
@@ -184,14 +187,11 @@ def _key(profile: Profile, opts: DeviceOptions, shift: int, cost: RequestCost) -
 
 
 def layout_for(profile: Profile, opts: DeviceOptions, shift: int, cost: RequestCost) -> Layout:
-    """The layout of a device with these inputs: the one already built for another device with
-    the same, or a new one (kept for the next)."""
+    """The layout of a device with these inputs: the one another device with the same already
+    uses, or a new one."""
     key = _key(profile, opts, shift, cost)
     hit = _kept.get(key)
-    if hit is not None and hit.profile is profile:  # the same profile object, not one at a reused id
+    if hit is not None and hit.profile is profile:  # a layout holds its profile: the id is not reused
         return hit
-    made = Layout(profile, opts, shift, cost)
-    if len(_kept) >= LAYOUTS_KEPT:
-        del _kept[next(iter(_kept))]
-    _kept[key] = made
+    made = _kept[key] = Layout(profile, opts, shift, cost)
     return made
