@@ -7,7 +7,10 @@ The pure core:
 * ``cost``: what a request costs on the wire, per transport;
 * ``plan``: the cheapest requests in bus time, splitting on exception 02,
   per-point poll intervals without drift; ``explain`` reports a plan;
-* ``profile``: TOML device profiles and the built-in library.
+* ``profile``: TOML device profiles and the built-in library;
+* ``layout``: what a profile and a configuration make of a device (entries,
+  decoders, plan, intervals), built once and shared by every device with the
+  same.
 
 The shell: ``options`` (configuration), ``transport`` (the only module that
 talks to pymodbus), ``bus`` (one request at a time on a serial line, a

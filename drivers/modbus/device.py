@@ -1,7 +1,9 @@
 """One device on a bus: its read plan, its schedule, its health, its writes.
 
-A ``Device`` turns its profile (with the configuration's overrides) into a
-``Plan`` and a ``Scheduler`` from ``plan.py``, and on each due tick reads the
+A ``Device`` reads with the ``Layout`` (``layout.py``) of its profile and
+configuration: the decode entries, the ``Plan`` and the poll intervals, made
+once and shared by every device with the same inputs. It keeps its own
+``Scheduler`` deadlines from ``plan.py``, and on each due tick reads the
 planned blocks through the bus and decodes them with ``decode.py``.
 
 Failures are judged per poll, not per request. A poll *fails* when the device
