@@ -325,3 +325,15 @@ def test_a_flood_of_one_event_kind_cannot_hold_the_store_over_its_cap(store: Sto
     kept = [r.seq for r in rows if r.item.kind == "lora.security"]
     assert kept == list(range(kept[0], kept[0] + len(kept)))
     assert len(store.read(Lane.ALARM, limit=10)) == 1
+
+
+def test_point_names_read_back_for_dense_ids_and_one_written_far_beyond(store: Store) -> None:
+    store.append(readings(2))
+    store.connection.execute("INSERT INTO point (id, key, unit) VALUES (1000000, 'far/away', 'W')")
+    store.connection.execute("INSERT INTO reading VALUES (100, 1000000, 1.5, 0, 1, 1, 1, 1)")
+    store.connection.commit()
+    with Store(store.path, readonly=True) as reader:
+        got = [(s.seq, s.item.point, s.item.unit) for s in reader.read(Lane.READING)]
+    first = [(s.seq, s.item.point, s.item.unit) for s in store.read(Lane.READING)][:2]
+    assert got == [*first, (100, "far/away", "W")]
+    assert [r["point"] for r in store.export(Lane.READING, point="far/*")] == ["far/away"]

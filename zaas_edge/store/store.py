@@ -70,6 +70,56 @@ def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(dict(data), default=str, separators=(",", ":"), sort_keys=True)
 
 
+class _PointNames:
+    """Point id -> ``(key, unit)``. SQLite hands rowids out one after the other, so a list indexed
+    by id holds them in 8 bytes an entry where a dict takes some 50; an id far beyond the others
+    (written by hand) goes to a dict instead of stretching the list."""
+
+    __slots__ = ("_dense", "_sparse")
+    _STRETCH = 4096  # how far past the end of the list an id may land and still extend it
+
+    def __init__(self, items: Iterable[tuple[int, tuple[str, str]]] = ()) -> None:
+        self._dense: list[tuple[str, str] | None] = []
+        self._sparse: dict[int, tuple[str, str]] = {}
+        for i, ku in items:
+            self[i] = ku
+
+    def __contains__(self, i: int) -> bool:
+        return self.get(i) is not None
+
+    def get(self, i: int, default: tuple[str, str] | None = None) -> tuple[str, str] | None:
+        if 0 <= i < len(self._dense):
+            got = self._dense[i]
+            return default if got is None else got
+        return self._sparse.get(i, default)
+
+    def __setitem__(self, i: int, ku: tuple[str, str]) -> None:
+        dense = self._dense
+        if 0 <= i < len(dense):
+            dense[i] = ku
+        elif len(dense) <= i <= len(dense) + self._STRETCH:
+            dense.extend([None] * (i - len(dense)))
+            dense.append(ku)
+            for j in [j for j in self._sparse if j < len(dense)]:  # now within the list
+                if dense[j] is None:
+                    dense[j] = self._sparse[j]
+                del self._sparse[j]
+        else:
+            self._sparse[i] = ku
+
+    def pop(self, i: int, default: tuple[str, str] | None = None) -> tuple[str, str] | None:
+        if 0 <= i < len(self._dense):
+            got, self._dense[i] = self._dense[i], None
+            return default if got is None else got
+        return self._sparse.pop(i, default)
+
+    def items(self) -> Iterator[tuple[int, tuple[str, str]]]:
+        for i, ku in enumerate(self._dense):
+            if ku is not None:
+                yield i, ku
+        yield from self._sparse.items()
+
+
 class Store:
     """One connection to the store file, migrated to the current schema on open."""
 
@@ -111,7 +161,7 @@ class Store:
         self._pid: dict[tuple[str, str], int] = {
             (k, u): i for i, k, u in c.execute("SELECT id, key, unit FROM point")}
         self._bid: dict[str, int] = {b: i for i, b in c.execute("SELECT id, boot_id FROM boot")}
-        self._point_by_id = {i: ku for ku, i in self._pid.items()}
+        self._point_by_id = _PointNames((i, ku) for ku, i in self._pid.items())
         self._boot_by_id = {i: b for b, i in self._bid.items()}
         self._last: dict[Lane, int] = {}
         for lane, table in LANE_TABLES.items():
