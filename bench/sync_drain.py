@@ -256,7 +256,7 @@ async def drain(chunks: list[list[UploadRecord]], state: Path, central: CentralP
         return {"records": len(records), "drain_s": drain_s, "wire_bytes": lane.bytes_sent,
                 "batches": lane.batches_sent, "store_bytes": used, "buffer_rps": len(records) / buffer_s,
                 "blocks": len(chunks),
-                "encoding": svc._choose_encoding()}
+                "encoding": svc.last_encoding}
     finally:
         await writer.close()
 

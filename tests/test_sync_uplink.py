@@ -10,6 +10,7 @@ import pytest
 
 from hil.central import Central
 from tests.sync_fixtures import GATEWAY, Gateway, alarm, enrolled_identity, event, make_config, open_writer, readings
+from zaas_edge.sync import service as sync_service
 from zaas_edge.sync.batches import BatchStore, compress
 from zaas_edge.sync.identity import Identity
 from zaas_edge.sync.uplink import Refused, Uplink
@@ -121,7 +122,9 @@ async def test_413_splits_the_frozen_batch_and_shrinks_the_target(central: Centr
     assert central.gaps() == []
 
 
-async def test_zstd_once_the_platform_offers_it_else_gzip(central: Central, gateway: Gateway) -> None:
+async def test_zstd_once_the_platform_offers_it_else_gzip(central: Central, gateway: Gateway,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_service, "ZSTD_FROM_BYTES", 1)  # these batches are small
     gateway.writer.submit(readings(10))
     assert await gateway.writer.flush()
     gateway.start()
@@ -131,6 +134,20 @@ async def test_zstd_once_the_platform_offers_it_else_gzip(central: Central, gate
     await gateway.wait_cursor("reading", 20)
     encodings = [b["encoding"] for b in central.batches_seen if b["lane"] == "reading"]
     assert encodings[0] == "gzip" and encodings[-1] == "zstd"
+    assert seqs(central, "reading") == list(range(1, 21))
+
+
+async def test_a_small_batch_goes_as_gzip_even_where_zstd_is_offered(central: Central, gateway: Gateway) -> None:
+    """A steady minute's batch gains next to nothing from zstd, which would cost the daemon its memory."""
+    gateway.writer.submit(readings(10))
+    assert await gateway.writer.flush()
+    gateway.start()
+    await gateway.wait_cursor("reading", 10)
+    gateway.writer.submit(readings(10, start=10))
+    assert await gateway.writer.flush()
+    await gateway.wait_cursor("reading", 20)
+    encodings = [b["encoding"] for b in central.batches_seen if b["lane"] == "reading"]
+    assert len(encodings) >= 2 and set(encodings) == {"gzip"}
     assert seqs(central, "reading") == list(range(1, 21))
 
 

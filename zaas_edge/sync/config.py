@@ -38,7 +38,8 @@ class SyncSection(Section):
         default=None, description="Pinned public key that signs configuration bundles; "
                                   "default <identity_dir>/config-signing.pem (from enrollment)")
     compression: Literal["auto", "gzip", "zstd"] = Field(
-        default="auto", description="auto: zstd when the platform offers it, else gzip")
+        default="auto", description="auto: zstd for batches of 64 kB and more (before compression) "
+                                    "when the platform offers it, else gzip")
     batch_initial_bytes: int = Field(default=16 * 1024, ge=256, le=256 * 1024)
     batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=256 * 1024,
                                  description="Ceiling of a batch, compressed")

@@ -65,6 +65,12 @@ from zaas_edge.wire import codec
 CONSUMER = "sync"
 MIN_BATCH_BYTES = 512
 MAX_ROWS = 200_000
+# Under ``compression = "auto"``, a batch smaller than this (before compression) goes as gzip even
+# when the platform takes zstd. A building's steady minute of aggregates is some 20 kB: zstd makes
+# it about 1 kB smaller, and loading it costs the daemon 1.4 MB of memory for the rest of its life.
+# A backlog's batches (up to 256 kB compressed) are where zstd earns it: a quarter fewer bytes, and
+# faster to drain.
+ZSTD_FROM_BYTES = 64 * 1024
 RATE_WINDOW_S = 60.0
 RENEW_RETRY_S = 3600.0
 
@@ -118,6 +124,7 @@ class SyncService(Service):
         self._next_renew_try = 0.0
         self._next_config_pull = 0.0
         self._zstd_refused = False  # a 415 on zstd: gzip from then on
+        self.last_encoding = ""  # the Content-Encoding of the last batch frozen
         self._state = "starting"
         self.skew_s: float | None = None
 
@@ -309,13 +316,15 @@ class SyncService(Service):
                 self.ctx.log.info("the next %s batch was not frozen ahead: %s", lane, exc)
         return True
 
-    def _choose_encoding(self) -> str:
+    def _choose_encoding(self, raw_bytes: int) -> str:
+        """The Content-Encoding of a batch of ``raw_bytes`` before compression."""
         if self._zstd_refused:
             return "gzip"
         if self.cfg.compression != "auto":
             return self.cfg.compression
         up = self._uplink
-        return "zstd" if up is not None and "zstd" in up.accept_encoding else "gzip"
+        offered = up is not None and "zstd" in up.accept_encoding
+        return "zstd" if offered and raw_bytes >= ZSTD_FROM_BYTES else "gzip"
 
     async def _rows(self, lane: Lane, after: int, limit: int) -> list[Any]:
         src = self._source(lane)
@@ -330,9 +339,11 @@ class SyncService(Service):
         rows = await self._rows(lane, cursor, limit)
         if not rows:
             return None
-        encoding = self._choose_encoding()
+        encoding = ""
         while True:
             raw = self._encode(lane, rows)
+            encoding = encoding or self._choose_encoding(len(raw))  # a split keeps the first choice
+            self.last_encoding = encoding
             body = compress(raw, encoding)
             if len(body) <= self.cfg.batch_max_bytes or len(rows) == 1:
                 break
@@ -496,7 +507,7 @@ class SyncService(Service):
             "state": self._state,
             "url": self.cfg.url,
             "epoch": self.epoch,
-            "encoding": self._choose_encoding(),
+            "encoding": self.last_encoding or self._choose_encoding(0),  # the last batch's
             "certificate": cert,
             "clock_skew_s": self.skew_s,
             "alarms": sorted(self._alarms),
