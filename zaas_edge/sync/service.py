@@ -66,8 +66,9 @@ CONSUMER = "sync"
 MIN_BATCH_BYTES = 512
 MAX_ROWS = 200_000
 # Under ``compression = "auto"``, a batch smaller than this (before compression) goes as gzip even
-# when the platform takes zstd. A building's steady minute of aggregates is some 20 kB: zstd makes
-# it about 1 kB smaller, and loading it costs the daemon 1.4 MB of memory for the rest of its life.
+# when the platform takes zstd. A building's steady minute of aggregates (1,400 points) is some
+# 35 kB: gzip makes it 5 kB, zstd 3.4 kB, and loading zstd costs the daemon 1.4 MB of memory for
+# the rest of its life, for 2.5 MB a day less on a fibre uplink.
 # A backlog's batches (up to 256 kB compressed) are where zstd earns it: a quarter fewer bytes, and
 # faster to drain.
 ZSTD_FROM_BYTES = 64 * 1024
