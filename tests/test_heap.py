@@ -58,3 +58,39 @@ def test_trim_gives_freed_pages_back_to_the_system() -> None:
     assert heap.trim() is True
     assert rss_kb() < before - 10_000
     assert len(kept) == 2_000
+
+
+async def test_the_daemon_trims_the_heap_every_so_often(monkeypatch) -> None:
+    """The watchdog loop hands freed pages back once per ``TRIM_EVERY_S``, not only at start."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from zaas_edge.daemon import Daemon
+
+    trims = asyncio.Event()
+    calls: list[float] = []
+
+    def trim() -> bool:
+        calls.append(1.0)
+        if len(calls) >= 2:
+            trims.set()
+        return True
+
+    monkeypatch.setattr(heap, "trim", trim)
+    monkeypatch.setattr(heap, "TRIM_EVERY_S", 0.0)
+
+    async def backlog() -> dict[str, int]:
+        return {}
+
+    fake = SimpleNamespace(
+        notifier=SimpleNamespace(watchdog_interval_s=0.02, watchdog=lambda: None, status=lambda line: None),
+        supervisor=SimpleNamespace(stale_critical=lambda: []),
+        hub=SimpleNamespace(flush_summaries=lambda now: None),
+        clock=SimpleNamespace(monotonic_ns=lambda: 0),
+        _refresh_backlog=backlog, _status_line=lambda: "")
+    loop = asyncio.create_task(Daemon._watchdog_loop(fake))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(trims.wait(), 10)
+    finally:
+        loop.cancel()
+    assert len(calls) >= 2

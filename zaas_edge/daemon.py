@@ -403,7 +403,7 @@ class Daemon:
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval_s
         tick = min(interval / 2, BACKLOG_EVERY_S) if interval else BACKLOG_EVERY_S
-        last_status = 0.0
+        last_status, last_trim = 0.0, time.monotonic()
         withheld = False
         while True:
             stale = self.supervisor.stale_critical()
@@ -422,6 +422,9 @@ class Daemon:
                 await self._refresh_backlog()
                 self.notifier.status(self._status_line())
                 last_status = now
+            if now - last_trim >= heap.TRIM_EVERY_S:
+                heap.trim()  # what each minute's burst of upload records left free goes back
+                last_trim = now
             await asyncio.sleep(tick)
 
     async def _refresh_backlog(self) -> dict[str, int]:
