@@ -479,3 +479,39 @@ async def test_the_gateway_is_a_device_the_others_are_reached_through(harness: H
     assert harness.service.topics.discovered_device("homeassistant/device/zaas_site-a_gw-1/config") == \
         "zaas_site-a_gw-1"
     assert harness.service.topics.discovered_device("homeassistant/device/zaas_site-a_gw-10/config") is None
+
+
+async def test_a_large_round_builds_each_message_only_when_a_slot_is_free() -> None:
+    """A round over a large building holds at most PUBLISH_CONCURRENCY messages, however many it sends,
+    and still reports every one the broker did not acknowledge."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from zaas_edge.errors import TransientError
+    from zaas_edge.mqtt import service as mqtt_service
+
+    built = finished = peak = 0
+    release = asyncio.Event()
+
+    def messages(n: int):
+        nonlocal built, peak
+        for i in range(n):
+            built += 1
+            peak = max(peak, built - finished)
+            yield f"t/{i}", b"x", True
+
+    async def publish(conn: object, topic: str, payload: bytes, retain: bool) -> bool:
+        nonlocal finished
+        await release.wait()
+        finished += 1
+        return not topic.endswith("/7")  # one message the broker never acknowledges
+
+    fake = SimpleNamespace(_publish=publish)
+    round_ = asyncio.create_task(mqtt_service.MqttService._publish_many(fake, None, messages(1000)))  # type: ignore[arg-type]
+    while built < mqtt_service.PUBLISH_CONCURRENCY:
+        await asyncio.sleep(0)
+    assert built == mqtt_service.PUBLISH_CONCURRENCY  # nothing more is built while every slot waits
+    release.set()
+    with pytest.raises(TransientError, match="1 of 1000 messages"):
+        await round_
+    assert finished == built == 1000 and peak <= mqtt_service.PUBLISH_CONCURRENCY

@@ -22,7 +22,7 @@ import random
 import re
 import time
 import tomllib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -320,7 +320,7 @@ class MqttService(Service):
                           extra={"fields": {"service": "mqtt", "broker": conn.settings.describe}})
         self._conn = conn
         # The whole retained picture, again.
-        await self._publish_many(conn, [(t, p, True) for t, p in self.publisher.everything()])
+        await self._publish_many(conn, ((t, p, True) for t, p in self.publisher.everything()))
         await self._refresh_availability(conn, force=True)
         await self._publish_many(conn, [(self.topics.alarm(a.alarm_id), alarm_payload(a), True)
                                         for a in self._alarms.values()])
@@ -362,22 +362,33 @@ class MqttService(Service):
         self.ctx.status["published"] += 1
         return True
 
-    async def _publish_many(self, conn: MqttConnection, msgs: list[tuple[str, bytes, bool]]) -> None:
-        if not msgs:
-            return
-        if len(msgs) == 1:  # the usual round, one device's state: no semaphore, no task to gather
-            if not await self._publish(conn, *msgs[0]):
-                raise TransientError("1 of 1 messages not acknowledged by the broker")
-            return
-        sem = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+    async def _publish_many(self, conn: MqttConnection, msgs: Iterable[tuple[str, bytes, bool]]) -> None:
+        """Publish ``msgs``, at most ``PUBLISH_CONCURRENCY`` in flight; raises TransientError after
+        trying them all if any was not acknowledged.
 
-        async def one(t: str, p: bytes, r: bool) -> bool:
-            async with sem:
-                return await self._publish(conn, t, p, r)
+        ``msgs`` may be a generator: each message is then built only when a slot is free, so a round
+        holds the slots' messages, not the building's (the first discovery of 300 meters would
+        otherwise hold every payload and a task per message at once, and the peak stays in the
+        daemon's resident memory long after they are gone).
+        """
+        if isinstance(msgs, list):
+            if not msgs:
+                return
+            if len(msgs) == 1:  # the usual round, one device's state: no task to gather
+                if not await self._publish(conn, *msgs[0]):
+                    raise TransientError("1 of 1 messages not acknowledged by the broker")
+                return
+        pending = iter(msgs)
+        done = [0, 0]  # acknowledged, not acknowledged
 
-        results = await asyncio.gather(*(one(*m) for m in msgs))
-        if not all(results):
-            raise TransientError(f"{results.count(False)} of {len(results)} messages not acknowledged by the broker")
+        async def slot() -> None:
+            for m in pending:  # every slot takes the next message from the one iterator
+                done[0 if await self._publish(conn, *m) else 1] += 1
+
+        slots = min(PUBLISH_CONCURRENCY, len(msgs)) if isinstance(msgs, list) else PUBLISH_CONCURRENCY
+        await asyncio.gather(*(slot() for _ in range(slots)))
+        if done[1]:
+            raise TransientError(f"{done[1]} of {sum(done)} messages not acknowledged by the broker")
 
     async def _state_loop(self, conn: MqttConnection) -> None:
         pub = self.publisher
@@ -546,14 +557,21 @@ class MqttService(Service):
         if not self.section.discovery:
             return
         devices, owner = self._devices()
+        self.publisher.new_points.clear()  # points that appear from here on are the next round's
         info = self.ctx.drivers.drivers_info()
         self._identities_seen = self._identities(info)
-        msgs = []
+        self.ctx.status["devices"] = len(devices)
+        await self._publish_many(conn, self._discovery(devices, owner, info))
+
+    def _discovery(self, devices: dict[str, dict[str, PointSpec]], owner: dict[str, str],
+                   info: dict[str, DriverInfo]) -> Iterator[tuple[str, bytes, bool]]:
+        """The gateway's and every device's discovery configuration that changed since last sent,
+        each built when it is about to go."""
         topic, doc = gateway_config(self.topics, self.ctx.config().gateway.site)
         payload = dumps(doc)
         if self._announced.get("") != (digest := _digest(payload)):
-            msgs.append((topic, payload, True))
             self._announced[""] = digest
+            yield topic, payload, True
         for device, specs in sorted(devices.items()):
             if not specs:
                 continue
@@ -563,11 +581,8 @@ class MqttService(Service):
             topic, doc = device_config(self.topics, device, specs, info=self._device_info(device, driver))
             payload = dumps(doc)
             if self._announced.get(device) != (digest := _digest(payload)):
-                msgs.append((topic, payload, True))
                 self._announced[device] = digest
-        self.publisher.new_points.clear()
-        self.ctx.status["devices"] = len(devices)
-        await self._publish_many(conn, msgs)
+                yield topic, payload, True
 
     async def _remove_departed(self, conn: MqttConnection) -> None:
         devices, _ = self._known_devices(self.ctx.drivers.drivers_info())
