@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -107,9 +108,16 @@ class Gateway:
         self.task = asyncio.create_task(self.service.run())
         return self.service
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 20.0) -> None:
+        """Cancel the service and wait for it; a service that does not stop fails with where it hangs."""
         if self.task is not None:
             self.task.cancel()
+            done, _ = await asyncio.wait([self.task], timeout=timeout)
+            if not done:
+                where = io.StringIO()
+                self.task.print_stack(file=where)
+                raise AssertionError(f"the sync service did not stop {timeout:g} s after its cancellation; "
+                                     f"status {self.status}; suspended at:\n{where.getvalue()}")
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
