@@ -20,6 +20,7 @@ from zaas_edge.drivers.tic.options import TicOptions
 from zaas_edge.drivers.tic.state_points import state_values
 from zaas_edge.drivers.tic.tariff import tariff_state
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import TransientError
 from zaas_edge.readout import DeviceReadout, PointReading
 
@@ -66,7 +67,7 @@ class FrameWaiters:
         fut: asyncio.Future[tuple[str, Interpretation]] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         try:
-            device_id, interp = await asyncio.wait_for(fut, timeout)
+            device_id, interp = await wait_for(fut, timeout)
         except TimeoutError:
             raise TransientError(f"no complete TIC frame on {port} for {timeout:g} s") from None
         finally:

@@ -43,7 +43,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from zaas_edge import backoff
-from zaas_edge.aio import wait_for
+from zaas_edge.aio import checkpoint, wait_for
 from zaas_edge.errors import PermanentError, ZaasError
 from zaas_edge.model import Alarm, Event, Lane, Severity
 from zaas_edge.service import Service, ServiceContext
@@ -360,6 +360,7 @@ class SyncService(Service):
         return max(base, after) if after else base
 
     async def _sleep(self, seconds: float) -> None:
+        checkpoint()  # a stop that a library swallowed ends the retries here, not never
         self._state = f"backoff {seconds:.1f}s"
         self._publish()
         self.ctx.heartbeat()

@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from zaas_edge.aio import wait_for
 from zaas_edge.errors import PermanentError, TransientError, ZaasError
 from zaas_edge.ratelimit import TokenBucket
 from zaas_edge.sync.batches import FrozenBatch
@@ -337,7 +338,7 @@ class Uplink:
         """
         fut = asyncio.get_running_loop().run_in_executor(None, conn.exchange, method, path, body, headers)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.connect_timeout_s + self.request_timeout_s)
+            return await wait_for(asyncio.shield(fut), self.connect_timeout_s + self.request_timeout_s)
         except BaseException:
             conn.abort()
             if self._conn is conn:
