@@ -21,14 +21,12 @@ from __future__ import annotations
 
 __all__ = ["SETTLE_S", "TRIM_EVERY_S", "settle", "unsettle", "frozen", "trim"]
 
+import functools
 import gc
 from collections.abc import Callable
 
 SETTLE_S = 5.0  # after the daemon is ready: its drivers have built their devices by then
 TRIM_EVERY_S = 60.0  # once per upload window
-
-_malloc_trim: Callable[[int], int] | None = None
-_no_trim = False
 
 
 def settle() -> int:
@@ -42,21 +40,24 @@ def settle() -> int:
 
 def trim() -> bool:
     """Return the C allocator's free pages to the system; False where there is no ``malloc_trim``."""
-    global _malloc_trim, _no_trim
-    if _malloc_trim is None:
-        if _no_trim:
-            return False
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            _no_trim = True
-            return False
-        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-        _malloc_trim = fn
-    _malloc_trim(0)
+    fn = _malloc_trim()
+    if fn is None:
+        return False
+    fn(0)
     return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once; None elsewhere."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
 
 
 def unsettle() -> None:

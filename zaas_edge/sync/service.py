@@ -344,12 +344,12 @@ class SyncService(Service):
         while True:
             raw = self._encode(lane, rows)
             encoding = encoding or self._choose_encoding(len(raw))  # a split keeps the first choice
-            self.last_encoding = encoding
             body = compress(raw, encoding)
             if len(body) <= self.cfg.batch_max_bytes or len(rows) == 1:
                 break
             rows = rows[:max(1, int(len(rows) * self.cfg.batch_max_bytes / len(body) * 0.9))]
         st.bytes_per_row = max(0.5, len(body) / len(rows))
+        self.last_encoding = encoding
         return self.batches.freeze(str(lane), rows[0].seq, rows[-1].seq, len(rows), self.epoch, encoding,
                                    codec.CONTENT_TYPE, raw, body)
 
